@@ -1,0 +1,214 @@
+"""Routes, the webhook and the wiring: parse the request, make one call, map
+domain errors to the contract's HTTP answers."""
+import functools
+import json
+import logging
+from urllib.parse import urlencode
+
+from chalice import Chalice, Response
+
+from chalicelib import services
+from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
+from chalicelib.connections import parse_connect_request
+from chalicelib.errors import (ConfigurationError, ConnectorError, Forbidden, InvalidPayload,
+                               InvalidRequest, InvalidSignature, InvalidState, NotConnected,
+                               PayloadTooLarge, StripeFailure, Unauthorized)
+from chalicelib.settings import get_settings
+
+app = Chalice(app_name="stripe-connector")
+app.debug = False
+logging.getLogger("chalicelib").setLevel(logging.INFO)
+logger = logging.getLogger("chalicelib.app")
+
+MAX_JSON_BODY_BYTES = 64 * 1024
+CALLBACK_PATH = "/connectors/stripe/oauth/callback"
+WEBHOOK_PATH = "/webhooks/stripe"
+# Stripe and the admin's browser coming back from Stripe are not the UI:
+# these two answer no CORS headers.
+NO_CORS_PATHS = (CALLBACK_PATH, WEBHOOK_PATH)
+
+ERRORS = (
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (InvalidSignature, 400, "invalid_signature"),
+    (InvalidPayload, 400, "invalid_payload"),
+    (InvalidRequest, 400, None),
+    (InvalidState, 400, "invalid_state"),
+    (NotConnected, 409, "not_connected"),
+    (PayloadTooLarge, 413, "payload_too_large"),
+    (StripeFailure, 502, "stripe_error"),
+)
+# Chalice's own error answers, in the contract's words.
+FRAMEWORK_ERRORS = {
+    400: "invalid_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    413: "payload_too_large", 415: "unsupported_media_type", 500: "internal_error",
+}
+FRAMEWORK_MESSAGES = {
+    405: "This route does not answer that method",
+    415: "The body must be application/json",
+    500: "An internal error occurred",
+}
+
+
+def error_response(status: int, code: str, message: str, headers=None) -> Response:
+    return Response(body={"error": {"code": code, "message": message}},
+                    status_code=status, headers=headers or {})
+
+
+def to_response(exc: ConnectorError) -> Response:
+    for kind, status, code in ERRORS:
+        if isinstance(exc, kind):
+            if status == 502:
+                # Stripe's own words may name accounts or ids; the log keeps them.
+                logger.warning("Stripe failure: %s", exc)
+                return error_response(status, code, "Stripe could not complete the request")
+            return error_response(status, code or exc.code, str(exc))
+    if isinstance(exc, ConfigurationError):
+        logger.error("Configuration error: %s", exc)
+    else:
+        logger.exception("Unmapped connector error")
+    return error_response(500, "internal_error", "An internal error occurred")
+
+
+def answers_errors(view):
+    """Turn what a view raises into the contract's error body."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except ConnectorError as exc:
+            return to_response(exc)
+        except Exception:
+            logger.exception("Unhandled error in %s", view.__name__)
+            return error_response(500, "internal_error", "An internal error occurred")
+    return wrapper
+
+
+def caller(roles=ROLES):
+    settings = get_settings()
+    found = authenticate(app.current_request.headers.get("authorization"),
+                         settings.auth_jwt_secret, settings.auth_jwt_issuer)
+    return require_role(found, roles)
+
+
+def json_body(required: bool = False):
+    raw = app.current_request.raw_body or b""
+    if len(raw) > MAX_JSON_BODY_BYTES:
+        raise PayloadTooLarge("The body is over %d bytes" % MAX_JSON_BODY_BYTES)
+    if not raw.strip():
+        if required:
+            raise InvalidRequest("A JSON body is required")
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("The body is not valid JSON") from exc
+
+
+@app.middleware("http")
+def contract_answers(event, get_response):
+    """Give every answer, the framework's own included, the contract's error
+    body, and CORS headers for the UI's origin on the UI's routes."""
+    try:
+        response = get_response(event)
+    except Exception:
+        logger.exception("Unhandled error")
+        response = error_response(500, "internal_error", "An internal error occurred")
+    body = response.body
+    if response.status_code >= 400 and not (isinstance(body, dict) and "error" in body):
+        code = FRAMEWORK_ERRORS.get(response.status_code, "internal_error")
+        message = FRAMEWORK_MESSAGES.get(response.status_code, "The request could not be handled")
+        if response.status_code == 500:
+            logger.error("Framework answered 500: %s", body)
+        # Drop whatever the framework said: it may quote the request.
+        response = Response(body={"error": {"code": code, "message": message}},
+                            status_code=response.status_code,
+                            headers={k: v for k, v in response.headers.items() if k.lower() == "allow"})
+    response.headers.setdefault("Cache-Control", "no-store")
+    if getattr(event, "path", None) not in NO_CORS_PATHS:
+        response.headers.update(cors_headers())
+    return response
+
+
+def cors_headers() -> dict:
+    try:
+        origin = get_settings().app_origin
+    except ConfigurationError:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def preflight(path: str, methods: str):
+    """Answer the browser's CORS preflight for a UI route."""
+    def view(**_):
+        headers = dict(cors_headers())
+        headers.update({"Access-Control-Allow-Methods": methods + ",OPTIONS",
+                        "Access-Control-Allow-Headers": "Authorization,Content-Type",
+                        "Access-Control-Max-Age": "600"})
+        return Response(body="", status_code=204, headers=headers)
+    view.__name__ = "preflight_" + path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
+    app.route(path, methods=["OPTIONS"])(view)
+
+
+preflight("/connectors/stripe", "GET,DELETE")
+preflight("/connectors/stripe/connect", "POST")
+
+
+@app.route("/connectors/stripe", methods=["GET"])
+@answers_errors
+def connector_card():
+    admin = caller(ADMIN_ROLES)
+    return services.get_connector_service().card(admin.site_id)
+
+
+@app.route("/connectors/stripe/connect", methods=["POST"])
+@answers_errors
+def connect():
+    admin = caller(ADMIN_ROLES)
+    options = parse_connect_request(json_body())
+    url = services.get_connector_service().begin_connect(admin.site_id, admin.user_id, **options)
+    return {"authorize_url": url}
+
+
+@app.route("/connectors/stripe", methods=["DELETE"])
+@answers_errors
+def disconnect():
+    admin = caller(ADMIN_ROLES)
+    return services.get_connector_service().disconnect(admin.site_id)
+
+
+@app.route(CALLBACK_PATH, methods=["GET"])
+def oauth_callback():
+    params = app.current_request.query_params or {}
+    try:
+        outcome = services.get_connector_service().complete_connect(
+            params.get("state"), params.get("code"), params.get("error"))
+        query = {"result": "connected"} if outcome.connected else {"result": "error", "reason": outcome.reason}
+    except Exception:
+        logger.exception("The OAuth callback failed")
+        query = {"result": "error", "reason": "internal_error"}
+    try:
+        base = get_settings().app_base_url
+    except ConfigurationError:
+        return error_response(500, "internal_error", "An internal error occurred")
+    return Response(body="", status_code=302, headers={
+        "Location": base + "/settings/connectors/stripe?" + urlencode(query),
+        "Referrer-Policy": "no-referrer",
+    })
+
+
+@app.route(WEBHOOK_PATH, methods=["POST"])
+@answers_errors
+def stripe_webhook():
+    request = app.current_request
+    try:
+        services.get_webhook_receiver().receive(request.raw_body or b"",
+                                                request.headers.get("stripe-signature"))
+    except (InvalidSignature, InvalidPayload, PayloadTooLarge):
+        raise
+    except ConnectorError:
+        # Whatever else went wrong, Stripe must deliver the event again: a
+        # 500 (not a 502) is what tells it so.
+        logger.exception("Handling a Stripe event failed")
+        return error_response(500, "internal_error", "The event could not be handled; Stripe will retry")
+    return {"received": True}

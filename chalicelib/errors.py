@@ -1,0 +1,52 @@
+"""Domain exceptions. They name what went wrong; only app.py turns them into
+HTTP answers."""
+
+
+class ConnectorError(Exception):
+    """Base of every error the connector raises on purpose."""
+
+
+class ConfigurationError(ConnectorError):
+    """The deployment is misconfigured; the connector must not serve."""
+
+
+class Unauthorized(ConnectorError):
+    """No token, or one that is not valid."""
+
+
+class Forbidden(ConnectorError):
+    """A valid token whose role may not do this."""
+
+
+class InvalidRequest(ConnectorError):
+    """The caller sent something we cannot accept."""
+
+    code = "invalid_request"
+
+
+class NotConnected(ConnectorError):
+    """The site has no connected Stripe account."""
+
+
+class StripeFailure(ConnectorError):
+    """Stripe refused or failed a call, or could not be reached."""
+
+
+class AccountNotConnected(StripeFailure):
+    """Stripe says the platform is not (or no longer) connected to the account."""
+
+
+class InvalidState(ConnectorError):
+    """An OAuth state that is missing, unknown, already used or expired."""
+
+
+class InvalidSignature(ConnectorError):
+    """A webhook whose Stripe-Signature does not verify."""
+
+
+class InvalidPayload(ConnectorError):
+    """A correctly signed webhook whose body is not a Stripe event."""
+
+
+class PayloadTooLarge(ConnectorError):
+    """A request body over the size we accept."""

@@ -1,0 +1,104 @@
+"""PynamoDB models. Table names, region and endpoint come from settings
+through `bind`, called by the factories before first use."""
+from pynamodb.attributes import (BooleanAttribute, NumberAttribute, TTLAttribute,
+                                 UnicodeAttribute, UTCDateTimeAttribute, VersionAttribute)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import Settings
+
+
+class AccountIndex(GlobalSecondaryIndex):
+    """Sites by the Stripe account they are connected to. Sparse: a site is in
+    it only while `account_id` is set, which is only while it is connected."""
+
+    class Meta:
+        index_name = "account-index"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    site_id = UnicodeAttribute(range_key=True)
+
+
+class ConnectionModel(Model):
+    """A site's Stripe connector: the connected account and the admin's settings."""
+
+    class Meta:
+        table_name = "stripe-connector-connections"
+        billing_mode = "PAY_PER_REQUEST"
+
+    site_id = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute(default="disconnected")
+    account_id = UnicodeAttribute(null=True)
+    last_account_id = UnicodeAttribute(null=True)
+    display_name = UnicodeAttribute(null=True)
+    livemode = BooleanAttribute(null=True)
+    connected_at = UTCDateTimeAttribute(null=True)
+    connected_by = UnicodeAttribute(null=True)
+    disconnected_at = UTCDateTimeAttribute(null=True)
+    disconnected_reason = UnicodeAttribute(null=True)
+    portal_enabled = BooleanAttribute(default=False)
+    privacy_policy_url = UnicodeAttribute(null=True)
+    terms_of_service_url = UnicodeAttribute(null=True)
+    allow_cancel = BooleanAttribute(default=False)
+    portal_configuration_id = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+    account_index = AccountIndex()
+
+
+class OAuthStateModel(Model):
+    """A one-time OAuth `state`, stored by its hash so a leaked table does not
+    hand out usable states."""
+
+    class Meta:
+        table_name = "stripe-connector-oauth-states"
+        billing_mode = "PAY_PER_REQUEST"
+
+    state_hash = UnicodeAttribute(hash_key=True)
+    site_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    # DynamoDB deletes expired items only eventually; readers check it too.
+    expires_at = TTLAttribute()
+
+
+class WebhookEventModel(Model):
+    """A Stripe event that was handled, remembered to drop its duplicates."""
+
+    class Meta:
+        table_name = "stripe-connector-webhook-events"
+        billing_mode = "PAY_PER_REQUEST"
+
+    event_id = UnicodeAttribute(hash_key=True)
+    event_type = UnicodeAttribute()
+    account_id = UnicodeAttribute(null=True)
+    created = NumberAttribute()
+    handled_at = UTCDateTimeAttribute()
+    expires_at = TTLAttribute()
+
+
+MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel)
+
+
+def bind(settings: Settings) -> None:
+    """Point every model at the configured tables and endpoint."""
+    tables = {
+        ConnectionModel: settings.connections_table,
+        OAuthStateModel: settings.oauth_states_table,
+        WebhookEventModel: settings.webhook_events_table,
+    }
+    for model, table_name in tables.items():
+        model.Meta.table_name = table_name
+        model.Meta.region = settings.aws_region
+        model.Meta.host = settings.aws_endpoint_url
+        # A connection made before binding would keep the old table and host.
+        model._connection = None
+
+
+def create_tables() -> None:
+    """Create every table that does not exist yet (local stack and tests)."""
+    for model in MODELS:
+        if not model.exists():
+            model.create_table(wait=True)
+            model.update_ttl(ignore_update_ttl_errors=True)

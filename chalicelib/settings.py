@@ -1,0 +1,131 @@
+"""The one place that reads the environment and SSM.
+
+Everything else receives a `Settings` value; nothing else looks at
+`os.environ`. In AWS the three secrets come from SSM SecureString parameters
+named by `<NAME>_PARAM`; locally the values themselves may be given.
+"""
+import functools
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+from urllib.parse import urlsplit
+
+from chalicelib.errors import ConfigurationError
+
+SECRET_NAMES = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "AUTH_JWT_SECRET")
+MIN_JWT_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    stripe_secret_key: str
+    stripe_client_id: str
+    stripe_webhook_secret: str
+    stripe_api_base: str
+    stripe_connect_base: str
+    auth_jwt_secret: str
+    auth_jwt_issuer: str
+    app_base_url: str
+    return_url_origins: tuple
+    oauth_redirect_uri: str
+    access_event_bus: str
+    aws_endpoint_url: Optional[str]
+    aws_region: str
+    connections_table: str
+    oauth_states_table: str
+    webhook_events_table: str
+
+    @property
+    def app_origin(self) -> str:
+        return origin_of(self.app_base_url)
+
+    def __repr__(self) -> str:
+        # Settings end up in tracebacks and debug logs; the secrets must not.
+        return "Settings(stripe_client_id=%r, app_base_url=%r, aws_endpoint_url=%r)" % (
+            self.stripe_client_id, self.app_base_url, self.aws_endpoint_url)
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return "%s://%s" % (parts.scheme, parts.netloc)
+
+
+def load_settings(environ: Mapping[str, str],
+                  read_parameter: Optional[Callable[[str], str]] = None) -> Settings:
+    """Build settings from an environment, fetching `*_PARAM` secrets through
+    `read_parameter` (SSM in AWS)."""
+    def value(name: str, default: Optional[str] = None) -> Optional[str]:
+        raw = environ.get(name, "")
+        return raw.strip() if raw.strip() else default
+
+    def secret(name: str) -> str:
+        parameter = value(name + "_PARAM")
+        if parameter:
+            if read_parameter is None:
+                raise ConfigurationError("%s_PARAM is set but SSM is not reachable" % name)
+            return read_parameter(parameter)
+        return required(name)
+
+    def required(name: str) -> str:
+        found = value(name)
+        if not found:
+            raise ConfigurationError("%s is required" % name)
+        return found
+
+    settings = Settings(
+        stripe_secret_key=secret("STRIPE_SECRET_KEY"),
+        stripe_client_id=required("STRIPE_CLIENT_ID"),
+        stripe_webhook_secret=secret("STRIPE_WEBHOOK_SECRET"),
+        stripe_api_base=value("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+        stripe_connect_base=value("STRIPE_CONNECT_BASE", "https://connect.stripe.com").rstrip("/"),
+        auth_jwt_secret=secret("AUTH_JWT_SECRET"),
+        auth_jwt_issuer=value("AUTH_JWT_ISSUER", "customerhub"),
+        app_base_url=required("APP_BASE_URL").rstrip("/"),
+        return_url_origins=tuple(
+            origin_of(item.strip()) for item in value("RETURN_URL_ORIGINS", "").split(",")
+            if item.strip()),
+        oauth_redirect_uri=required("OAUTH_REDIRECT_URI"),
+        access_event_bus=value("ACCESS_EVENT_BUS", "default"),
+        aws_endpoint_url=value("AWS_ENDPOINT_URL"),
+        aws_region=value("AWS_REGION", value("AWS_DEFAULT_REGION", "us-east-1")),
+        connections_table=value("CONNECTIONS_TABLE", "stripe-connector-connections"),
+        oauth_states_table=value("OAUTH_STATES_TABLE", "stripe-connector-oauth-states"),
+        webhook_events_table=value("WEBHOOK_EVENTS_TABLE", "stripe-connector-webhook-events"),
+    )
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if len(settings.auth_jwt_secret.encode("utf-8")) < MIN_JWT_SECRET_BYTES:
+        raise ConfigurationError(
+            "AUTH_JWT_SECRET must be at least %d bytes" % MIN_JWT_SECRET_BYTES)
+    for name, url in (("APP_BASE_URL", settings.app_base_url),
+                      ("OAUTH_REDIRECT_URI", settings.oauth_redirect_uri)):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError("%s must be an absolute http(s) URL" % name)
+
+
+def _ssm_reader(region: str, endpoint_url: Optional[str]) -> Callable[[str], str]:
+    import boto3
+
+    client = boto3.client("ssm", region_name=region, endpoint_url=endpoint_url)
+
+    def read(name: str) -> str:
+        try:
+            return client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        except client.exceptions.ParameterNotFound as exc:
+            raise ConfigurationError("SSM parameter %s does not exist" % name) from exc
+
+    return read
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this container, read once on first use."""
+    environ = dict(os.environ)
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    needs_ssm = any(environ.get(name + "_PARAM") for name in SECRET_NAMES)
+    reader = _ssm_reader(region, environ.get("AWS_ENDPOINT_URL") or None) if needs_ssm else None
+    return load_settings(environ, reader)

@@ -1,0 +1,129 @@
+"""The only module that imports stripe: OAuth, accounts and webhook checks."""
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import stripe
+
+from chalicelib.errors import (AccountNotConnected, InvalidPayload, InvalidSignature,
+                               StripeFailure)
+
+# The API version every request speaks is the one the pinned library pins;
+# saying it here makes a library upgrade that moves it a visible change.
+API_VERSION = "2026-10-28.endive"
+WEBHOOK_TOLERANCE_SECONDS = 300
+HTTP_TIMEOUT_SECONDS = 8
+
+
+@dataclass(frozen=True)
+class AuthorizedAccount:
+    account_id: str
+    livemode: bool
+
+
+@dataclass(frozen=True)
+class AccountProfile:
+    account_id: str
+    display_name: str
+
+
+def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        secret_key,
+        client_id=client_id,
+        stripe_version=API_VERSION,
+        base_addresses={"api": api_base, "connect": connect_base},
+        max_network_retries=2,
+        http_client=stripe.RequestsClient(timeout=HTTP_TIMEOUT_SECONDS),
+    )
+
+
+def display_name_of(account: Dict[str, Any]) -> str:
+    """The name the connector card shows: the dashboard's display name, else
+    the business name, else the email, else the id."""
+    dashboard = ((account.get("settings") or {}).get("dashboard") or {})
+    business = account.get("business_profile") or {}
+    for candidate in (dashboard.get("display_name"), business.get("name"), account.get("email")):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return account["id"]
+
+
+class StripeGateway:
+    def __init__(self, client: stripe.StripeClient, webhook_secret: str):
+        self._client = client
+        self._webhook_secret = webhook_secret
+
+    def authorize_url(self, state: str, redirect_uri: str, email: Optional[str] = None,
+                      landing: Optional[str] = None, always_prompt: bool = False) -> str:
+        params: Dict[str, Any] = {"response_type": "code", "scope": "read_write",
+                                  "state": state, "redirect_uri": redirect_uri}
+        if email:
+            params["stripe_user"] = {"email": email}
+        if landing:
+            params["stripe_landing"] = landing
+        if always_prompt:
+            params["always_prompt"] = "true"
+        return self._client.oauth.authorize_url(params)
+
+    def exchange_code(self, code: str) -> AuthorizedAccount:
+        try:
+            token = self._client.oauth.token({"grant_type": "authorization_code", "code": code})
+        except stripe.StripeError as exc:
+            raise StripeFailure("Stripe refused the authorization code: %s" % _describe(exc)) from exc
+        # The response also holds access and refresh tokens; the platform key
+        # with Stripe-Account is all we act with, so they are dropped here.
+        return AuthorizedAccount(account_id=token.stripe_user_id, livemode=bool(token.livemode))
+
+    def deauthorize(self, account_id: str) -> None:
+        try:
+            self._client.oauth.deauthorize({"stripe_user_id": account_id})
+        except stripe.oauth_error.InvalidClientError as exc:
+            # Stripe answers invalid_client both for an account that is not
+            # connected and for a wrong platform key or client id; only the
+            # first lets a disconnect go ahead.
+            if "not connected" in (getattr(exc, "description", None) or str(exc)):
+                raise AccountNotConnected("Stripe says %s is not connected" % account_id) from exc
+            raise StripeFailure("Stripe refused the deauthorization of %s: %s"
+                                % (account_id, _describe(exc))) from exc
+        except stripe.StripeError as exc:
+            raise StripeFailure("Stripe did not deauthorize %s: %s" % (account_id, _describe(exc))) from exc
+
+    def account_profile(self, account_id: str) -> AccountProfile:
+        try:
+            account = self._client.v1.accounts.retrieve(account_id)
+        except stripe.PermissionError as exc:
+            raise AccountNotConnected("Stripe gives no access to %s" % account_id) from exc
+        except stripe.StripeError as exc:
+            raise StripeFailure("Stripe did not return account %s: %s" % (account_id, _describe(exc))) from exc
+        return AccountProfile(account_id=account.id, display_name=display_name_of(account.to_dict()))
+
+    def verify_event(self, payload: bytes, signature_header: Optional[str]) -> Dict[str, Any]:
+        """The event a webhook body carries, after checking Stripe's signature
+        on the raw bytes."""
+        if not signature_header:
+            raise InvalidSignature("The Stripe-Signature header is missing")
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload("The body is not UTF-8") from exc
+        try:
+            stripe.WebhookSignature.verify_header(
+                text, signature_header, self._webhook_secret, WEBHOOK_TOLERANCE_SECONDS)
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidSignature("The Stripe-Signature does not verify") from exc
+        try:
+            event = json.loads(text)
+        except ValueError as exc:
+            raise InvalidPayload("The body is not JSON") from exc
+        if (not isinstance(event, dict) or event.get("object") != "event"
+                or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str)
+                or not isinstance(event.get("created"), int)
+                or not isinstance(event.get("data"), dict)):
+            raise InvalidPayload("The body is not a Stripe event")
+        return event
+
+
+def _describe(exc: stripe.StripeError) -> str:
+    # user_message is Stripe's text for the failure; it never holds our key.
+    return getattr(exc, "user_message", None) or exc.__class__.__name__

@@ -1,0 +1,155 @@
+"""The local stack behind `make run`: an embedded AWS (moto server), a Stripe
+sandbox when no Stripe key is given, and the API on http://127.0.0.1:8000.
+
+Every variable of the contract's configuration table overrides the local
+default given here.
+"""
+import logging
+import os
+import sys
+import time
+
+LOCAL_JWT_SECRET = "local-development-secret-not-for-production-use"
+SANDBOX_SECRET_KEY = "sk_test_local_sandbox"
+SANDBOX_CLIENT_ID = "ca_local_sandbox"
+SANDBOX_WEBHOOK_SECRET = "whsec_local_sandbox"
+LOCAL_SITE = "site_local"
+
+
+def local_environment(environ: dict) -> dict:
+    """The environment the local stack runs with: the caller's, with local
+    defaults for what it leaves out."""
+    env = dict(environ)
+    port = int(env.get("PORT") or 8000)
+    aws_port = int(env.get("LOCAL_AWS_PORT") or 5000)
+    sandbox_port = int(env.get("STRIPE_SANDBOX_PORT") or 12111)
+    api_url = "http://127.0.0.1:%d" % port
+    defaults = {
+        "PORT": str(port),
+        "LOCAL_AWS_PORT": str(aws_port),
+        "APP_BASE_URL": "http://localhost:3000",
+        "OAUTH_REDIRECT_URI": api_url + "/connectors/stripe/oauth/callback",
+        "AUTH_JWT_SECRET": LOCAL_JWT_SECRET,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    if not env.get("STRIPE_SECRET_KEY"):
+        sandbox_url = "http://127.0.0.1:%d" % sandbox_port
+        defaults.update({
+            "STRIPE_SANDBOX_PORT": str(sandbox_port),
+            "STRIPE_SECRET_KEY": SANDBOX_SECRET_KEY,
+            "STRIPE_CLIENT_ID": SANDBOX_CLIENT_ID,
+            "STRIPE_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
+            "STRIPE_API_BASE": sandbox_url,
+            "STRIPE_CONNECT_BASE": sandbox_url,
+        })
+        # Given no key, the sandbox is the Stripe: its settings win over
+        # leftovers in the environment that point elsewhere.
+        for name in ("STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_CONNECT_BASE"):
+            env.pop(name, None)
+        env["LOCAL_STRIPE_SANDBOX"] = "1"
+    if not env.get("AWS_ENDPOINT_URL"):
+        defaults["AWS_ENDPOINT_URL"] = "http://127.0.0.1:%d" % aws_port
+        env["LOCAL_EMBEDDED_AWS"] = "1"
+    for name, value in defaults.items():
+        if not env.get(name):
+            env[name] = value
+    return env
+
+
+def start_embedded_aws(port: int):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server
+
+
+def start_sandbox(env: dict):
+    from local.stripe_sandbox import StripeSandbox
+
+    sandbox = StripeSandbox(
+        secret_key=env["STRIPE_SECRET_KEY"], client_id=env["STRIPE_CLIENT_ID"],
+        port=int(env["STRIPE_SANDBOX_PORT"]),
+        webhook_url="http://127.0.0.1:%s/webhooks/stripe" % env["PORT"],
+        webhook_secret=env["STRIPE_WEBHOOK_SECRET"])
+    sandbox.start()
+    sandbox.create_account(id="acct_localfitness01", display_name="Local Fitness Studio",
+                           email="owner@localfitness.test")
+    return sandbox
+
+
+def local_tokens(env: dict, site_id: str = LOCAL_SITE, hours: int = 12) -> dict:
+    import jwt
+
+    now = int(time.time())
+
+    def token(sub: str, role: str, email: str) -> str:
+        claims = {"sub": sub, "site": site_id, "role": role, "email": email,
+                  "iss": env.get("AUTH_JWT_ISSUER") or "customerhub", "aud": "stripe-connector",
+                  "iat": now, "exp": now + hours * 3600}
+        return jwt.encode(claims, env["AUTH_JWT_SECRET"], algorithm="HS256")
+
+    return {"admin": token("user_admin", "admin", "admin@localfitness.test"),
+            "member": token("user_member", "member", "member@localfitness.test")}
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The embedded AWS logs every request it serves; only its problems matter here.
+    for noisy in ("werkzeug", "botocore.credentials"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    env = local_environment(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+
+    from chalicelib.errors import ConfigurationError
+    from chalicelib.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        print("The connector will not start: %s" % exc, file=sys.stderr)
+        return 2
+
+    servers = []
+    if env.get("LOCAL_EMBEDDED_AWS"):
+        servers.append(start_embedded_aws(int(env["LOCAL_AWS_PORT"])))
+    sandbox = start_sandbox(env) if env.get("LOCAL_STRIPE_SANDBOX") else None
+
+    from chalicelib import models
+
+    models.bind(settings)
+    models.create_tables()
+
+    from app import app
+    from local.api_server import make_server
+
+    api = make_server(app, "127.0.0.1", int(env["PORT"]))
+    tokens = local_tokens(env)
+    api_url = "http://127.0.0.1:%s" % env["PORT"]
+    print("\nCustomerHub Stripe connector, local stack", flush=True)
+    print("  API:            %s" % api_url)
+    print("  AWS (moto):     %s%s" % (settings.aws_endpoint_url, "" if env.get("LOCAL_EMBEDDED_AWS") else " (yours)"))
+    print("  Stripe:         %s" % ("sandbox at " + sandbox.url if sandbox else settings.stripe_api_base))
+    print("  App (redirects): %s" % settings.app_base_url)
+    print("  Site:           %s" % LOCAL_SITE)
+    print("\n  export ADMIN_TOKEN=%s" % tokens["admin"])
+    print("  export MEMBER_TOKEN=%s" % tokens["member"])
+    print("\n  curl -s -X POST %s/connectors/stripe/connect -H \"Authorization: Bearer $ADMIN_TOKEN\"" % api_url)
+    print("  curl -s %s/connectors/stripe -H \"Authorization: Bearer $ADMIN_TOKEN\"\n" % api_url, flush=True)
+    try:
+        api.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sandbox:
+            sandbox.stop()
+        for server in servers:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from app import app
+from chalicelib import models, services
+from chalicelib.settings import get_settings
+from local.stripe_sandbox import StripeSandbox
+from tests import helpers
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    sandbox = StripeSandbox(secret_key=helpers.SECRET_KEY, client_id=helpers.CLIENT_ID).start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """The Stripe stand-in on loopback, empty for each test."""
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch, sandbox_server):
+    for name, value in helpers.environment(sandbox_server.url).items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "STRIPE_SECRET_KEY_PARAM",
+                 "STRIPE_WEBHOOK_SECRET_PARAM", "AUTH_JWT_SECRET_PARAM", "RETURN_URL_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    services.reset()
+    yield
+    services.reset()
+
+
+@pytest.fixture
+def aws():
+    """DynamoDB and the rest of AWS, in-process, with the tables created."""
+    with mock_aws():
+        models.bind(get_settings())
+        models.create_tables()
+        yield
+
+
+@pytest.fixture
+def client(aws, sandbox):
+    with Client(app) as test_client:
+        yield test_client.http

@@ -1,0 +1,76 @@
+"""Configuration: read once, secrets from SSM in AWS, weak tokens refused."""
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.errors import ConfigurationError
+from chalicelib.settings import get_settings, load_settings
+from tests import helpers
+
+
+def base_env(**overrides):
+    env = helpers.environment("http://127.0.0.1:9")
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def test_defaults_fill_what_the_environment_leaves_out():
+    env = base_env(STRIPE_API_BASE=None, STRIPE_CONNECT_BASE=None)
+    settings = load_settings(env)
+    assert settings.stripe_api_base == "https://api.stripe.com"
+    assert settings.stripe_connect_base == "https://connect.stripe.com"
+    assert settings.auth_jwt_issuer == "customerhub"
+    assert settings.access_event_bus == "default"
+    assert settings.return_url_origins == ()
+    assert settings.aws_endpoint_url is None
+
+
+def test_jwt_secret_shorter_than_32_bytes_refuses_to_start():
+    with pytest.raises(ConfigurationError, match="AUTH_JWT_SECRET"):
+        load_settings(base_env(AUTH_JWT_SECRET="x" * 31))
+
+
+@pytest.mark.parametrize("name", ["STRIPE_SECRET_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET",
+                                  "AUTH_JWT_SECRET", "APP_BASE_URL", "OAUTH_REDIRECT_URI"])
+def test_a_missing_required_setting_is_named(name):
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings(base_env(**{name: None}))
+
+
+def test_return_url_origins_are_split_and_reduced_to_origins():
+    settings = load_settings(base_env(RETURN_URL_ORIGINS=" https://a.test/x , https://b.test:8443 ,"))
+    assert settings.return_url_origins == ("https://a.test", "https://b.test:8443")
+
+
+def test_secrets_never_appear_in_the_settings_repr():
+    text = repr(load_settings(base_env()))
+    for secret in (helpers.SECRET_KEY, helpers.WEBHOOK_SECRET, helpers.JWT_SECRET):
+        assert secret not in text
+
+
+def test_secrets_named_by_param_are_read_from_ssm_securestrings(monkeypatch):
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name="us-east-1")
+        for name, value in (("/connector/stripe-key", "sk_live_from_ssm"),
+                            ("/connector/webhook", "whsec_from_ssm"),
+                            ("/connector/jwt", "j" * 40)):
+            ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+        for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "AUTH_JWT_SECRET"):
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("STRIPE_SECRET_KEY_PARAM", "/connector/stripe-key")
+        monkeypatch.setenv("STRIPE_WEBHOOK_SECRET_PARAM", "/connector/webhook")
+        monkeypatch.setenv("AUTH_JWT_SECRET_PARAM", "/connector/jwt")
+        get_settings.cache_clear()
+        settings = get_settings()
+        assert settings.stripe_secret_key == "sk_live_from_ssm"
+        assert settings.stripe_webhook_secret == "whsec_from_ssm"
+        assert settings.auth_jwt_secret == "j" * 40
+        assert get_settings() is settings
+
+
+def test_a_missing_ssm_parameter_is_a_configuration_error(monkeypatch):
+    with mock_aws():
+        monkeypatch.setenv("AUTH_JWT_SECRET_PARAM", "/connector/absent")
+        get_settings.cache_clear()
+        with pytest.raises(ConfigurationError, match="/connector/absent"):
+            get_settings()

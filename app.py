@@ -10,9 +10,9 @@ from chalice import Chalice, Response
 from chalicelib import services
 from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
 from chalicelib.connections import parse_connect_request
-from chalicelib.errors import (ConfigurationError, ConnectorError, Forbidden, InvalidPayload,
-                               InvalidRequest, InvalidSignature, InvalidState, NotConnected,
-                               PayloadTooLarge, StripeFailure, Unauthorized)
+from chalicelib.errors import (ConfigurationError, ConnectionChanged, ConnectorError, Forbidden,
+                               InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
+                               NotConnected, PayloadTooLarge, StripeFailure, Unauthorized)
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="stripe-connector")
@@ -35,6 +35,7 @@ ERRORS = (
     (InvalidRequest, 400, None),
     (InvalidState, 400, "invalid_state"),
     (NotConnected, 409, "not_connected"),
+    (ConnectionChanged, 409, "conflict"),
     (PayloadTooLarge, 413, "payload_too_large"),
     (StripeFailure, 502, "stripe_error"),
 )

@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 
 from pynamodb.exceptions import DeleteError, PutError
 
-from chalicelib.errors import (AccountNotConnected, ConnectorError, InvalidRequest, InvalidState,
+from chalicelib.errors import (AccountNotConnected, ConnectionChanged, InvalidRequest, InvalidState,
                                StripeFailure)
 from chalicelib.models import ConnectionModel, OAuthStateModel
 from chalicelib.stripe_gateway import AuthorizedAccount, StripeGateway
@@ -30,10 +30,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class ConnectionChanged(ConnectorError):
-    """Someone else wrote the connection between our read and our write."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,8 @@ class ConnectionStore:
             connection.save()
         except PutError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
-                raise ConnectionChanged("The connection of %s changed meanwhile" % connection.site_id) from exc
+                raise ConnectionChanged("The connector was changed by another request meanwhile; "
+                                        "reload it and try again") from exc
             raise
 
 

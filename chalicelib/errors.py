@@ -28,6 +28,10 @@ class NotConnected(ConnectorError):
     """The site has no connected Stripe account."""
 
 
+class ConnectionChanged(ConnectorError):
+    """Someone else wrote the connection between our read and our write."""
+
+
 class StripeFailure(ConnectorError):
     """Stripe refused or failed a call, or could not be reached."""
 

@@ -78,7 +78,24 @@ class WebhookEventModel(Model):
     expires_at = TTLAttribute()
 
 
-MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel)
+class MemberCustomerModel(Model):
+    """The Stripe customer that is a member of a site, on the account it was
+    found on: recorded from the member's subscriptions, or found by email for
+    the billing portal."""
+
+    class Meta:
+        table_name = "stripe-connector-member-customers"
+        billing_mode = "PAY_PER_REQUEST"
+
+    site_id = UnicodeAttribute(hash_key=True)
+    user_id = UnicodeAttribute(range_key=True)
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    source = UnicodeAttribute()
+    recorded_at = UTCDateTimeAttribute()
+
+
+MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel)
 
 
 def bind(settings: Settings) -> None:
@@ -87,6 +104,7 @@ def bind(settings: Settings) -> None:
         ConnectionModel: settings.connections_table,
         OAuthStateModel: settings.oauth_states_table,
         WebhookEventModel: settings.webhook_events_table,
+        MemberCustomerModel: settings.member_customers_table,
     }
     for model, table_name in tables.items():
         model.Meta.table_name = table_name

@@ -34,6 +34,7 @@ class Settings:
     connections_table: str
     oauth_states_table: str
     webhook_events_table: str
+    member_customers_table: str
 
     @property
     def app_origin(self) -> str:
@@ -91,6 +92,7 @@ def load_settings(environ: Mapping[str, str],
         connections_table=value("CONNECTIONS_TABLE", "stripe-connector-connections"),
         oauth_states_table=value("OAUTH_STATES_TABLE", "stripe-connector-oauth-states"),
         webhook_events_table=value("WEBHOOK_EVENTS_TABLE", "stripe-connector-webhook-events"),
+        member_customers_table=value("MEMBER_CUSTOMERS_TABLE", "stripe-connector-member-customers"),
     )
     _validate(settings)
     return settings

@@ -1,0 +1,66 @@
+"""Which Stripe customer a site's member is, remembered per site and account."""
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+from pynamodb.exceptions import DeleteError, PutError
+
+from chalicelib.models import MemberCustomerModel
+
+FROM_SUBSCRIPTION = "subscription"
+FROM_EMAIL_LOOKUP = "email_lookup"
+SOURCES = (FROM_SUBSCRIPTION, FROM_EMAIL_LOOKUP)
+
+
+@dataclass(frozen=True)
+class MemberCustomer:
+    site_id: str
+    user_id: str
+    account_id: str
+    customer_id: str
+    source: str
+
+
+class MemberCustomerStore:
+    def find(self, site_id: str, user_id: str, account_id: str) -> Optional[MemberCustomer]:
+        """The member's customer on account_id. One recorded on another
+        account (the site has switched accounts since) does not count."""
+        try:
+            item = MemberCustomerModel.get(site_id, user_id, consistent_read=True)
+        except MemberCustomerModel.DoesNotExist:
+            return None
+        if item.account_id != account_id:
+            return None
+        return MemberCustomer(item.site_id, item.user_id, item.account_id, item.customer_id, item.source)
+
+    def record(self, found: MemberCustomer, now: datetime) -> bool:
+        """Remember found; False when a subscription's record for the same
+        account was there first, which an email lookup must not replace."""
+        if found.source not in SOURCES:
+            raise ValueError("unknown source %r" % found.source)
+        item = MemberCustomerModel(found.site_id, found.user_id, account_id=found.account_id,
+                                   customer_id=found.customer_id, source=found.source, recorded_at=now)
+        if found.source == FROM_SUBSCRIPTION:
+            item.save()
+            return True
+        # A subscription names its customer for sure; an email only suggests one.
+        condition = (MemberCustomerModel.user_id.does_not_exist()
+                     | (MemberCustomerModel.source != FROM_SUBSCRIPTION)
+                     | (MemberCustomerModel.account_id != found.account_id))
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def forget(self, site_id: str, user_id: str, customer_id: str) -> None:
+        """Drop the record if it still names customer_id; a newer record
+        written meanwhile stays."""
+        try:
+            MemberCustomerModel(site_id, user_id).delete(
+                condition=MemberCustomerModel.customer_id == customer_id)
+        except DeleteError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise

@@ -13,6 +13,7 @@ from chalicelib.connections import parse_connect_request
 from chalicelib.errors import (ConfigurationError, ConnectionChanged, ConnectorError, Forbidden,
                                InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
                                NotConnected, PayloadTooLarge, StripeFailure, Unauthorized)
+from chalicelib.portal import parse_portal_settings
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="stripe-connector")
@@ -153,6 +154,7 @@ def preflight(path: str, methods: str):
 
 preflight("/connectors/stripe", "GET,DELETE")
 preflight("/connectors/stripe/connect", "POST")
+preflight("/connectors/stripe/settings", "PUT")
 
 
 @app.route("/connectors/stripe", methods=["GET"])
@@ -176,6 +178,14 @@ def connect():
 def disconnect():
     admin = caller(ADMIN_ROLES)
     return services.get_connector_service().disconnect(admin.site_id)
+
+
+@app.route("/connectors/stripe/settings", methods=["PUT"])
+@answers_errors
+def save_portal_settings():
+    admin = caller(ADMIN_ROLES)
+    settings = parse_portal_settings(json_body(required=True))
+    return services.get_portal_service().save_settings(admin.site_id, settings)
 
 
 @app.route(CALLBACK_PATH, methods=["GET"])

@@ -24,6 +24,13 @@ class InvalidRequest(ConnectorError):
     code = "invalid_request"
 
 
+class InvalidSettings(InvalidRequest):
+    """Portal settings that are well formed but not acceptable (a URL that is
+    not absolute https, or enabling without both policy URLs)."""
+
+    code = "invalid_settings"
+
+
 class NotConnected(ConnectorError):
     """The site has no connected Stripe account."""
 
@@ -38,6 +45,10 @@ class StripeFailure(ConnectorError):
 
 class AccountNotConnected(StripeFailure):
     """Stripe says the platform is not (or no longer) connected to the account."""
+
+
+class PortalConfigurationGone(StripeFailure):
+    """Stripe no longer has the portal configuration we stored."""
 
 
 class InvalidState(ConnectorError):

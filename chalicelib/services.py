@@ -4,6 +4,8 @@ import functools
 
 from chalicelib import models
 from chalicelib.connections import ConnectionStore, ConnectorService, OAuthStateStore
+from chalicelib.member_customers import MemberCustomerStore
+from chalicelib.portal import PortalService
 from chalicelib.settings import get_settings
 from chalicelib.stripe_gateway import StripeGateway, make_client
 from chalicelib.webhooks import EventLog, WebhookReceiver
@@ -30,6 +32,14 @@ def get_connector_service() -> ConnectorService:
 
 
 @functools.lru_cache(maxsize=1)
+def get_portal_service() -> PortalService:
+    get_bound_models()
+    settings = get_settings()
+    return PortalService(ConnectionStore(), MemberCustomerStore(), get_stripe_gateway(),
+                         settings.app_base_url, settings.return_url_origins)
+
+
+@functools.lru_cache(maxsize=1)
 def get_webhook_receiver() -> WebhookReceiver:
     get_bound_models()
     return WebhookReceiver(get_stripe_gateway(), EventLog(), get_connector_service())
@@ -38,5 +48,5 @@ def get_webhook_receiver() -> WebhookReceiver:
 def reset() -> None:
     """Forget every built service and the settings (tests change the environment)."""
     for factory in (get_settings, get_stripe_gateway, get_bound_models,
-                    get_connector_service, get_webhook_receiver):
+                    get_connector_service, get_portal_service, get_webhook_receiver):
         factory.cache_clear()

@@ -1,4 +1,5 @@
-"""The only module that imports stripe: OAuth, accounts and webhook checks."""
+"""The only module that imports stripe: OAuth, accounts, the billing portal
+and webhook checks."""
 import json
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -6,7 +7,7 @@ from typing import Any, Dict, Optional
 import stripe
 
 from chalicelib.errors import (AccountNotConnected, InvalidPayload, InvalidSignature,
-                               StripeFailure)
+                               PortalConfigurationGone, StripeFailure)
 
 # The API version every request speaks is the one the pinned library pins;
 # saying it here makes a library upgrade that moves it a visible change.
@@ -98,6 +99,28 @@ class StripeGateway:
             raise StripeFailure("Stripe did not return account %s: %s" % (account_id, _describe(exc))) from exc
         return AccountProfile(account_id=account.id, display_name=display_name_of(account.to_dict()))
 
+    def create_portal_configuration(self, account_id: str, params: Dict[str, Any]) -> str:
+        try:
+            configuration = self._client.v1.billing_portal.configurations.create(
+                params, {"stripe_account": account_id})
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not create a portal configuration on %s" % account_id) from exc
+        return configuration.id
+
+    def update_portal_configuration(self, account_id: str, configuration_id: str,
+                                    params: Dict[str, Any]) -> str:
+        try:
+            configuration = self._client.v1.billing_portal.configurations.update(
+                configuration_id, params, {"stripe_account": account_id})
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing":
+                raise PortalConfigurationGone("Stripe has no portal configuration %s on %s"
+                                              % (configuration_id, account_id)) from exc
+            raise _failure(exc, "Stripe did not update portal configuration %s" % configuration_id) from exc
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not update portal configuration %s" % configuration_id) from exc
+        return configuration.id
+
     def verify_event(self, payload: bytes, signature_header: Optional[str]) -> Dict[str, Any]:
         """The event a webhook body carries, after checking Stripe's signature
         on the raw bytes."""
@@ -122,6 +145,12 @@ class StripeGateway:
                 or not isinstance(event.get("data"), dict)):
             raise InvalidPayload("The body is not a Stripe event")
         return event
+
+
+def _failure(exc: stripe.StripeError, what: str) -> StripeFailure:
+    if isinstance(exc, stripe.PermissionError):
+        return AccountNotConnected("%s: no access to the account" % what)
+    return StripeFailure("%s: %s" % (what, _describe(exc)))
 
 
 def _describe(exc: stripe.StripeError) -> str:

@@ -1,0 +1,172 @@
+"""The billing portal: the admin's settings and the portal configuration
+they make on the connected account."""
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence
+from urllib.parse import urlsplit
+
+from chalicelib.connections import CONNECTED, Clock, ConnectionStore, connector_card, utc_now
+from chalicelib.errors import InvalidRequest, InvalidSettings, NotConnected, PortalConfigurationGone
+from chalicelib.member_customers import MemberCustomerStore
+from chalicelib.stripe_gateway import StripeGateway
+
+logger = logging.getLogger(__name__)
+
+MAX_URL_LENGTH = 2048
+URL_FIELDS = ("privacy_policy_url", "terms_of_service_url")
+FLAG_FIELDS = ("portal_enabled", "allow_cancel")
+SETTINGS_FIELDS = ("portal_enabled", "privacy_policy_url", "terms_of_service_url", "allow_cancel")
+CANCELLATION_REASONS = ("too_expensive", "missing_features", "switched_service", "unused",
+                        "customer_service", "too_complex", "low_quality", "other")
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    portal_enabled: bool
+    privacy_policy_url: Optional[str]
+    terms_of_service_url: Optional[str]
+    allow_cancel: bool
+
+
+def parse_portal_settings(body: Any) -> PortalSettings:
+    """The body of PUT /connectors/stripe/settings, checked whole: the shape
+    first (invalid_request), then what the values mean (invalid_settings)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object")
+    unknown = sorted(set(body) - set(SETTINGS_FIELDS))
+    if unknown:
+        raise InvalidRequest("Unknown field: %s" % ", ".join(unknown))
+    missing = [name for name in SETTINGS_FIELDS if name not in body]
+    if missing:
+        raise InvalidRequest("Missing field: %s" % ", ".join(missing))
+    for name in FLAG_FIELDS:
+        if not isinstance(body[name], bool):
+            raise InvalidRequest("%s must be true or false" % name)
+    for name in URL_FIELDS:
+        if body[name] is not None and not isinstance(body[name], str):
+            raise InvalidRequest("%s must be a string or null" % name)
+    for name in URL_FIELDS:
+        if body[name] is not None:
+            check_policy_url(name, body[name])
+    settings = PortalSettings(**{name: body[name] for name in SETTINGS_FIELDS})
+    if settings.portal_enabled and not (settings.privacy_policy_url and settings.terms_of_service_url):
+        raise InvalidSettings("Enabling the portal needs privacy_policy_url and terms_of_service_url")
+    return settings
+
+
+def check_policy_url(name: str, url: str) -> None:
+    """A URL Stripe will show members: absolute https on a named host."""
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidSettings("%s is longer than %d characters" % (name, MAX_URL_LENGTH))
+    if not _is_plain(url):
+        raise InvalidSettings("%s must be an absolute https URL" % name)
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises on a port that is not a number
+    except ValueError as exc:
+        raise InvalidSettings("%s must be an absolute https URL" % name) from exc
+    if parts.scheme != "https" or not parts.hostname:
+        raise InvalidSettings("%s must be an absolute https URL" % name)
+    if parts.username is not None or parts.password is not None:
+        raise InvalidSettings("%s must not carry a user name or password" % name)
+
+
+def _is_plain(url: str) -> bool:
+    # Browsers read a backslash as a slash and drop tabs and newlines, so a
+    # URL holding them may lead somewhere other than where urlsplit says.
+    return not any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7f or ch == "\\" for ch in url)
+
+
+def portal_configuration_params(settings: PortalSettings, default_return_url: str,
+                                site_id: str) -> Dict[str, Any]:
+    """What the site's portal configuration says at Stripe."""
+    return {
+        "business_profile": {
+            "privacy_policy_url": settings.privacy_policy_url,
+            "terms_of_service_url": settings.terms_of_service_url,
+        },
+        "default_return_url": default_return_url,
+        "features": {
+            "payment_method_update": {"enabled": True},
+            "invoice_history": {"enabled": True},
+            # Names and emails belong to CustomerHub's profile, not to Stripe's.
+            "customer_update": {"enabled": False},
+            # Members keep what they paid for: a cancellation never cuts a
+            # period short.
+            "subscription_cancel": {
+                "enabled": settings.allow_cancel,
+                "mode": "at_period_end",
+                "cancellation_reason": {"enabled": True, "options": list(CANCELLATION_REASONS)},
+            },
+        },
+        "metadata": {"customerhub_site_id": site_id},
+    }
+
+
+class PortalService:
+    def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
+                 stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
+                 clock: Clock = utc_now):
+        self._connections = connections
+        self._customers = customers
+        self._stripe = stripe
+        self._app_base_url = app_base_url
+        self._return_url_origins = tuple(return_url_origins)
+        self._clock = clock
+
+    # ------------------------------------------------------------ the admin
+
+    def save_settings(self, site_id: str, settings: PortalSettings) -> dict:
+        """Store the admin's settings after making Stripe's configuration
+        follow them. A Stripe failure leaves the stored settings as they were."""
+        connection = self._connections.get(site_id)
+        if connection is None or connection.status != CONNECTED:
+            raise NotConnected("Connect a Stripe account before saving the portal settings")
+        account_id = connection.account_id
+        stored_id = connection.portal_configuration_id
+        if settings.portal_enabled:
+            configuration_id = self._activate(site_id, account_id, stored_id, settings)
+        else:
+            configuration_id = self._deactivate(account_id, stored_id)
+        connection.portal_enabled = settings.portal_enabled
+        connection.privacy_policy_url = settings.privacy_policy_url
+        connection.terms_of_service_url = settings.terms_of_service_url
+        connection.allow_cancel = settings.allow_cancel
+        connection.portal_configuration_id = configuration_id
+        try:
+            self._connections.save(connection)
+        except Exception:
+            if settings.portal_enabled and configuration_id != stored_id:
+                self._abandon(account_id, configuration_id)
+            raise
+        logger.info("Site %s saved its portal settings (enabled: %s)", site_id, settings.portal_enabled)
+        return connector_card(connection)
+
+    def _activate(self, site_id: str, account_id: str, stored_id: Optional[str],
+                  settings: PortalSettings) -> str:
+        params = portal_configuration_params(settings, self._app_base_url, site_id)
+        if stored_id:
+            try:
+                return self._stripe.update_portal_configuration(account_id, stored_id, dict(params, active=True))
+            except PortalConfigurationGone:
+                logger.info("Portal configuration %s of site %s is gone at Stripe; making a new one",
+                            stored_id, site_id)
+        return self._stripe.create_portal_configuration(account_id, params)
+
+    def _deactivate(self, account_id: str, stored_id: Optional[str]) -> Optional[str]:
+        if not stored_id:
+            return None
+        try:
+            self._stripe.update_portal_configuration(account_id, stored_id, {"active": False})
+        except PortalConfigurationGone:
+            return None
+        return stored_id
+
+    def _abandon(self, account_id: str, configuration_id: str) -> None:
+        """Turn off a configuration made for a save that did not happen, so no
+        configuration on the account is active without the site knowing it."""
+        try:
+            self._stripe.update_portal_configuration(account_id, configuration_id, {"active": False})
+        except Exception:
+            logger.exception("Could not turn off the unused portal configuration %s on %s",
+                             configuration_id, account_id)

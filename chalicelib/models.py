@@ -107,9 +107,11 @@ def bind(settings: Settings) -> None:
         MemberCustomerModel: settings.member_customers_table,
     }
     for model, table_name in tables.items():
-        model.Meta.table_name = table_name
-        model.Meta.region = settings.aws_region
-        model.Meta.host = settings.aws_endpoint_url
+        place = (table_name, settings.aws_region, settings.aws_endpoint_url)
+        if place == (model.Meta.table_name, getattr(model.Meta, "region", None),
+                     getattr(model.Meta, "host", None)) and model._connection is not None:
+            continue
+        model.Meta.table_name, model.Meta.region, model.Meta.host = place
         # A connection made before binding would keep the old table and host.
         model._connection = None
 

@@ -12,8 +12,9 @@ from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
 from chalicelib.connections import parse_connect_request
 from chalicelib.errors import (ConfigurationError, ConnectionChanged, ConnectorError, Forbidden,
                                InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
-                               NotConnected, PayloadTooLarge, StripeFailure, Unauthorized)
-from chalicelib.portal import parse_portal_settings
+                               NoBillingAccount, NotConnected, PayloadTooLarge, PortalDisabled,
+                               StripeFailure, Unauthorized)
+from chalicelib.portal import parse_portal_settings, parse_session_request
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="stripe-connector")
@@ -35,7 +36,9 @@ ERRORS = (
     (InvalidPayload, 400, "invalid_payload"),
     (InvalidRequest, 400, None),
     (InvalidState, 400, "invalid_state"),
+    (NoBillingAccount, 404, "no_billing_account"),
     (NotConnected, 409, "not_connected"),
+    (PortalDisabled, 409, "portal_disabled"),
     (ConnectionChanged, 409, "conflict"),
     (PayloadTooLarge, 413, "payload_too_large"),
     (StripeFailure, 502, "stripe_error"),
@@ -155,6 +158,8 @@ def preflight(path: str, methods: str):
 preflight("/connectors/stripe", "GET,DELETE")
 preflight("/connectors/stripe/connect", "POST")
 preflight("/connectors/stripe/settings", "PUT")
+preflight("/billing/portal", "GET")
+preflight("/billing/portal/sessions", "POST")
 
 
 @app.route("/connectors/stripe", methods=["GET"])
@@ -186,6 +191,21 @@ def save_portal_settings():
     admin = caller(ADMIN_ROLES)
     settings = parse_portal_settings(json_body(required=True))
     return services.get_portal_service().save_settings(admin.site_id, settings)
+
+
+@app.route("/billing/portal", methods=["GET"])
+@answers_errors
+def billing_portal():
+    member = caller()
+    return services.get_portal_service().availability(member.site_id)
+
+
+@app.route("/billing/portal/sessions", methods=["POST"])
+@answers_errors
+def billing_portal_session():
+    member = caller()
+    return_url = parse_session_request(json_body())
+    return services.get_portal_service().open_session(member, return_url)
 
 
 @app.route(CALLBACK_PATH, methods=["GET"])

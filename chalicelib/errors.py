@@ -31,12 +31,26 @@ class InvalidSettings(InvalidRequest):
     code = "invalid_settings"
 
 
+class InvalidReturnUrl(InvalidRequest):
+    """A portal return URL that is not on an allowed origin."""
+
+    code = "invalid_return_url"
+
+
 class NotConnected(ConnectorError):
     """The site has no connected Stripe account."""
 
 
 class ConnectionChanged(ConnectorError):
     """Someone else wrote the connection between our read and our write."""
+
+
+class PortalDisabled(ConnectorError):
+    """The site offers no billing portal: not connected, or not enabled."""
+
+
+class NoBillingAccount(ConnectorError):
+    """The member has no Stripe customer on the site's connected account."""
 
 
 class StripeFailure(ConnectorError):
@@ -49,6 +63,10 @@ class AccountNotConnected(StripeFailure):
 
 class PortalConfigurationGone(StripeFailure):
     """Stripe no longer has the portal configuration we stored."""
+
+
+class CustomerGone(StripeFailure):
+    """Stripe no longer has the customer we named."""
 
 
 class InvalidState(ConnectorError):

@@ -1,14 +1,18 @@
-"""The billing portal: the admin's settings and the portal configuration
-they make on the connected account."""
+"""The billing portal: the admin's settings, the portal configuration they
+make on the connected account, and the member's way into the portal."""
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
+from chalicelib.auth import Caller
 from chalicelib.connections import CONNECTED, Clock, ConnectionStore, connector_card, utc_now
-from chalicelib.errors import InvalidRequest, InvalidSettings, NotConnected, PortalConfigurationGone
-from chalicelib.member_customers import MemberCustomerStore
-from chalicelib.stripe_gateway import StripeGateway
+from chalicelib.errors import (CustomerGone, InvalidRequest, InvalidReturnUrl, InvalidSettings,
+                               NoBillingAccount, NotConnected, PortalConfigurationGone,
+                               PortalDisabled)
+from chalicelib.member_customers import FROM_EMAIL_LOOKUP, MemberCustomer, MemberCustomerStore
+from chalicelib.models import ConnectionModel
+from chalicelib.stripe_gateway import StripeCustomer, StripeGateway
 
 logger = logging.getLogger(__name__)
 
@@ -16,8 +20,12 @@ MAX_URL_LENGTH = 2048
 URL_FIELDS = ("privacy_policy_url", "terms_of_service_url")
 FLAG_FIELDS = ("portal_enabled", "allow_cancel")
 SETTINGS_FIELDS = ("portal_enabled", "privacy_policy_url", "terms_of_service_url", "allow_cancel")
+SESSION_FIELDS = ("return_url",)
 CANCELLATION_REASONS = ("too_expensive", "missing_features", "switched_service", "unused",
                         "customer_service", "too_complex", "low_quality", "other")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = Tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,43 @@ def check_policy_url(name: str, url: str) -> None:
         raise InvalidSettings("%s must not carry a user name or password" % name)
 
 
+def parse_session_request(body: Any) -> Optional[str]:
+    """The return_url asked for in POST /billing/portal/sessions, if any."""
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The body must be a JSON object")
+    unknown = sorted(set(body) - set(SESSION_FIELDS))
+    if unknown:
+        raise InvalidRequest("Unknown field: %s" % ", ".join(unknown))
+    return body.get("return_url")
+
+
+def allowed_return_url(requested: Any, default: str, allowed_origins: Sequence[str]) -> str:
+    """Where the portal sends the member back: default when none is asked for,
+    else a URL on one of allowed_origins (an open redirect otherwise)."""
+    if requested is None:
+        return default
+    if (not isinstance(requested, str) or len(requested) > MAX_URL_LENGTH or not _is_plain(requested)
+            or _origin(requested) not in {_origin(origin) for origin in allowed_origins}):
+        raise InvalidReturnUrl("return_url must be an absolute URL on the app's own origin "
+                               "or another allowed one")
+    return requested
+
+
+def _origin(url: str) -> Optional[Origin]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]
+
+
 def _is_plain(url: str) -> bool:
     # Browsers read a backslash as a slash and drop tabs and newlines, so a
     # URL holding them may lead somewhere other than where urlsplit says.
@@ -103,6 +148,23 @@ def portal_configuration_params(settings: PortalSettings, default_return_url: st
     }
 
 
+def choose_customer(customers: Iterable[StripeCustomer], user_id: str) -> Optional[str]:
+    """Among the customers with the member's email: the one that names the
+    member, else the only one that names nobody. None when that is nobody or
+    more than one."""
+    customers = list(customers)
+    named = [c.customer_id for c in customers if c.user_id == user_id]
+    if named:
+        return named[0] if len(named) == 1 else None
+    unnamed = [c.customer_id for c in customers if c.user_id is None]
+    return unnamed[0] if len(unnamed) == 1 else None
+
+
+def portal_open(connection: Optional[ConnectionModel]) -> bool:
+    return (connection is not None and connection.status == CONNECTED
+            and bool(connection.portal_enabled) and bool(connection.portal_configuration_id))
+
+
 class PortalService:
     def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
                  stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
@@ -111,7 +173,7 @@ class PortalService:
         self._customers = customers
         self._stripe = stripe
         self._app_base_url = app_base_url
-        self._return_url_origins = tuple(return_url_origins)
+        self._allowed_origins = (app_base_url,) + tuple(return_url_origins)
         self._clock = clock
 
     # ------------------------------------------------------------ the admin
@@ -170,3 +232,51 @@ class PortalService:
         except Exception:
             logger.exception("Could not turn off the unused portal configuration %s on %s",
                              configuration_id, account_id)
+
+    # ----------------------------------------------------------- the member
+
+    def availability(self, site_id: str) -> dict:
+        return {"available": portal_open(self._connections.get(site_id))}
+
+    def open_session(self, member: Caller, requested_return_url: Any) -> dict:
+        """A billing portal session for the member, on the site's account."""
+        return_url = allowed_return_url(requested_return_url, self._app_base_url, self._allowed_origins)
+        connection = self._connections.get(member.site_id)
+        if not portal_open(connection):
+            raise PortalDisabled("The billing portal is not available on this site")
+        account_id = connection.account_id
+        configuration_id = connection.portal_configuration_id
+        remembered = self._customers.find(member.site_id, member.user_id, account_id)
+        if remembered is not None:
+            try:
+                return {"url": self._stripe.create_portal_session(
+                    account_id, remembered.customer_id, configuration_id, return_url)}
+            except CustomerGone:
+                self._customers.forget(member.site_id, member.user_id, remembered.customer_id)
+                logger.info("Customer %s of user %s on site %s is gone at Stripe; looking again",
+                            remembered.customer_id, member.user_id, member.site_id)
+        customer_id = self._look_up(member, account_id)
+        try:
+            return {"url": self._stripe.create_portal_session(
+                account_id, customer_id, configuration_id, return_url)}
+        except CustomerGone as exc:
+            self._customers.forget(member.site_id, member.user_id, customer_id)
+            raise NoBillingAccount("You have no billing account on this site") from exc
+
+    def _look_up(self, member: Caller, account_id: str) -> str:
+        """The member's customer found by the token's email, remembered."""
+        if not member.email:
+            raise NoBillingAccount("You have no billing account on this site")
+        customers = self._stripe.customers_with_email(account_id, member.email)
+        customer_id = choose_customer(customers, member.user_id)
+        if customer_id is None:
+            logger.info("No single customer on %s for user %s of site %s (%d share the email)",
+                        account_id, member.user_id, member.site_id, len(customers))
+            raise NoBillingAccount("You have no billing account on this site")
+        found = MemberCustomer(member.site_id, member.user_id, account_id, customer_id, FROM_EMAIL_LOOKUP)
+        if not self._customers.record(found, self._clock()):
+            # A subscription named the member's customer meanwhile: it wins.
+            recorded = self._customers.find(member.site_id, member.user_id, account_id)
+            if recorded is not None:
+                return recorded.customer_id
+        return customer_id

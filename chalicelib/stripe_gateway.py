@@ -2,11 +2,11 @@
 and webhook checks."""
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import stripe
 
-from chalicelib.errors import (AccountNotConnected, InvalidPayload, InvalidSignature,
+from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
                                PortalConfigurationGone, StripeFailure)
 
 # The API version every request speaks is the one the pinned library pins;
@@ -14,6 +14,9 @@ from chalicelib.errors import (AccountNotConnected, InvalidPayload, InvalidSigna
 API_VERSION = "2026-10-28.endive"
 WEBHOOK_TOLERANCE_SECONDS = 300
 HTTP_TIMEOUT_SECONDS = 8
+# Where a Stripe customer names its CustomerHub user.
+USER_ID_METADATA_KEY = "customerhub_user_id"
+MAX_LIST_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,13 @@ class AuthorizedAccount:
 class AccountProfile:
     account_id: str
     display_name: str
+
+
+@dataclass(frozen=True)
+class StripeCustomer:
+    customer_id: str
+    # metadata.customerhub_user_id, or None when the customer names nobody.
+    user_id: Optional[str]
 
 
 def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str) -> stripe.StripeClient:
@@ -120,6 +130,38 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _failure(exc, "Stripe did not update portal configuration %s" % configuration_id) from exc
         return configuration.id
+
+    def customers_with_email(self, account_id: str, email: str) -> List[StripeCustomer]:
+        # A plain list filtered by email (exact, case-sensitive at Stripe):
+        # the search API is eventually consistent and would miss a customer
+        # created a moment ago.
+        try:
+            page = self._client.v1.customers.list({"email": email, "limit": MAX_LIST_LIMIT},
+                                                  {"stripe_account": account_id})
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not list the customers of %s" % account_id) from exc
+        found = []
+        for customer in page.data:
+            metadata = customer.to_dict().get("metadata") or {}
+            user_id = metadata.get(USER_ID_METADATA_KEY)
+            user_id = user_id.strip() if isinstance(user_id, str) and user_id.strip() else None
+            found.append(StripeCustomer(customer_id=customer.id, user_id=user_id))
+        return found
+
+    def create_portal_session(self, account_id: str, customer_id: str, configuration_id: str,
+                              return_url: str) -> str:
+        """The URL of a new billing portal session for the customer."""
+        try:
+            session = self._client.v1.billing_portal.sessions.create(
+                {"customer": customer_id, "return_url": return_url, "configuration": configuration_id},
+                {"stripe_account": account_id})
+        except stripe.InvalidRequestError as exc:
+            if exc.param == "customer" and exc.code == "resource_missing":
+                raise CustomerGone("Stripe has no customer %s on %s" % (customer_id, account_id)) from exc
+            raise _failure(exc, "Stripe did not create a portal session on %s" % account_id) from exc
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not create a portal session on %s" % account_id) from exc
+        return session.url
 
     def verify_event(self, payload: bytes, signature_header: Optional[str]) -> Dict[str, Any]:
         """The event a webhook body carries, after checking Stripe's signature

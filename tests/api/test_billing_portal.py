@@ -1,0 +1,380 @@
+"""A member sees the Billing link and opens the billing portal as the Stripe
+customer that is them on the site's connected account."""
+import json
+from datetime import datetime, timezone
+
+import pytest
+import requests
+
+from chalicelib.member_customers import (FROM_EMAIL_LOOKUP, FROM_SUBSCRIPTION, MemberCustomer,
+                                         MemberCustomerStore)
+from chalicelib.models import ConnectionModel, MemberCustomerModel
+from tests.api.test_connect_lifecycle import ADMIN, connect
+from tests.api.test_portal_settings import ENABLED, put_settings
+from tests.helpers import APP_BASE_URL, bearer
+
+EMAIL = "member@gym.test"
+MEMBER = bearer(site="site_a", role="member", sub="member_1", email=EMAIL)
+JSON = {"Content-Type": "application/json"}
+SESSIONS = "/v1/billing_portal/sessions"
+NOW = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)
+
+
+def portal_open(client, sandbox, account_id="acct_gym"):
+    sandbox.create_account(id=account_id, display_name="Gym")
+    connect(client, sandbox, account_id)
+    assert put_settings(client, ENABLED).status_code == 200
+    return account_id
+
+
+def available(client, headers=MEMBER):
+    response = client.get("/billing/portal", headers=headers)
+    assert response.status_code == 200, response.body
+    return response.json_body["available"]
+
+
+def open_session(client, body=None, headers=MEMBER):
+    raw = b"" if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
+    return client.post("/billing/portal/sessions", headers={**headers, **JSON}, body=raw)
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.body
+    assert response.json_body["error"]["code"] == code
+    assert response.json_body["error"]["message"]
+
+
+def last_session_request(sandbox):
+    return sandbox.requests_to("POST", SESSIONS)[-1]
+
+
+def remembered(user_id="member_1", site_id="site_a"):
+    try:
+        return MemberCustomerModel.get(site_id, user_id)
+    except MemberCustomerModel.DoesNotExist:
+        return None
+
+
+# ------------------------------------------------------------ the link
+
+def test_the_link_is_hidden_until_an_account_is_connected_and_the_portal_enabled(client, sandbox):
+    assert available(client) is False
+    sandbox.create_account(id="acct_gym")
+    connect(client, sandbox, "acct_gym")
+    assert available(client) is False
+    put_settings(client, ENABLED)
+    assert available(client) is True
+    put_settings(client, dict(ENABLED, portal_enabled=False))
+    assert available(client) is False
+
+
+def test_a_member_of_another_site_sees_nothing_of_this_sites_portal(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, metadata={"customerhub_user_id": "member_1"})
+    stranger = bearer(site="site_b", role="member", sub="member_1", email=EMAIL)
+    assert available(client, stranger) is False
+    calls = len(sandbox.requests)
+    assert_error(open_session(client, headers=stranger), 409, "portal_disabled")
+    assert len(sandbox.requests) == calls
+
+
+def test_disconnecting_hides_the_link_and_refuses_sessions(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    assert open_session(client).status_code == 200
+    client.delete("/connectors/stripe", headers=ADMIN)
+    assert available(client) is False
+    assert_error(open_session(client), 409, "portal_disabled")
+
+
+def test_a_session_while_the_portal_is_off_is_409_portal_disabled(client, sandbox):
+    assert_error(open_session(client), 409, "portal_disabled")
+    sandbox.create_account(id="acct_gym")
+    connect(client, sandbox, "acct_gym")
+    assert_error(open_session(client), 409, "portal_disabled")
+
+
+# ------------------------------------------------- finding the customer
+
+def test_the_customer_whose_metadata_names_the_member_is_used(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_unnamed")
+    sandbox.create_customer(account, email=EMAIL, id="cus_named", metadata={"customerhub_user_id": "member_1"})
+    response = open_session(client)
+    assert response.status_code == 200, response.body
+    assert response.json_body["url"].startswith(sandbox.url + "/p/session/")
+    request = last_session_request(sandbox)
+    assert request["stripe_account"] == account
+    assert request["params"]["customer"] == "cus_named"
+    assert request["params"]["configuration"] == ConnectionModel.get("site_a").portal_configuration_id
+    assert request["params"]["return_url"] == APP_BASE_URL
+    [listed] = sandbox.requests_to("GET", "/v1/customers")
+    assert listed["query"] == {"email": EMAIL, "limit": "100"}
+    assert listed["stripe_account"] == account
+
+
+def test_the_only_customer_naming_nobody_is_used(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_only")
+    sandbox.create_customer(account, email="someone.else@gym.test", id="cus_other")
+    assert open_session(client).status_code == 200
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_only"
+
+
+def test_two_customers_naming_nobody_are_ambiguous_and_404(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    sandbox.create_customer(account, email=EMAIL)
+    assert_error(open_session(client), 404, "no_billing_account")
+    assert sandbox.requests_to("POST", SESSIONS) == []
+    assert remembered() is None
+
+
+def test_two_customers_naming_the_member_are_ambiguous_and_404(client, sandbox):
+    account = portal_open(client, sandbox)
+    for _ in range(2):
+        sandbox.create_customer(account, email=EMAIL, metadata={"customerhub_user_id": "member_1"})
+    assert_error(open_session(client), 404, "no_billing_account")
+
+
+def test_a_customer_naming_someone_else_is_never_used(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, metadata={"customerhub_user_id": "member_2"})
+    assert_error(open_session(client), 404, "no_billing_account")
+    assert sandbox.requests_to("POST", SESSIONS) == []
+
+
+def test_a_customer_naming_someone_else_does_not_make_the_unnamed_one_ambiguous(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, metadata={"customerhub_user_id": "member_2"})
+    sandbox.create_customer(account, email=EMAIL, id="cus_mine")
+    assert open_session(client).status_code == 200
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_mine"
+
+
+def test_a_member_with_no_customer_is_404_no_billing_account(client, sandbox):
+    portal_open(client, sandbox)
+    assert_error(open_session(client), 404, "no_billing_account")
+
+
+def test_customers_of_the_platform_or_other_accounts_do_not_count(client, sandbox):
+    portal_open(client, sandbox)
+    sandbox.create_account(id="acct_other")
+    sandbox.create_customer("acct_other", email=EMAIL)
+    sandbox.create_customer(None, email=EMAIL)
+    assert_error(open_session(client), 404, "no_billing_account")
+
+
+def test_a_token_without_email_and_nothing_recorded_is_404_without_asking_stripe(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    calls = len(sandbox.requests)
+    assert_error(open_session(client, headers=bearer(site="site_a", role="member", sub="member_1")),
+                 404, "no_billing_account")
+    assert len(sandbox.requests) == calls
+
+
+# ------------------------------------------------------- remembering it
+
+def test_the_second_session_costs_exactly_one_stripe_request(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_member")
+    assert open_session(client).status_code == 200
+    record = remembered()
+    assert (record.account_id, record.customer_id, record.source) == (account, "cus_member", FROM_EMAIL_LOOKUP)
+    calls = len(sandbox.requests)
+    assert open_session(client).status_code == 200
+    [request] = sandbox.requests[calls:]
+    assert (request["method"], request["path"]) == ("POST", SESSIONS)
+    assert request["params"]["customer"] == "cus_member"
+
+
+def test_a_customer_recorded_from_subscriptions_is_used_without_a_lookup(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_by_email")
+    sandbox.create_customer(account, email="billing@family.test", id="cus_subscribed")
+    MemberCustomerStore().record(MemberCustomer("site_a", "member_1", account, "cus_subscribed",
+                                                FROM_SUBSCRIPTION), NOW)
+    assert open_session(client).status_code == 200
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_subscribed"
+    assert sandbox.requests_to("GET", "/v1/customers") == []
+
+
+def test_a_customer_remembered_on_another_account_does_not_count(client, sandbox):
+    portal_open(client, sandbox, "acct_old")
+    sandbox.create_customer("acct_old", email=EMAIL, id="cus_old")
+    assert open_session(client).status_code == 200
+    portal_open(client, sandbox, "acct_new")
+    sandbox.create_customer("acct_new", email=EMAIL, id="cus_new")
+    assert open_session(client).status_code == 200
+    request = last_session_request(sandbox)
+    assert (request["stripe_account"], request["params"]["customer"]) == ("acct_new", "cus_new")
+    assert (remembered().account_id, remembered().customer_id) == ("acct_new", "cus_new")
+
+
+def test_a_remembered_customer_gone_at_stripe_is_forgotten_and_looked_up_again(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_current")
+    MemberCustomerStore().record(MemberCustomer("site_a", "member_1", account, "cus_deleted",
+                                                FROM_SUBSCRIPTION), NOW)
+    response = open_session(client)
+    assert response.status_code == 200, response.body
+    tried = [r["params"]["customer"] for r in sandbox.requests_to("POST", SESSIONS)]
+    assert tried == ["cus_deleted", "cus_current"]
+    assert (remembered().customer_id, remembered().source) == ("cus_current", FROM_EMAIL_LOOKUP)
+
+
+def test_a_remembered_customer_gone_with_nobody_to_replace_it_is_404_and_forgotten(client, sandbox):
+    account = portal_open(client, sandbox)
+    MemberCustomerStore().record(MemberCustomer("site_a", "member_1", account, "cus_deleted",
+                                                FROM_EMAIL_LOOKUP), NOW)
+    assert_error(open_session(client), 404, "no_billing_account")
+    assert remembered() is None
+
+
+def test_an_email_lookup_never_replaces_a_subscriptions_record(aws):
+    store = MemberCustomerStore()
+    store.record(MemberCustomer("site_a", "member_1", "acct_gym", "cus_sub", FROM_SUBSCRIPTION), NOW)
+    assert store.record(MemberCustomer("site_a", "member_1", "acct_gym", "cus_mail", FROM_EMAIL_LOOKUP),
+                        NOW) is False
+    assert store.find("site_a", "member_1", "acct_gym").customer_id == "cus_sub"
+    assert store.find("site_a", "member_1", "acct_other") is None
+    assert store.record(MemberCustomer("site_a", "member_1", "acct_other", "cus_x", FROM_EMAIL_LOOKUP), NOW)
+    store.record(MemberCustomer("site_a", "member_1", "acct_other", "cus_y", FROM_SUBSCRIPTION), NOW)
+    assert store.find("site_a", "member_1", "acct_other").customer_id == "cus_y"
+
+
+# --------------------------------------------------------- return URLs
+
+@pytest.mark.parametrize("return_url", [
+    "https://evil.test/account",
+    "https://app.customerhub.test.evil.test/",
+    "https://app.customerhub.test@evil.test/",
+    "https://evil.test\\@app.customerhub.test/",
+    "http://app.customerhub.test/account",
+    "https://app.customerhub.test:8443/account",
+    "//evil.test/account",
+    "/account",
+    "javascript:alert(document.domain)",
+    "https://app.customerhub.test/\naccount",
+    "",
+    42,
+    {"url": APP_BASE_URL},
+])
+def test_a_return_url_off_the_allowed_origins_is_400_invalid_return_url(client, sandbox, return_url):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    calls = len(sandbox.requests)
+    assert_error(open_session(client, {"return_url": return_url}), 400, "invalid_return_url")
+    assert len(sandbox.requests) == calls
+
+
+def test_a_bad_return_url_is_400_even_when_the_portal_is_off(client):
+    assert_error(open_session(client, {"return_url": "https://evil.test/"}), 400, "invalid_return_url")
+
+
+def test_a_return_url_on_the_apps_origin_goes_to_stripe(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    url = "https://APP.customerhub.test:443/account/billing?tab=plans"
+    assert open_session(client, {"return_url": url}).status_code == 200
+    assert last_session_request(sandbox)["params"]["return_url"] == url
+
+
+@pytest.fixture
+def extra_origins(monkeypatch):
+    # Set before the client reads the settings: the test client puts the
+    # stage's own variables in the environment once it starts.
+    monkeypatch.setenv("RETURN_URL_ORIGINS", "https://members.gym.test, https://other.gym.test:8443")
+
+
+def test_a_return_url_on_an_allowed_extra_origin_goes_to_stripe(extra_origins, client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    for url in ("https://members.gym.test/back", "https://other.gym.test:8443/"):
+        assert open_session(client, {"return_url": url}).status_code == 200
+        assert last_session_request(sandbox)["params"]["return_url"] == url
+    assert_error(open_session(client, {"return_url": "https://other.gym.test/"}), 400, "invalid_return_url")
+
+
+def test_a_null_return_url_means_the_app(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    assert open_session(client, {"return_url": None}).status_code == 200
+    assert last_session_request(sandbox)["params"]["return_url"] == APP_BASE_URL
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"return_url": APP_BASE_URL, "customer": "cus_someone"}, "Unknown field: customer"),
+    ([APP_BASE_URL], "object"),
+    ("{not json", "JSON"),
+])
+def test_a_malformed_session_request_is_400_invalid_request(client, sandbox, body, words):
+    portal_open(client, sandbox)
+    response = open_session(client, body)
+    assert_error(response, 400, "invalid_request")
+    assert words in response.json_body["error"]["message"]
+
+
+# --------------------------------------------------------- Stripe failing
+
+def test_stripe_failing_to_make_the_session_is_502(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    sandbox.fail_next("POST", SESSIONS, status=500, should_retry=False)
+    assert_error(open_session(client), 502, "stripe_error")
+
+
+def test_stripe_failing_to_list_customers_is_502_and_nothing_is_remembered(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    sandbox.fail_next("GET", "/v1/customers", status=500, should_retry=False)
+    assert_error(open_session(client), 502, "stripe_error")
+    assert remembered() is None
+
+
+# ---------------------------------------------------- opening the portal
+
+def test_the_session_url_opens_the_portal_for_the_member(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    page = requests.get(open_session(client).json_body["url"])
+    assert page.status_code == 200
+    assert "text/html" in page.headers["Content-Type"]
+    assert EMAIL in page.text
+
+
+def test_an_admin_opens_the_portal_as_their_own_customer_too(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email="admin@gym.test", metadata={"customerhub_user_id": "admin_1"})
+    admin = bearer(site="site_a", role="admin", sub="admin_1", email="admin@gym.test")
+    assert available(client, admin) is True
+    assert open_session(client, headers=admin).status_code == 200
+
+
+# ------------------------------------------------------- who may call it
+
+@pytest.mark.parametrize("method,path", [("GET", "/billing/portal"), ("POST", "/billing/portal/sessions")])
+def test_member_routes_without_a_token_are_401(client, method, path):
+    assert_error(client.request(method, path, headers={}, body=b""), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("role", ["nobody", "guest"])
+def test_member_routes_with_an_unknown_role_are_401(client, role):
+    assert_error(client.get("/billing/portal", headers=bearer(role=role)), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("path,method", [("/billing/portal", "GET"), ("/billing/portal/sessions", "POST")])
+def test_member_routes_answer_the_preflight_for_the_app_origin(client, path, method):
+    response = client.request("OPTIONS", path, headers={
+        "Origin": APP_BASE_URL, "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization,content-type"}, body=b"")
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == APP_BASE_URL
+    assert method in response.headers["Access-Control-Allow-Methods"]
+    assert set(response.headers["Access-Control-Allow-Headers"].split(",")) == {"Authorization", "Content-Type"}
+
+
+def test_member_answers_carry_cors_for_the_app_origin(client):
+    response = client.get("/billing/portal", headers={**MEMBER, "Origin": "https://evil.test"})
+    assert response.headers["Access-Control-Allow-Origin"] == APP_BASE_URL

@@ -14,6 +14,8 @@ SANDBOX_SECRET_KEY = "sk_test_local_sandbox"
 SANDBOX_CLIENT_ID = "ca_local_sandbox"
 SANDBOX_WEBHOOK_SECRET = "whsec_local_sandbox"
 LOCAL_SITE = "site_local"
+LOCAL_ACCOUNT = "acct_localfitness01"
+LOCAL_MEMBER = ("user_member", "member@localfitness.test")
 
 
 def local_environment(environ: dict) -> dict:
@@ -75,8 +77,13 @@ def start_sandbox(env: dict):
         webhook_url="http://127.0.0.1:%s/webhooks/stripe" % env["PORT"],
         webhook_secret=env["STRIPE_WEBHOOK_SECRET"])
     sandbox.start()
-    sandbox.create_account(id="acct_localfitness01", display_name="Local Fitness Studio",
+    sandbox.create_account(id=LOCAL_ACCOUNT, display_name="Local Fitness Studio",
                            email="owner@localfitness.test")
+    # The local member's own Stripe customer, so the billing portal opens
+    # for the member token once the account is connected.
+    user_id, email = LOCAL_MEMBER
+    sandbox.create_customer(LOCAL_ACCOUNT, email=email, name="Local Member",
+                            metadata={"customerhub_user_id": user_id})
     return sandbox
 
 
@@ -92,7 +99,7 @@ def local_tokens(env: dict, site_id: str = LOCAL_SITE, hours: int = 12) -> dict:
         return jwt.encode(claims, env["AUTH_JWT_SECRET"], algorithm="HS256")
 
     return {"admin": token("user_admin", "admin", "admin@localfitness.test"),
-            "member": token("user_member", "member", "member@localfitness.test")}
+            "member": token(LOCAL_MEMBER[0], "member", LOCAL_MEMBER[1])}
 
 
 def main() -> int:

@@ -3,9 +3,9 @@ domain errors to the contract's HTTP answers."""
 import functools
 import json
 import logging
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
 from chalicelib import services
 from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
@@ -28,6 +28,9 @@ WEBHOOK_PATH = "/webhooks/stripe"
 # Stripe and the admin's browser coming back from Stripe are not the UI:
 # these two answer no CORS headers.
 NO_CORS_PATHS = (CALLBACK_PATH, WEBHOOK_PATH)
+# How often expire_access runs: a member loses access at most this long after
+# access_until in CustomerHub's own view (GET /access never shows it past then).
+SWEEP_SCHEDULE = Rate(15, unit=Rate.MINUTES)
 
 ERRORS = (
     (Unauthorized, 401, "unauthorized"),
@@ -160,6 +163,8 @@ preflight("/connectors/stripe/connect", "POST")
 preflight("/connectors/stripe/settings", "PUT")
 preflight("/billing/portal", "GET")
 preflight("/billing/portal/sessions", "POST")
+preflight("/access", "GET")
+preflight("/access/{user_id}", "GET")
 
 
 @app.route("/connectors/stripe", methods=["GET"])
@@ -208,6 +213,20 @@ def billing_portal_session():
     return services.get_portal_service().open_session(member, return_url)
 
 
+@app.route("/access", methods=["GET"])
+@answers_errors
+def own_access():
+    member = caller()
+    return services.get_access_service().entitlements_of(member.site_id, member.user_id)
+
+
+@app.route("/access/{user_id}", methods=["GET"])
+@answers_errors
+def member_access(user_id):
+    admin = caller(ADMIN_ROLES)
+    return services.get_access_service().entitlements_of(admin.site_id, unquote(user_id))
+
+
 @app.route(CALLBACK_PATH, methods=["GET"])
 def oauth_callback():
     params = app.current_request.query_params or {}
@@ -243,3 +262,17 @@ def stripe_webhook():
         logger.exception("Handling a Stripe event failed")
         return error_response(500, "internal_error", "The event could not be handled; Stripe will retry")
     return {"received": True}
+
+
+@app.lambda_function(name="announce_access")
+def announce_access(event, context):
+    """The entitlements table's stream → AccessGranted / AccessRevoked. The
+    event source mapping reports batch item failures (infra/README.md), so a
+    failed record and those after it come again, in order."""
+    return services.get_announcer().handle_stream(event.get("Records") or [])
+
+
+@app.schedule(SWEEP_SCHEDULE, name="expire_access")
+def expire_access(event):
+    """End access whose access_until has passed, after asking Stripe."""
+    return services.get_sweep().run().as_dict()

@@ -4,11 +4,12 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable, List, Optional
+from datetime import datetime, timedelta
+from typing import List, Optional
 
 from pynamodb.exceptions import DeleteError, PutError
 
+from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import (AccountNotConnected, ConnectionChanged, InvalidRequest, InvalidState,
                                StripeFailure)
 from chalicelib.models import ConnectionModel, OAuthStateModel
@@ -24,13 +25,6 @@ CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 BY_ADMIN = "disconnected_by_admin"
 REVOKED = "revoked_in_stripe"
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 @dataclass(frozen=True)
 class CallbackOutcome:
@@ -106,7 +100,7 @@ def connector_card(connection: Optional[ConnectionModel]) -> dict:
             "display_name": connection.display_name or connection.account_id,
             "livemode": bool(connection.livemode),
         } if connected else None,
-        "connected_at": _iso(connection.connected_at) if connected else None,
+        "connected_at": iso(connection.connected_at) if connected else None,
         "disconnected_reason": None if connected or connection is None else connection.disconnected_reason,
         "settings": {
             "portal_enabled": bool(connected and connection.portal_enabled),
@@ -115,12 +109,6 @@ def connector_card(connection: Optional[ConnectionModel]) -> dict:
             "allow_cancel": bool(connection.allow_cancel) if connection else False,
         },
     }
-
-
-def _iso(moment: Optional[datetime]) -> Optional[str]:
-    if moment is None:
-        return None
-    return moment.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_connect_request(body: Optional[dict]) -> dict:

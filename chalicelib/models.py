@@ -1,7 +1,8 @@
 """PynamoDB models. Table names, region and endpoint come from settings
 through `bind`, called by the factories before first use."""
-from pynamodb.attributes import (BooleanAttribute, NumberAttribute, TTLAttribute,
-                                 UnicodeAttribute, UTCDateTimeAttribute, VersionAttribute)
+from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute,
+                                 TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute,
+                                 VersionAttribute)
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -95,7 +96,59 @@ class MemberCustomerModel(Model):
     recorded_at = UTCDateTimeAttribute()
 
 
-MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel)
+class ProductAttribute(MapAttribute):
+    product_id = UnicodeAttribute()
+    stripe_product_id = UnicodeAttribute()
+
+
+class DueIndex(GlobalSecondaryIndex):
+    """Entitlements that still grant access, by when that access ends.
+    Sparse: `due_shard` and `due_at` are set only while access is granted, so
+    the sweep reads what is due, not what is stored; the shard spreads them
+    over several partitions."""
+
+    class Meta:
+        index_name = "due-index"
+        projection = AllProjection()
+
+    due_shard = NumberAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class EntitlementModel(Model):
+    """What one subscription grants a member of a site: every product on it
+    shares the subscription's state and access_until. `view_time` is when the
+    Stripe view it was computed from was read (microseconds); an older view
+    never overwrites a newer one. The table's stream (old and new images) is
+    the outbox the access announcements are made from."""
+
+    class Meta:
+        table_name = "stripe-connector-entitlements"
+        billing_mode = "PAY_PER_REQUEST"
+        stream_view_type = "NEW_AND_OLD_IMAGES"
+
+    member_key = UnicodeAttribute(hash_key=True)
+    subscription_id = UnicodeAttribute(range_key=True)
+    site_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute(null=True)
+    stripe_status = UnicodeAttribute()
+    state = UnicodeAttribute()
+    grants = BooleanAttribute()
+    access_until = UTCDateTimeAttribute(null=True)
+    reason = UnicodeAttribute()
+    products = ListAttribute(of=ProductAttribute, default=list)
+    view_time = NumberAttribute()
+    stripe_event_id = UnicodeAttribute(null=True)
+    changed_at = UTCDateTimeAttribute()
+    due_shard = NumberAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+
+    due_index = DueIndex()
+
+
+MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel)
 
 
 def bind(settings: Settings) -> None:
@@ -105,6 +158,7 @@ def bind(settings: Settings) -> None:
         OAuthStateModel: settings.oauth_states_table,
         WebhookEventModel: settings.webhook_events_table,
         MemberCustomerModel: settings.member_customers_table,
+        EntitlementModel: settings.entitlements_table,
     }
     for model, table_name in tables.items():
         place = (table_name, settings.aws_region, settings.aws_endpoint_url)

@@ -6,7 +6,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from chalicelib.auth import Caller
-from chalicelib.connections import CONNECTED, Clock, ConnectionStore, connector_card, utc_now
+from chalicelib.clock import Clock, utc_now
+from chalicelib.connections import CONNECTED, ConnectionStore, connector_card
 from chalicelib.errors import (CustomerGone, InvalidRequest, InvalidReturnUrl, InvalidSettings,
                                NoBillingAccount, NotConnected, PortalConfigurationGone,
                                PortalDisabled)

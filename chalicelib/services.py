@@ -2,12 +2,18 @@
 the settings, and reused by later invocations."""
 import functools
 
+import boto3
+from pynamodb.connection import Connection
+
 from chalicelib import models
+from chalicelib.announcements import AccessEventBus, Announcer
 from chalicelib.connections import ConnectionStore, ConnectorService, OAuthStateStore
+from chalicelib.entitlements import AccessService, EntitlementStore
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.portal import PortalService
 from chalicelib.settings import get_settings
 from chalicelib.stripe_gateway import StripeGateway, make_client
+from chalicelib.sweep import Sweep
 from chalicelib.webhooks import EventLog, WebhookReceiver
 
 
@@ -40,13 +46,40 @@ def get_portal_service() -> PortalService:
 
 
 @functools.lru_cache(maxsize=1)
-def get_webhook_receiver() -> WebhookReceiver:
+def get_entitlement_store() -> EntitlementStore:
     get_bound_models()
-    return WebhookReceiver(get_stripe_gateway(), EventLog(), get_connector_service())
+    settings = get_settings()
+    return EntitlementStore(Connection(region=settings.aws_region, host=settings.aws_endpoint_url))
+
+
+@functools.lru_cache(maxsize=1)
+def get_webhook_receiver() -> WebhookReceiver:
+    return WebhookReceiver(get_stripe_gateway(), EventLog(), get_connector_service(),
+                           ConnectionStore(), get_entitlement_store())
+
+
+@functools.lru_cache(maxsize=1)
+def get_access_service() -> AccessService:
+    return AccessService(get_entitlement_store())
+
+
+@functools.lru_cache(maxsize=1)
+def get_announcer() -> Announcer:
+    settings = get_settings()
+    events = boto3.client("events", region_name=settings.aws_region,
+                          endpoint_url=settings.aws_endpoint_url)
+    return Announcer(AccessEventBus(events, settings.access_event_bus), get_entitlement_store())
+
+
+@functools.lru_cache(maxsize=1)
+def get_sweep() -> Sweep:
+    get_bound_models()
+    return Sweep(ConnectionStore(), get_stripe_gateway())
 
 
 def reset() -> None:
     """Forget every built service and the settings (tests change the environment)."""
-    for factory in (get_settings, get_stripe_gateway, get_bound_models,
-                    get_connector_service, get_portal_service, get_webhook_receiver):
+    for factory in (get_settings, get_stripe_gateway, get_bound_models, get_connector_service,
+                    get_portal_service, get_entitlement_store, get_webhook_receiver,
+                    get_access_service, get_announcer, get_sweep):
         factory.cache_clear()

@@ -35,6 +35,7 @@ class Settings:
     oauth_states_table: str
     webhook_events_table: str
     member_customers_table: str
+    entitlements_table: str
 
     @property
     def app_origin(self) -> str:
@@ -93,6 +94,7 @@ def load_settings(environ: Mapping[str, str],
         oauth_states_table=value("OAUTH_STATES_TABLE", "stripe-connector-oauth-states"),
         webhook_events_table=value("WEBHOOK_EVENTS_TABLE", "stripe-connector-webhook-events"),
         member_customers_table=value("MEMBER_CUSTOMERS_TABLE", "stripe-connector-member-customers"),
+        entitlements_table=value("ENTITLEMENTS_TABLE", "stripe-connector-entitlements"),
     )
     _validate(settings)
     return settings

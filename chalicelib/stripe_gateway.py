@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 
 import stripe
 
+from chalicelib.access import USER_ID_METADATA_KEY
 from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
                                PortalConfigurationGone, StripeFailure)
 
@@ -14,9 +15,10 @@ from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload
 API_VERSION = "2026-10-28.endive"
 WEBHOOK_TOLERANCE_SECONDS = 300
 HTTP_TIMEOUT_SECONDS = 8
-# Where a Stripe customer names its CustomerHub user.
-USER_ID_METADATA_KEY = "customerhub_user_id"
 MAX_LIST_LIMIT = 100
+# Customer and product metadata name the CustomerHub user and product: one
+# read of the subscription gets both.
+SUBSCRIPTION_EXPANSIONS = ["customer", "items.data.price.product"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,20 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _failure(exc, "Stripe did not create a portal session on %s" % account_id) from exc
         return session.url
+
+    def subscription(self, account_id: str, subscription_id: str) -> Optional[Dict[str, Any]]:
+        """The subscription as Stripe has it now, with its customer and
+        products expanded; None when Stripe no longer has it."""
+        try:
+            found = self._client.v1.subscriptions.retrieve(
+                subscription_id, {"expand": SUBSCRIPTION_EXPANSIONS}, {"stripe_account": account_id})
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing" and exc.http_status == 404:
+                return None
+            raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
+        return found.to_dict()
 
     def verify_event(self, payload: bytes, signature_header: Optional[str]) -> Dict[str, Any]:
         """The event a webhook body carries, after checking Stripe's signature

@@ -1,13 +1,18 @@
 """Stripe's Connect webhook: verify, drop duplicates, dispatch by event type."""
 import logging
 from datetime import datetime, timedelta
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from pynamodb.exceptions import PutError
 
-from chalicelib.connections import Clock, ConnectorService, utc_now
+from chalicelib.access import access_of, customer_id_of, user_of
+from chalicelib.clock import Clock, utc_now
+from chalicelib.connections import ConnectionStore, ConnectorService
+from chalicelib.entitlements import (EntitlementStore, EventAlreadyDone, View, entitlement_item,
+                                     microseconds)
 from chalicelib.errors import PayloadTooLarge
-from chalicelib.models import WebhookEventModel
+from chalicelib.member_customers import FROM_SUBSCRIPTION
+from chalicelib.models import ConnectionModel, MemberCustomerModel, WebhookEventModel
 from chalicelib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -20,6 +25,21 @@ HANDLED = "handled"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
 
+SUBSCRIPTION_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+)
+
+
+def event_record(event: Dict[str, Any], now: datetime) -> WebhookEventModel:
+    return WebhookEventModel(
+        event["id"], event_type=event["type"], account_id=event.get("account"),
+        created=event["created"], handled_at=now, expires_at=now + REMEMBER_EVENTS_FOR,
+    )
+
 
 class EventLog:
     def seen(self, event_id: str) -> bool:
@@ -31,10 +51,7 @@ class EventLog:
 
     def record(self, event: Dict[str, Any], now: datetime) -> None:
         try:
-            WebhookEventModel(
-                event["id"], event_type=event["type"], account_id=event.get("account"),
-                created=event["created"], handled_at=now, expires_at=now + REMEMBER_EVENTS_FOR,
-            ).save(condition=WebhookEventModel.event_id.does_not_exist())
+            event_record(event, now).save(condition=WebhookEventModel.event_id.does_not_exist())
         except PutError as exc:
             # A concurrent delivery of the same event finished first: its
             # effects and ours are the same, so either record will do.
@@ -44,15 +61,20 @@ class EventLog:
 
 class WebhookReceiver:
     def __init__(self, stripe: StripeGateway, events: EventLog, connector: ConnectorService,
+                 connections: ConnectionStore, entitlements: EntitlementStore,
                  clock: Clock = utc_now):
         self._stripe = stripe
         self._events = events
         self._connector = connector
+        self._connections = connections
+        self._entitlements = entitlements
         self._clock = clock
-        self._handlers: Dict[str, Callable[[Dict[str, Any]], Optional[int]]] = {
+        self._handlers: Dict[str, Callable[[Dict[str, Any]], str]] = {
             "account.application.deauthorized": self._account_deauthorized,
             "account.updated": self._account_updated,
         }
+        for event_type in SUBSCRIPTION_EVENTS:
+            self._handlers[event_type] = self._subscription_changed
 
     def receive(self, payload: bytes, signature_header: Optional[str]) -> str:
         """Handle one delivery. Raises on a bad delivery; any other exception
@@ -67,15 +89,75 @@ class WebhookReceiver:
         if self._events.seen(event["id"]):
             logger.info("Duplicate delivery of %s", event["id"])
             return DUPLICATE
-        handler(event)
+        return handler(event)
+
+    def _account_deauthorized(self, event: Dict[str, Any]) -> str:
+        self._connector.account_deauthorized(
+            event["account"], bool(event.get("livemode")), event["created"])
+        return self._done(event)
+
+    def _account_updated(self, event: Dict[str, Any]) -> str:
+        self._connector.account_updated(event["account"], bool(event.get("livemode")))
+        return self._done(event)
+
+    def _done(self, event: Dict[str, Any]) -> str:
         # Recorded only after its effects: a crash before this line leaves the
         # event unrecorded, and Stripe's retry repeats effects that are idempotent.
         self._events.record(event, self._clock())
         return HANDLED
 
-    def _account_deauthorized(self, event: Dict[str, Any]) -> Optional[int]:
-        return self._connector.account_deauthorized(
-            event["account"], bool(event.get("livemode")), event["created"])
+    def _subscription_changed(self, event: Dict[str, Any]) -> str:
+        account_id = event["account"]
+        sites = self._sites_for(event)
+        carried = event["data"].get("object")
+        subscription_id = carried.get("id") if isinstance(carried, dict) else None
+        if not sites or not isinstance(subscription_id, str):
+            logger.info("Ignoring %s %s: no connected site for it", event["type"], event["id"])
+            return IGNORED
+        # Stripe's order of delivery is not the order of changes: what
+        # Stripe has now is the truth, the event only says where to look.
+        subscription = self._stripe.subscription(account_id, subscription_id)
+        now = self._clock()
+        view_time = microseconds(now)
+        if subscription is None:
+            logger.info("Stripe no longer has %s; using the copy in %s", subscription_id, event["id"])
+            # `created` is in whole seconds: the copy counts as of the end of
+            # its second, so a read made earlier in that second is older.
+            subscription, view_time = carried, (event["created"] + 1) * 1_000_000 - 1
+        user_id = user_of(subscription)
+        if user_id is None:
+            logger.warning("Subscription %s on %s names no CustomerHub user (event %s); nothing stored",
+                           subscription_id, account_id, event["id"])
+            return IGNORED
+        access = access_of(subscription, now)
+        customer_id = customer_id_of(subscription)
+        items, customers = [], []
+        for site in sites:
+            items.append(entitlement_item(View(
+                site_id=site.site_id, user_id=user_id, account_id=account_id,
+                customer_id=customer_id, subscription_id=subscription_id,
+                stripe_status=str(subscription.get("status")), access=access,
+                view_time=view_time, stripe_event_id=event["id"]), now))
+            if customer_id:
+                customers.append(MemberCustomerModel(
+                    site.site_id, user_id, account_id=account_id, customer_id=customer_id,
+                    source=FROM_SUBSCRIPTION, recorded_at=now))
+        try:
+            stale = self._entitlements.write(items, customers, event_record(event, now))
+        except EventAlreadyDone:
+            logger.info("%s was handled by another delivery meanwhile", event["id"])
+            return DUPLICATE
+        for item in stale:
+            logger.info("A newer view of %s is stored for %s; %s left it", subscription_id,
+                        item.site_id, event["id"])
+        return HANDLED
 
-    def _account_updated(self, event: Dict[str, Any]) -> Optional[int]:
-        return self._connector.account_updated(event["account"], bool(event.get("livemode")))
+    def _sites_for(self, event: Dict[str, Any]) -> List[ConnectionModel]:
+        livemode = bool(event.get("livemode"))
+        sites = []
+        for site in self._connections.sites_connected_to(event["account"]):
+            if bool(site.livemode) != livemode:
+                logger.info("Ignoring %s for %s: livemode differs", event["id"], site.site_id)
+                continue
+            sites.append(site)
+        return sites

@@ -87,6 +87,29 @@ def start_sandbox(env: dict):
     return sandbox
 
 
+def start_announcements(settings, replay: bool):
+    """AccessGranted / AccessRevoked from the entitlements stream, as the
+    stream's Lambda trigger would make them in AWS."""
+    import boto3
+
+    from app import announce_access
+    from local.streams import StreamPump
+
+    def client(name: str):
+        return boto3.client(name, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+    if settings.access_event_bus != "default":
+        events = client("events")
+        if not [b for b in events.list_event_buses()["EventBuses"] if b["Name"] == settings.access_event_bus]:
+            events.create_event_bus(Name=settings.access_event_bus)
+    pump = StreamPump(client("dynamodb"), client("dynamodbstreams"), settings.entitlements_table,
+                      announce_access)
+    if not replay:
+        # An AWS of your own may hold a stream announced long ago.
+        pump.skip_to_end()
+    return pump.start(interval=0.5)
+
+
 def local_tokens(env: dict, site_id: str = LOCAL_SITE, hours: int = 12) -> dict:
     import jwt
 
@@ -129,6 +152,7 @@ def main() -> int:
 
     models.bind(settings)
     models.create_tables()
+    pump = start_announcements(settings, replay=bool(env.get("LOCAL_EMBEDDED_AWS")))
 
     from app import app
     from local.api_server import make_server
@@ -151,6 +175,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        pump.stop()
         if sandbox:
             sandbox.stop()
         for server in servers:

@@ -7,6 +7,7 @@ from chalicelib import models, services
 from chalicelib.settings import get_settings
 from local.stripe_sandbox import StripeSandbox
 from tests import helpers
+from tests.helpers import AccessEventsInbox
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,11 @@ def aws():
 def client(aws, sandbox):
     with Client(app) as test_client:
         yield test_client.http
+
+
+@pytest.fixture
+def access_events(aws):
+    """What CustomerHub hears: the entitlements stream handed to the
+    `announce_access` function (as Lambda's trigger would), and the events it
+    puts on EventBridge, read back from a queue subscribed to the bus."""
+    return AccessEventsInbox(get_settings())

@@ -1,9 +1,14 @@
 """What the tests share: the test environment, tokens, and signed webhooks."""
 import json
 import time
-from typing import Optional
+from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
+import botocore.config
+import botocore.handlers
 import jwt
 import stripe
 
@@ -74,3 +79,90 @@ def stripe_event(event_type: str, account: Optional[str], data_object: dict,
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},
     }
+
+
+class AccessEventsInbox:
+    """Pumps the entitlements stream into `announce_access` and collects the
+    AccessGranted / AccessRevoked events EventBridge routes to a queue."""
+
+    def __init__(self, settings):
+        from app import announce_access
+        from local.streams import StreamPump
+
+        def client(name):
+            # Account-based endpoints (<account>.streams-ddb...) are not
+            # among the addresses the in-process AWS answers.
+            return boto3.client(name, region_name=settings.aws_region,
+                                config=botocore.config.Config(account_id_endpoint_mode="disabled"))
+
+        self._sqs = client("sqs")
+        self._events = client("events")
+        self._queue = self._sqs.create_queue(QueueName="access-events")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._queue, AttributeNames=["QueueArn"])
+        self._events.put_rule(Name="access-events", EventBusName=settings.access_event_bus,
+                              EventPattern=json.dumps({"source": ["customerhub.stripe-connector"]}))
+        self._events.put_targets(Rule="access-events", EventBusName=settings.access_event_bus,
+                                 Targets=[{"Id": "queue", "Arn": arn["Attributes"]["QueueArn"]}])
+        self.pump = StreamPump(client("dynamodb"), client("dynamodbstreams"),
+                               settings.entitlements_table, announce_access)
+        self.received: List[dict] = []
+
+    def drain(self) -> List[dict]:
+        """Announce what the stream holds; the events that arrived since the
+        last drain, in order, as {"type", **detail}."""
+        self.pump.drain()
+        arrived = []
+        while True:
+            answer = self._sqs.receive_message(QueueUrl=self._queue, MaxNumberOfMessages=10)
+            messages = answer.get("Messages") or []
+            if not messages:
+                break
+            for message in messages:
+                body = json.loads(message["Body"])
+                arrived.append(dict(body["detail"], type=body["detail-type"], source=body["source"]))
+                self._sqs.delete_message(QueueUrl=self._queue, ReceiptHandle=message["ReceiptHandle"])
+        self.received.extend(arrived)
+        return arrived
+
+
+class AwsCalls:
+    """Counts AWS API calls (one per operation, retries not counted) through
+    a botocore event hook. The hook is installed on every botocore session
+    created after this module is imported, which is before any test makes
+    one; it counts only inside `counting()`."""
+
+    def __init__(self):
+        self.calls: Counter = Counter()
+        self.items_read = 0
+        self._active = False
+
+    def __call__(self, event_name: str, **kwargs) -> None:
+        if self._active:
+            # event_name is "before-call.<service>.<Operation>"
+            _, service, operation = event_name.split(".", 2)
+            self.calls[(service, operation)] += 1
+
+    def read(self, http_response=None, parsed=None, model=None, **kwargs) -> None:
+        if self._active and isinstance(parsed, dict) and model is not None:
+            if "Items" in parsed:
+                self.items_read += len(parsed["Items"])
+            elif parsed.get("Item"):
+                self.items_read += 1
+
+    def of(self, service: str) -> int:
+        return sum(n for (s, _), n in self.calls.items() if s == service)
+
+    @contextmanager
+    def counting(self) -> Iterator["AwsCalls"]:
+        self.calls.clear()
+        self.items_read = 0
+        self._active = True
+        try:
+            yield self
+        finally:
+            self._active = False
+
+
+AWS_CALLS = AwsCalls()
+botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_CALLS))
+botocore.handlers.BUILTIN_HANDLERS.append(("after-call.dynamodb", AWS_CALLS.read))

@@ -1,0 +1,140 @@
+"""The scheduled expiry: end access whose access_until has passed.
+
+The work queue is the sparse `due-index`: an entitlement is in it only while
+it grants access, so a run reads what is due, not what is stored, and a run
+that stops midway loses nothing: what it did left the index, the rest is
+still there for the next run."""
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Dict, List, Optional
+
+from pynamodb.exceptions import PutError
+
+from chalicelib.access import EXPIRED, PERIOD_ENDED, access_of
+from chalicelib.clock import Clock, utc_now
+from chalicelib.connections import CONNECTED, ConnectionStore
+from chalicelib.entitlements import DUE_SHARDS, entitlement_item, microseconds, View
+from chalicelib.errors import AccountNotConnected, StripeFailure
+from chalicelib.models import ConnectionModel, EntitlementModel
+from chalicelib.stripe_gateway import StripeGateway
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 100
+# A bound per run keeps one run inside the function's timeout; what is left
+# stays due and the next run takes it.
+MAX_PER_RUN = 1000
+
+REVOKED = "revoked"
+KEPT = "kept"
+LEFT = "left"
+CHANGED_MEANWHILE = "changed_meanwhile"
+
+
+@dataclass
+class SweepReport:
+    due: int = 0
+    revoked: int = 0
+    kept: int = 0
+    left: int = 0
+    changed_meanwhile: int = 0
+    complete: bool = True
+    failures: List[str] = field(default_factory=list)
+
+    def as_dict(self) -> Dict[str, object]:
+        return {"due": self.due, "revoked": self.revoked, "kept": self.kept, "left": self.left,
+                "changed_meanwhile": self.changed_meanwhile, "complete": self.complete}
+
+
+class Sweep:
+    def __init__(self, connections: ConnectionStore, stripe: StripeGateway, clock: Clock = utc_now,
+                 max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE):
+        self._connections = connections
+        self._stripe = stripe
+        self._clock = clock
+        self._max_per_run = max_per_run
+        self._page_size = page_size
+
+    def run(self) -> SweepReport:
+        report = SweepReport()
+        started = self._clock()
+        sites: Dict[str, Optional[ConnectionModel]] = {}
+        for shard in range(DUE_SHARDS):
+            for item in EntitlementModel.due_index.query(
+                    shard, EntitlementModel.due_at <= int(started.timestamp()),
+                    page_size=self._page_size):
+                if report.due >= self._max_per_run:
+                    report.complete = False
+                    logger.info("Sweep stopped at %d entitlements; the next run continues", report.due)
+                    return report
+                report.due += 1
+                outcome = self._expire(item, sites)
+                setattr(report, outcome, getattr(report, outcome) + 1)
+                if outcome == LEFT:
+                    report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
+        logger.info("Sweep done: %s", report.as_dict())
+        return report
+
+    def _expire(self, item: EntitlementModel, sites: Dict[str, Optional[ConnectionModel]]) -> str:
+        if item.site_id not in sites:
+            sites[item.site_id] = self._connections.get(item.site_id)
+        connection = sites[item.site_id]
+        still_connected = (connection is not None and connection.status == CONNECTED
+                           and connection.account_id == item.account_id)
+        subscription = None
+        if still_connected:
+            try:
+                subscription = self._stripe.subscription(item.account_id, item.subscription_id)
+            except AccountNotConnected:
+                # Revoked at Stripe before we heard of it: the stored date stands.
+                subscription = None
+            except StripeFailure as exc:
+                # Never revoke on a guess: the entitlement stays due for the next run.
+                logger.warning("Sweep left %s of %s for the next run: %s",
+                               item.subscription_id, item.site_id, exc)
+                return LEFT
+        now = self._clock()
+        if subscription is not None:
+            replacement = self._from_stripe(item, subscription, now)
+        else:
+            replacement = _ended(item, now)
+        if replacement.grants:
+            outcome = KEPT
+        else:
+            outcome = REVOKED
+        try:
+            # Only if nothing was written since the index showed it: a webhook
+            # that arrived meanwhile wins, and of two sweeps at once one writes.
+            replacement.save(condition=EntitlementModel.view_time == item.view_time)
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return CHANGED_MEANWHILE
+            raise
+        return outcome
+
+    def _from_stripe(self, item: EntitlementModel, subscription: dict, now: datetime) -> EntitlementModel:
+        access = access_of(subscription, now)
+        if not access.grants:
+            # Whatever Stripe's status now, this access ended with its period.
+            return _ended(item, now, stripe_status=str(subscription.get("status")))
+        return entitlement_item(View(
+            site_id=item.site_id, user_id=item.user_id, account_id=item.account_id,
+            customer_id=item.customer_id, subscription_id=item.subscription_id,
+            stripe_status=str(subscription.get("status")), access=access,
+            view_time=max(microseconds(now), item.view_time + 1), stripe_event_id=None), now)
+
+
+def _ended(item: EntitlementModel, now: datetime, stripe_status: Optional[str] = None) -> EntitlementModel:
+    ended = EntitlementModel.from_raw_data(item.serialize())
+    ended.grants = False
+    ended.state = EXPIRED
+    ended.reason = PERIOD_ENDED
+    ended.stripe_event_id = None
+    ended.stripe_status = stripe_status or item.stripe_status
+    ended.view_time = max(microseconds(now), item.view_time + 1)
+    ended.changed_at = now
+    # Out of the due index: there is nothing left to end.
+    ended.due_shard = None
+    ended.due_at = None
+    return ended

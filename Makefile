@@ -19,5 +19,12 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# Runs expire_access once against the local stack `make run` is serving.
+sweep: $(INSTALLED)
+	$(BIN)/python -m local.sweep
+
+bench: $(INSTALLED)
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -57,8 +57,14 @@ def access_of(subscription: Dict[str, Any], now: datetime) -> Access:
     cancel_at = _moment(subscription.get("cancel_at"))
     scheduled = bool(subscription.get("cancel_at_period_end")) or cancel_at is not None
     until = period_end
-    if cancel_at is not None and (until is None or cancel_at < until):
-        until = cancel_at
+    if cancel_at is not None:
+        if status == "past_due":
+            # Unpaid: the period that was paid for, or less.
+            until = cancel_at if until is None else min(until, cancel_at)
+        else:
+            # A scheduled cancellation is the end of access, even one past
+            # renewals still to come (a failed renewal makes it past_due).
+            until = cancel_at
     if until is None:
         # A granting status with no period on any item: nothing to stand on.
         return Access(EXPIRED, False, None, SUBSCRIPTION_INCOMPLETE, products)

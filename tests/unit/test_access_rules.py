@@ -130,6 +130,14 @@ def test_cancel_at_before_the_period_end_is_canceling_until_cancel_at(status):
     assert access.access_until == cancel_at
 
 
+@pytest.mark.parametrize("status", ["active", "trialing"])
+def test_cancel_at_after_the_period_end_is_canceling_until_cancel_at(status):
+    # Renewals still come before the cancellation: access runs to cancel_at.
+    cancel_at = PERIOD_END + timedelta(days=40)
+    access = access_of(subscription(status=status, cancel_at=cancel_at), NOW)
+    assert (access.state, access.grants, access.access_until) == ("canceling", True, cancel_at)
+
+
 def test_past_due_keeps_access_until_the_period_end_in_state_past_due():
     access = access_of(subscription(status="past_due"), NOW)
 

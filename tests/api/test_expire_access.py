@@ -1,0 +1,290 @@
+"""The scheduled sweep ends access whose paid period is over, after asking
+Stripe, and only once."""
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from chalicelib import services
+from chalicelib.connections import ConnectionStore
+from chalicelib.entitlements import DUE_SHARDS
+from chalicelib.models import EntitlementModel
+from chalicelib.sweep import Sweep
+from tests.api.test_connect_lifecycle import ADMIN, connect
+from tests.helpers import AWS_CALLS, bearer, signed
+
+ACCOUNT = "acct_studio"
+DAY = 24 * 3600
+
+
+def deliver(client, event):
+    payload, headers = signed(event)
+    response = client.post("/webhooks/stripe", headers=headers, body=payload)
+    assert response.status_code == 200, response.json_body
+    return response
+
+
+@pytest.fixture
+def studio(client, sandbox):
+    sandbox.create_account(id=ACCOUNT, display_name="Studio")
+    connect(client, sandbox, ACCOUNT)
+    sandbox.create_product(ACCOUNT, id="prod_yoga", metadata={"customerhub_product_id": "yoga"})
+    return sandbox
+
+
+def member(sandbox, user_id):
+    customer = sandbox.create_customer(ACCOUNT, email=user_id + "@studio.test",
+                                       metadata={"customerhub_user_id": user_id})
+    return customer["id"]
+
+
+def subscribe(client, sandbox, user_id, period_end, **options):
+    """A member's subscription, as its created event told us."""
+    subscription = sandbox.create_subscription(ACCOUNT, member(sandbox, user_id), ["prod_yoga"],
+                                               period_end=period_end, **options)
+    deliver(client, sandbox.events[-1])
+    return subscription
+
+
+def sweep_at(moment, **options):
+    return Sweep(ConnectionStore(), services.get_stripe_gateway(), clock=lambda: moment, **options)
+
+
+def entitlement(user_id, subscription):
+    return EntitlementModel.get("site_a#" + user_id, subscription["id"])
+
+
+def access_of(client, user_id):
+    response = client.get("/access/" + user_id, headers=ADMIN)
+    assert response.status_code == 200
+    return response.json_body["entitlements"]
+
+
+def at(seconds):
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def test_a_cancellation_at_period_end_ends_access_after_the_period_with_one_event(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
+    access_events.drain()
+
+    report = sweep_at(at(period_end + 60)).run()
+
+    assert (report.due, report.revoked) == (1, 1)
+    item = entitlement("user_ana", subscription)
+    assert (item.grants, item.state, item.reason, item.due_at) == (False, "expired", "period_ended", None)
+    heard = access_events.drain()
+    assert [(e["type"], e["reason"], e["stripe_event_id"]) for e in heard] == [
+        ("AccessRevoked", "period_ended", None)]
+    assert studio.requests_to("GET", "/v1/subscriptions/" + subscription["id"])
+
+
+def test_nothing_is_due_before_the_period_ends(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
+    stripe_calls = len(studio.requests)
+    report = sweep_at(at(period_end - 60)).run()
+    assert (report.due, report.revoked) == (0, 0)
+    assert len(studio.requests) == stripe_calls
+
+
+def test_a_renewal_whose_webhook_was_lost_keeps_access_and_moves_the_date(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end)
+    access_events.drain()
+    studio.renew_subscription(ACCOUNT, subscription["id"], period_end=period_end + 30 * DAY)  # not delivered
+
+    report = sweep_at(at(period_end + 60)).run()
+
+    assert (report.due, report.kept, report.revoked) == (1, 1, 0)
+    item = entitlement("user_ana", subscription)
+    assert (item.grants, item.access_until) == (True, at(period_end + 30 * DAY))
+    assert item.due_at == period_end + 30 * DAY
+    # Access did not change, only its end: nothing to announce.
+    assert access_events.drain() == []
+
+
+def test_an_undone_cancellation_keeps_access(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
+    access_events.drain()
+    # The member changed their mind in the portal and Stripe renewed; neither webhook arrived.
+    studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=False)
+    studio.renew_subscription(ACCOUNT, subscription["id"])
+
+    report = sweep_at(at(period_end + 60)).run()
+
+    assert report.kept == 1
+    entry = access_of(client, "user_ana")[0]
+    assert (entry["state"], entry["access"]) == ("active", True)
+    assert access_events.drain() == []
+
+
+def test_a_disconnected_site_loses_access_on_the_stored_date_without_asking_stripe(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end)
+    access_events.drain()
+    assert client.delete("/connectors/stripe", headers=ADMIN).status_code == 200
+    stripe_calls = len(studio.requests)
+
+    assert sweep_at(at(period_end - 60)).run().revoked == 0
+    report = sweep_at(at(period_end + 60)).run()
+
+    assert report.revoked == 1
+    assert len(studio.requests) == stripe_calls
+    assert entitlement("user_ana", subscription).grants is False
+    assert [e["type"] for e in access_events.drain()] == ["AccessRevoked"]
+
+
+def test_a_site_now_connected_to_another_account_trusts_the_stored_date(client, studio):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end)
+    studio.create_account(id="acct_new")
+    connect(client, studio, "acct_new")
+    stripe_calls = len(studio.requests)
+    assert sweep_at(at(period_end + 60)).run().revoked == 1
+    assert len(studio.requests) == stripe_calls
+    assert entitlement("user_ana", subscription).grants is False
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_stripe_failure_on_one_entitlement_leaves_it_and_the_rest_are_processed(client, studio, access_events,
+                                                                                  status):
+    period_end = int(time.time()) + 30 * DAY
+    failing = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
+    others = [subscribe(client, studio, "user_%d" % n, period_end, cancel_at_period_end=True) for n in range(3)]
+    access_events.drain()
+    studio.fail_next("GET", "/v1/subscriptions/" + failing["id"], status, should_retry=False)
+
+    report = sweep_at(at(period_end + 60)).run()
+
+    assert (report.due, report.revoked, report.left) == (4, 3, 1)
+    assert entitlement("user_ana", failing).grants is True
+    assert all(entitlement("user_%d" % n, s).grants is False for n, s in enumerate(others))
+    # The next run takes what was left.
+    assert sweep_at(at(period_end + 120)).run().revoked == 1
+    assert entitlement("user_ana", failing).grants is False
+    assert len([e for e in access_events.drain() if e["type"] == "AccessRevoked"]) == 4
+
+
+def test_a_stripe_timeout_leaves_the_entitlement_for_the_next_run(client, studio, monkeypatch):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
+    # Nothing listens there: the connection is refused, as a Stripe outage would look.
+    monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")
+    services.reset()
+    report = sweep_at(at(period_end + 60)).run()
+    assert (report.left, report.revoked) == (1, 0)
+    assert entitlement("user_ana", subscription).grants is True
+
+
+def test_an_interrupted_sweep_is_finished_by_the_next_run_without_double_events(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    for n in range(5):
+        subscribe(client, studio, "user_%d" % n, period_end, cancel_at_period_end=True)
+    access_events.drain()
+
+    first = sweep_at(at(period_end + 60), max_per_run=2).run()
+    second = sweep_at(at(period_end + 120)).run()
+    third = sweep_at(at(period_end + 180)).run()
+
+    assert (first.revoked, first.complete) == (2, False)
+    assert (second.revoked, second.complete) == (3, True)
+    assert third.due == 0
+    revoked = [e["user_id"] for e in access_events.drain() if e["type"] == "AccessRevoked"]
+    assert sorted(revoked) == ["user_%d" % n for n in range(5)]
+
+
+def test_two_sweeps_at_once_revoke_each_entitlement_once(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    for n in range(3):
+        subscribe(client, studio, "user_%d" % n, period_end, cancel_at_period_end=True)
+    access_events.drain()
+    moment = at(period_end + 60)
+    other = sweep_at(moment)
+    other_reports = []
+    ticks = []
+
+    def clock_that_lets_the_other_sweep_run_first():
+        # The first tick starts the run; the second comes after the first
+        # sweep read the index and asked Stripe, before it writes: the other
+        # sweep does all of its work right then.
+        ticks.append(moment)
+        if len(ticks) == 2:
+            other_reports.append(other.run())
+        return moment
+
+    report = Sweep(ConnectionStore(), services.get_stripe_gateway(),
+                   clock=clock_that_lets_the_other_sweep_run_first).run()
+
+    assert other_reports[0].revoked + report.revoked == 3
+    assert report.changed_meanwhile >= 1
+    revoked = [e["user_id"] for e in access_events.drain() if e["type"] == "AccessRevoked"]
+    assert sorted(revoked) == ["user_0", "user_1", "user_2"]
+
+
+def test_a_webhook_that_arrives_during_the_sweep_wins(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
+    access_events.drain()
+    moment = at(period_end + 60)
+    ticks = []
+
+    def clock_during_which_the_member_renews():
+        # Between the sweep's read of Stripe and its write, the member undoes
+        # the cancellation, Stripe renews, and the webhook is handled.
+        ticks.append(moment)
+        if len(ticks) == 2:
+            studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=False)
+            studio.renew_subscription(ACCOUNT, subscription["id"])
+            deliver(client, studio.events[-1])
+        return moment
+
+    report = Sweep(ConnectionStore(), services.get_stripe_gateway(),
+                   clock=clock_during_which_the_member_renews).run()
+
+    assert report.changed_meanwhile == 1
+    item = entitlement("user_ana", subscription)
+    assert (item.grants, item.state) == (True, "active")
+    assert access_events.drain() == []
+
+
+def test_the_sweep_reads_only_what_is_due_plus_one_page_per_shard(client, studio):
+    period_end = int(time.time()) + 30 * DAY
+    for n in range(3):
+        subscribe(client, studio, "user_due_%d" % n, period_end, cancel_at_period_end=True)
+    for n in range(5):
+        subscribe(client, studio, "user_later_%d" % n, period_end + 10 * DAY)
+    with AWS_CALLS.counting() as calls:
+        report = sweep_at(at(period_end + 60)).run()
+    assert report.revoked == 3
+    assert calls.items_read <= 3 + 1  # the due items, and the site's connection once
+    assert calls.calls[("dynamodb", "Query")] <= DUE_SHARDS + 3
+    assert calls.calls[("dynamodb", "Scan")] == 0
+
+
+def test_expire_access_is_the_scheduled_function_and_reports_its_run(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
+    access_events.drain()
+    # The period is over, at Stripe and in the stored entitlement.
+    past = int(time.time()) - 60
+    studio.update_subscription(ACCOUNT, subscription["id"], period_end=past)
+    item = entitlement("user_ana", subscription)
+    item.access_until, item.due_at = at(past), past
+    item.save()
+
+    with Client(app) as lambda_client:
+        answer = lambda_client.lambda_.invoke(
+            "expire_access", lambda_client.events.generate_cw_event(
+                source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
+
+    assert answer.payload["revoked"] == 1
+    assert answer.payload["complete"] is True
+    assert access_of(client, "user_ana")[0]["access"] is False
+    assert [e["type"] for e in access_events.drain()] == ["AccessRevoked"]
+    assert client.get("/access", headers=bearer(sub="user_ana", role="member")).json_body[
+        "entitlements"][0]["state"] == "expired"

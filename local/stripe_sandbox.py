@@ -9,7 +9,8 @@ so the client's own retries and exception classes are exercised.
 
 Tests start it in-process on a free port; the local stack runs it with
 ``python -m local.stripe_sandbox`` and a person uses its pages in a browser
-(the Connect authorize page, a small dashboard at ``/`` and portal pages).
+(the Connect authorize page, a small dashboard at ``/`` that also moves
+subscriptions along, and portal pages).
 
 Standard library only: it must never import stripe, chalice or boto3.
 """
@@ -39,6 +40,14 @@ CODE_TTL_SECONDS = 300
 WEBHOOK_TIMEOUT_SECONDS = 5
 DEFAULT_PAGE_LIMIT = 10
 MAX_PAGE_LIMIT = 100
+DEFAULT_PERIOD_SECONDS = 30 * 24 * 3600
+DEFAULT_UNIT_AMOUNT = 1500
+SUBSCRIPTION_STATUSES = ("incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled",
+                         "unpaid", "paused")
+# What `status` may be on GET /v1/subscriptions, besides the statuses themselves.
+_LIST_STATUSES = SUBSCRIPTION_STATUSES + ("all", "ended")
+# Expand paths a subscription answers to ("items.data.price" is always inline).
+_SUBSCRIPTION_EXPANDABLE = ("customer", "items.data.price", "items.data.price.product")
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -239,11 +248,22 @@ ROUTES: List[Route] = [
     _route("GET", r"/v1/billing_portal/configurations/" + _ID, "_api_retrieve_portal_configuration", "api"),
     _route("POST", r"/v1/billing_portal/configurations/" + _ID, "_api_update_portal_configuration", "api"),
     _route("POST", r"/v1/billing_portal/sessions", "_api_create_portal_session", "api"),
+    _route("GET", r"/v1/products/" + _ID, "_api_retrieve_product", "api"),
+    _route("POST", r"/v1/products", "_api_create_product", "api"),
+    _route("GET", r"/v1/subscriptions", "_api_list_subscriptions", "api"),
+    _route("GET", r"/v1/subscriptions/" + _ID, "_api_retrieve_subscription", "api"),
+    _route("POST", r"/v1/subscriptions/" + _ID, "_api_update_subscription", "api"),
+    _route("DELETE", r"/v1/subscriptions/" + _ID, "_api_cancel_subscription", "api"),
     _route("GET", r"/p/session/" + _ID, "_page_portal_session", "page"),
+    _route("POST", r"/p/session/" + _ID + r"/subscriptions/" + _ID + r"/(cancel|keep)",
+           "_page_portal_subscription", "page"),
     _route("GET", r"/", "_page_dashboard", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/revoke", "_page_dashboard_revoke", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/update", "_page_dashboard_update", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/customers", "_page_dashboard_customer", "page"),
+    _route("POST", r"/dashboard/accounts/" + _ID + r"/subscriptions", "_page_dashboard_subscription", "page"),
+    _route("POST", r"/dashboard/subscriptions/" + _ID + r"/([a-z_]+)", "_page_dashboard_subscription_action",
+           "page"),
 ]
 
 _PLATFORM = None  # the scope key for objects that belong to the platform itself
@@ -350,6 +370,11 @@ class StripeSandbox:
             self._customers: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
             self._portal_configurations: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
             self._portal_sessions: Dict[str, Dict[str, Any]] = {}
+            self._products: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            # One recurring price per product, made when a subscription first uses it.
+            self._prices: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            # Stored unexpanded: customer and product as ids.
+            self._subscriptions: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
 
     # ----------------------------------------------------------- state helpers
 
@@ -448,6 +473,168 @@ class StripeSandbox:
             self._customers.setdefault(account_id, {})[customer["id"]] = customer
             return copy.deepcopy(customer)
 
+    def delete_customer(self, account_id: Optional[str], customer_id: str) -> Dict[str, Any]:
+        """Deletes the customer: retrieving or expanding it gives Stripe's stub
+        ``{"id", "object": "customer", "deleted": true}``. Its subscriptions stay as they are."""
+        with self._lock:
+            scope = self._scope(account_id)
+            self._customer_or_raise(scope, customer_id)
+            stub = {"id": customer_id, "object": "customer", "deleted": True}
+            self._customers[scope][customer_id] = stub
+            return dict(stub)
+
+    # -------------------------------------------------- products and subscriptions
+
+    def create_product(self, account_id: Optional[str], name: Optional[str] = None,
+                       metadata: Optional[Dict[str, str]] = None, id: Optional[str] = None) -> Dict[str, Any]:
+        with self._lock:
+            scope = self._scope(account_id)
+            product_id = id or _random_id("prod_", 14)
+            if any(product_id in products for products in self._products.values()):
+                raise ValueError("product %s already exists" % product_id)
+            now = int(self.clock())
+            product = {
+                "id": product_id,
+                "object": "product",
+                "active": True,
+                "created": now,
+                "description": None,
+                "livemode": self._livemode(scope),
+                "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+                "name": name or "Sandbox product",
+                "updated": now,
+            }
+            self._products.setdefault(scope, {})[product_id] = product
+            return copy.deepcopy(product)
+
+    def update_product(self, account_id: Optional[str], product_id: str, **fields: Any) -> Dict[str, Any]:
+        """Changes name, active, description or metadata (merged: a value "" deletes the key)."""
+        with self._lock:
+            product = self._product_or_raise(self._scope(account_id), product_id)
+            changed = copy.deepcopy(product)
+            for name, value in fields.items():
+                if name == "metadata":
+                    changed["metadata"] = _merge_metadata(changed["metadata"], value or {})
+                elif name in ("name", "active", "description"):
+                    changed[name] = value
+                else:
+                    raise ValueError("a product's %s cannot be changed here" % name)
+            changed["updated"] = int(self.clock())
+            product.clear()
+            product.update(changed)
+            return copy.deepcopy(product)
+
+    def create_subscription(self, account_id: Optional[str], customer_id: str, products: List[str],
+                            status: str = "active", period_end: Optional[int] = None,
+                            period_start: Optional[int] = None, metadata: Optional[Dict[str, str]] = None,
+                            cancel_at_period_end: bool = False, cancel_at: Optional[int] = None,
+                            id: Optional[str] = None) -> Dict[str, Any]:
+        """A subscription of customer_id to products (ids on that account), one
+        item and price each, every item in the period period_start (now) to
+        period_end (30 days later). Records customer.subscription.created."""
+        with self._lock:
+            scope = self._scope(account_id)
+            customer = self._customer_or_raise(scope, customer_id)
+            if customer.get("deleted"):
+                raise ValueError("customer %s is deleted" % customer_id)
+            if isinstance(products, str):
+                products = [products]
+            product_ids = list(dict.fromkeys(products))
+            if not product_ids:
+                raise ValueError("a subscription needs at least one product")
+            for product_id in product_ids:
+                self._product_or_raise(scope, product_id)
+            if status not in SUBSCRIPTION_STATUSES:
+                raise ValueError("unknown subscription status %r" % status)
+            subscription_id = id or _random_id("sub_", 14)
+            if self._find_subscription(subscription_id) is not None:
+                raise ValueError("subscription %s already exists" % subscription_id)
+            now = int(self.clock())
+            start = now if period_start is None else int(period_start)
+            end = start + DEFAULT_PERIOD_SECONDS if period_end is None else int(period_end)
+            canceled = status == "canceled"
+            subscription = {
+                "id": subscription_id,
+                "object": "subscription",
+                "cancel_at": None if cancel_at is None else int(cancel_at),
+                "cancel_at_period_end": bool(cancel_at_period_end) and not canceled,
+                "canceled_at": now if cancel_at_period_end or canceled else None,
+                "collection_method": "charge_automatically",
+                "created": now,
+                "currency": "usd",
+                "customer": customer_id,
+                "ended_at": now if canceled else None,
+                "items": _item_list(subscription_id, [
+                    self._new_item(scope, subscription_id, product_id, start, end) for product_id in product_ids]),
+                "livemode": self._livemode(scope),
+                "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+                "start_date": start,
+                "status": status,
+            }
+            self._subscriptions.setdefault(scope, {})[subscription_id] = subscription
+            self._record_event("customer.subscription.created", scope, subscription)
+            return copy.deepcopy(subscription)
+
+    def update_subscription(self, account_id: Optional[str], subscription_id: str,
+                            **changes: Any) -> Dict[str, Any]:
+        """Changes status, cancel_at_period_end, cancel_at, metadata (merged:
+        "" deletes a key), products (the new item set) or period_end (of every
+        item). Records customer.subscription.updated with previous_attributes,
+        or .paused / .resumed when the status enters or leaves paused."""
+        with self._lock:
+            return self._update_subscription(self._scope(account_id), subscription_id, changes)
+
+    def renew_subscription(self, account_id: Optional[str], subscription_id: str,
+                           period_end: Optional[int] = None) -> Dict[str, Any]:
+        """The current period ended: every item's next period starts at the old
+        end and lasts as long (or ends at period_end); past_due, unpaid and
+        trialing become active. One set to cancel at that moment (by
+        cancel_at_period_end or cancel_at) is canceled instead, as Stripe does."""
+        with self._lock:
+            scope = self._scope(account_id)
+            subscription = self._subscription_or_raise(scope, subscription_id)
+            if subscription["status"] in ("canceled", "incomplete_expired"):
+                raise ValueError("subscription %s has ended" % subscription_id)
+            old_end = _period_end(subscription)
+            if subscription["cancel_at_period_end"] or (
+                    subscription["cancel_at"] is not None and subscription["cancel_at"] <= old_end):
+                return self._cancel_subscription(scope, subscription_id)
+            if period_end is not None and int(period_end) <= old_end:
+                raise ValueError("the next period must end after the current one (%d)" % old_end)
+            changed = copy.deepcopy(subscription)
+            for item in changed["items"]["data"]:
+                start, end = item["current_period_start"], item["current_period_end"]
+                item["current_period_start"] = end
+                item["current_period_end"] = int(period_end) if period_end is not None else end + (end - start)
+            if changed["status"] in ("past_due", "unpaid", "trialing"):
+                changed["status"] = "active"
+            return self._store_update(scope, subscription, changed)
+
+    def cancel_subscription(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        """Cancels now. Records customer.subscription.deleted."""
+        with self._lock:
+            return self._cancel_subscription(self._scope(account_id), subscription_id)
+
+    def forget_subscription(self, account_id: Optional[str], subscription_id: str) -> None:
+        """Removes the subscription entirely (retrieving it answers 404), without an event."""
+        with self._lock:
+            scope = self._scope(account_id)
+            self._subscription_or_raise(scope, subscription_id)
+            del self._subscriptions[scope][subscription_id]
+
+    def subscription(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._subscription_or_raise(self._scope(account_id), subscription_id))
+
+    def subscriptions(self, account_id: Optional[str]) -> List[Dict[str, Any]]:
+        """The account's subscriptions, oldest first, canceled ones included."""
+        with self._lock:
+            return copy.deepcopy(list(self._subscriptions.get(self._scope(account_id), {}).values()))
+
+    def products(self, account_id: Optional[str]) -> List[Dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._products.get(self._scope(account_id), {}).values()))
+
     @property
     def accounts(self) -> List[Dict[str, Any]]:
         with self._lock:
@@ -494,6 +681,155 @@ class StripeSandbox:
 
     def _application(self) -> Dict[str, Any]:
         return {"id": self.client_id, "object": "application", "name": self.platform_name}
+
+    def _scope(self, account_id: Optional[str]) -> Optional[str]:
+        if account_id is not None:
+            self._account_or_raise(account_id)
+        return account_id
+
+    def _livemode(self, scope: Optional[str]) -> bool:
+        return bool(self._accounts.get(scope, {}).get("_livemode", False)) if scope else False
+
+    def _customer_or_raise(self, scope: Optional[str], customer_id: str) -> Dict[str, Any]:
+        try:
+            return self._customers.get(scope, {})[customer_id]
+        except KeyError:
+            raise KeyError("no customer %s on %s" % (customer_id, scope or "the platform")) from None
+
+    def _product_or_raise(self, scope: Optional[str], product_id: str) -> Dict[str, Any]:
+        try:
+            return self._products.get(scope, {})[product_id]
+        except KeyError:
+            raise KeyError("no product %s on %s" % (product_id, scope or "the platform")) from None
+
+    def _subscription_or_raise(self, scope: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        try:
+            return self._subscriptions.get(scope, {})[subscription_id]
+        except KeyError:
+            raise KeyError("no subscription %s on %s" % (subscription_id, scope or "the platform")) from None
+
+    def _find_subscription(self, subscription_id: str) -> Optional[Tuple[Optional[str], Dict[str, Any]]]:
+        for scope, subscriptions in self._subscriptions.items():
+            if subscription_id in subscriptions:
+                return scope, subscriptions[subscription_id]
+        return None
+
+    def _price_for(self, scope: Optional[str], product_id: str) -> Dict[str, Any]:
+        prices = self._prices.setdefault(scope, {})
+        if product_id not in prices:
+            prices[product_id] = {
+                "id": _random_id("price_", 14),
+                "object": "price",
+                "active": True,
+                "billing_scheme": "per_unit",
+                "created": int(self.clock()),
+                "currency": "usd",
+                "livemode": self._livemode(scope),
+                "lookup_key": None,
+                "metadata": {},
+                "nickname": None,
+                "product": product_id,
+                "recurring": {"interval": "month", "interval_count": 1, "meter": None, "trial_period_days": None,
+                              "usage_type": "licensed"},
+                "tax_behavior": "unspecified",
+                "type": "recurring",
+                "unit_amount": DEFAULT_UNIT_AMOUNT,
+                "unit_amount_decimal": str(DEFAULT_UNIT_AMOUNT),
+            }
+        return prices[product_id]
+
+    def _new_item(self, scope: Optional[str], subscription_id: str, product_id: str, start: int,
+                  end: int) -> Dict[str, Any]:
+        return {
+            "id": _random_id("si_", 14),
+            "object": "subscription_item",
+            "created": int(self.clock()),
+            "current_period_end": end,
+            "current_period_start": start,
+            "metadata": {},
+            "price": copy.deepcopy(self._price_for(scope, product_id)),
+            "quantity": 1,
+            "subscription": subscription_id,
+        }
+
+    def _update_subscription(self, scope: Optional[str], subscription_id: str, changes: Dict[str, Any],
+                             request: Optional[Request] = None) -> Dict[str, Any]:
+        subscription = self._subscription_or_raise(scope, subscription_id)
+        order = ("status", "cancel_at_period_end", "cancel_at", "metadata", "products", "period_end")
+        unknown = sorted(set(changes) - set(order))
+        if unknown:
+            raise ValueError("a subscription's %s cannot be changed here" % ", ".join(unknown))
+        changed = copy.deepcopy(subscription)
+        now = int(self.clock())
+        for name in (n for n in order if n in changes):
+            value = changes[name]
+            if name == "status":
+                if value not in SUBSCRIPTION_STATUSES:
+                    raise ValueError("unknown subscription status %r" % value)
+                if value == "canceled" and changed["status"] != "canceled":
+                    raise ValueError("cancel a subscription with cancel_subscription")
+                changed["status"] = value
+            elif name == "cancel_at_period_end":
+                value = bool(value)
+                if value != changed["cancel_at_period_end"]:
+                    changed["cancel_at_period_end"] = value
+                    if changed["status"] != "canceled":
+                        changed["canceled_at"] = now if value else None
+            elif name == "cancel_at":
+                changed["cancel_at"] = None if value is None else int(value)
+            elif name == "metadata":
+                changed["metadata"] = _merge_metadata(changed["metadata"], value or {})
+            elif name == "products":
+                product_ids = list(dict.fromkeys([value] if isinstance(value, str) else value))
+                if not product_ids:
+                    raise ValueError("a subscription needs at least one product")
+                for product_id in product_ids:
+                    self._product_or_raise(scope, product_id)
+                items = changed["items"]["data"]
+                kept = [item for item in items if item["price"]["product"] in product_ids]
+                present = {item["price"]["product"] for item in kept}
+                if items:
+                    start, end = items[0]["current_period_start"], items[0]["current_period_end"]
+                else:
+                    start, end = now, now + DEFAULT_PERIOD_SECONDS
+                added = [self._new_item(scope, subscription_id, product_id, start, end)
+                         for product_id in product_ids if product_id not in present]
+                changed["items"] = _item_list(subscription_id, kept + added)
+            elif name == "period_end":
+                for item in changed["items"]["data"]:
+                    item["current_period_end"] = int(value)
+        return self._store_update(scope, subscription, changed, request)
+
+    def _store_update(self, scope: Optional[str], subscription: Dict[str, Any], changed: Dict[str, Any],
+                      request: Optional[Request] = None) -> Dict[str, Any]:
+        previous = _previous_attributes(subscription, changed)
+        if not previous:
+            return copy.deepcopy(subscription)
+        was = subscription["status"]
+        subscription.clear()
+        subscription.update(changed)
+        status = subscription["status"]
+        if status == "paused" and was != "paused":
+            self._record_event("customer.subscription.paused", scope, subscription, request=request)
+        elif was == "paused" and status in ("active", "trialing"):
+            self._record_event("customer.subscription.resumed", scope, subscription, request=request)
+        else:
+            self._record_event("customer.subscription.updated", scope, subscription,
+                               previous_attributes=previous, request=request)
+        return copy.deepcopy(subscription)
+
+    def _cancel_subscription(self, scope: Optional[str], subscription_id: str,
+                             request: Optional[Request] = None) -> Dict[str, Any]:
+        subscription = self._subscription_or_raise(scope, subscription_id)
+        if subscription["status"] == "canceled":
+            raise ValueError("subscription %s is already canceled" % subscription_id)
+        now = int(self.clock())
+        subscription["status"] = "canceled"
+        subscription["canceled_at"] = subscription["canceled_at"] or now
+        subscription["ended_at"] = now
+        subscription["cancel_at_period_end"] = False
+        self._record_event("customer.subscription.deleted", scope, subscription, request=request)
+        return copy.deepcopy(subscription)
 
     def _event_view(self, event: Dict[str, Any]) -> Dict[str, Any]:
         view = copy.deepcopy(event)
@@ -849,7 +1185,8 @@ class StripeSandbox:
 
     def _api_list_customers(self, request: Request) -> Response:
         params = request.query
-        customers = list(reversed(list(self._customers.get(request.stripe_account, {}).values())))
+        customers = [c for c in reversed(list(self._customers.get(request.stripe_account, {}).values()))
+                     if not c.get("deleted")]
         if "email" in params:
             customers = [c for c in customers if c["email"] == params["email"]]
         customers = [c for c in customers if _created_matches(c["created"], params.get("created"))]
@@ -867,6 +1204,130 @@ class StripeSandbox:
         if customer is None:
             raise _missing("customer", customer_id)
         return json_response(customer)
+
+    # ------------------------------------------------ products and subscriptions
+
+    def _api_create_product(self, request: Request) -> Response:
+        params = request.params
+        _refuse_unknown(params, ("name", "metadata", "id", "description", "active", "expand"))
+        name = params.get("name")
+        if not name or not isinstance(name, str):
+            raise SandboxError(400, "Missing required param: name.", code="parameter_missing", param="name")
+        metadata = _form_metadata(params.get("metadata"), {})
+        product_id = params.get("id") or None
+        if product_id and any(product_id in products for products in self._products.values()):
+            raise SandboxError(400, "Product already exists.", code="resource_already_exists", param="id")
+        product = self.create_product(request.stripe_account, name=name, metadata=metadata, id=product_id)
+        fields: Dict[str, Any] = {}
+        if isinstance(params.get("description"), str):
+            fields["description"] = params["description"] or None
+        if "active" in params:
+            fields["active"] = _form_bool(params["active"], "active")
+        if fields:
+            product = self.update_product(request.stripe_account, product["id"], **fields)
+        return json_response(product)
+
+    def _api_retrieve_product(self, request: Request, product_id: str) -> Response:
+        product = self._products.get(request.stripe_account, {}).get(product_id)
+        if product is None:
+            raise _missing("product", product_id)
+        return json_response(product)
+
+    def _scoped_subscription(self, request: Request, subscription_id: str) -> Dict[str, Any]:
+        subscription = self._subscriptions.get(request.stripe_account, {}).get(subscription_id)
+        if subscription is None:
+            raise _missing("subscription", subscription_id)
+        return subscription
+
+    def _expand_subscription(self, scope: Optional[str], subscription: Dict[str, Any], paths: List[str],
+                             prefix: str = "") -> Dict[str, Any]:
+        _check_expandable(paths, prefix)
+        view = copy.deepcopy(subscription)
+        if "customer" in paths:
+            customer = self._customers.get(scope, {}).get(view["customer"])
+            if customer is not None:
+                view["customer"] = copy.deepcopy(customer)
+        if "items.data.price.product" in paths:
+            for item in view["items"]["data"]:
+                product = self._products.get(scope, {}).get(item["price"]["product"])
+                if product is not None:
+                    item["price"]["product"] = copy.deepcopy(product)
+        return view
+
+    def _api_retrieve_subscription(self, request: Request, subscription_id: str) -> Response:
+        subscription = self._scoped_subscription(request, subscription_id)
+        return json_response(self._expand_subscription(request.stripe_account, subscription,
+                                                       _expansions(request.query)))
+
+    def _api_list_subscriptions(self, request: Request) -> Response:
+        params = request.query
+        paths = []
+        for path in _expansions(params):
+            if not path.startswith("data."):
+                raise SandboxError(400, "This property cannot be expanded (%s). You may want to try expanding "
+                                   "'data.%s' instead." % (path, path))
+            paths.append(path[len("data."):])
+        _check_expandable(paths, "data.")
+        subscriptions = list(reversed(list(self._subscriptions.get(request.stripe_account, {}).values())))
+        status = params.get("status")
+        if status is None:
+            subscriptions = [s for s in subscriptions if s["status"] != "canceled"]
+        elif status not in _LIST_STATUSES:
+            raise SandboxError(400, "Invalid status: must be one of %s, or %s" % (
+                ", ".join(sorted(_LIST_STATUSES)[:-1]), sorted(_LIST_STATUSES)[-1]), param="status")
+        elif status == "ended":
+            subscriptions = [s for s in subscriptions if s["status"] in ("canceled", "incomplete_expired")]
+        elif status != "all":
+            subscriptions = [s for s in subscriptions if s["status"] == status]
+        if params.get("customer"):
+            subscriptions = [s for s in subscriptions if s["customer"] == params["customer"]]
+        if params.get("price"):
+            subscriptions = [s for s in subscriptions
+                             if any(i["price"]["id"] == params["price"] for i in s["items"]["data"])]
+        subscriptions = [s for s in subscriptions if _created_matches(s["created"], params.get("created"))]
+        page = _page(subscriptions, params, "/v1/subscriptions", "subscription")
+        page["data"] = [self._expand_subscription(request.stripe_account, s, paths, "data.") for s in page["data"]]
+        return json_response(page)
+
+    def _api_update_subscription(self, request: Request, subscription_id: str) -> Response:
+        subscription = self._scoped_subscription(request, subscription_id)
+        params = request.params
+        # Accepted and without effect here: there are no invoices to prorate.
+        _refuse_unknown(params, ("cancel_at_period_end", "cancel_at", "metadata", "expand", "proration_behavior",
+                                 "proration_date", "cancellation_details"))
+        paths = _expansions(params)
+        _check_expandable(paths)
+        changes: Dict[str, Any] = {}
+        if "cancel_at_period_end" in params:
+            changes["cancel_at_period_end"] = _form_bool(params["cancel_at_period_end"], "cancel_at_period_end")
+        if "cancel_at" in params:
+            value = params["cancel_at"]
+            if value == "":
+                changes["cancel_at"] = None
+            elif value == "min_period_end":
+                changes["cancel_at"] = min(i["current_period_end"] for i in subscription["items"]["data"])
+            elif value == "max_period_end":
+                changes["cancel_at"] = _period_end(subscription)
+            else:
+                changes["cancel_at"] = _form_int(value, "cancel_at")
+        if "metadata" in params:
+            changes["metadata"] = _form_metadata(params["metadata"], subscription["metadata"])
+        if subscription["status"] == "canceled" and set(changes) - {"metadata"}:
+            raise SandboxError(400, "A canceled subscription can only update its cancellation_details and "
+                               "metadata.")
+        updated = self._update_subscription(request.stripe_account, subscription_id, changes, request=request)
+        return json_response(self._expand_subscription(request.stripe_account, updated, paths))
+
+    def _api_cancel_subscription(self, request: Request, subscription_id: str) -> Response:
+        subscription = self._scoped_subscription(request, subscription_id)
+        _refuse_unknown(request.params, ("expand", "invoice_now", "prorate", "cancellation_details"))
+        paths = _expansions(request.params)
+        _check_expandable(paths)
+        if subscription["status"] == "canceled":
+            # Stripe treats a canceled subscription as gone for this call.
+            raise _missing("subscription", subscription_id)
+        canceled = self._cancel_subscription(request.stripe_account, subscription_id, request=request)
+        return json_response(self._expand_subscription(request.stripe_account, canceled, paths))
 
     # -------------------------------------------------------- billing portal
 
@@ -926,7 +1387,7 @@ class StripeSandbox:
         customer_id = params.get("customer")
         if not customer_id:
             raise SandboxError(400, "Missing required param: customer.", code="parameter_missing", param="customer")
-        if customer_id not in self._customers.get(request.stripe_account, {}):
+        if self._customers.get(request.stripe_account, {}).get(customer_id, {"deleted": True}).get("deleted"):
             raise SandboxError(400, "No such customer: '%s'" % customer_id, code="resource_missing",
                                param="customer")
         configuration_id = params.get("configuration")
@@ -977,11 +1438,70 @@ class StripeSandbox:
             html.escape(session["return_url"]), html.escape(urlsplit(session["return_url"]).netloc))
             if session.get("return_url") else "")
         body = ('<h1>Billing portal</h1><p>%s</p><p>Customer <strong>%s</strong> <code>%s</code></p>'
-                '<h2>What this portal allows</h2><ul>%s</ul><p class="muted">%s</p>%s' % (
+                '%s<h2>What this portal allows</h2><ul>%s</ul><p class="muted">%s</p>%s' % (
                     html.escape(_display_name(account) if account else self.platform_name),
                     html.escape(customer.get("email") or ""), html.escape(session["customer"]),
+                    self._portal_subscriptions(session_id, scope, session["customer"], configuration),
                     items or "<li>nothing</li>", links, back))
         return html_response("Stripe sandbox \u2014 billing portal", body)
+
+    def _portal_subscriptions(self, session_id: str, scope: Optional[str], customer_id: str,
+                              configuration: Dict[str, Any]) -> str:
+        """The customer's current subscriptions, with Stripe's cancel and
+        don't-cancel buttons when the configuration allows canceling."""
+        subscriptions = [s for s in reversed(list(self._subscriptions.get(scope, {}).values()))
+                         if s["customer"] == customer_id and s["status"] != "canceled"]
+        if not subscriptions:
+            return "<h2>Current subscriptions</h2><p class=\"muted\">No current subscriptions.</p>"
+        cancel = (configuration.get("features") or {}).get("subscription_cancel") or {}
+        immediately = cancel.get("mode") == "immediately"
+        rows = []
+        for subscription in subscriptions:
+            action = "/p/session/%s/subscriptions/%s/" % (session_id, subscription["id"])
+            ends = subscription["cancel_at"] or (_period_end(subscription) if subscription["cancel_at_period_end"]
+                                                 else None)
+            when = ("Cancels %s" % _utc(ends)) if ends else ("Renews %s" % _utc(_period_end(subscription)))
+            button = ""
+            if cancel.get("enabled"):
+                if ends:
+                    button = ('<form method="post" action="%skeep"><button class="primary">Don\u2019t cancel'
+                              '</button></form>' % html.escape(action))
+                else:
+                    button = ('<form method="post" action="%scancel"><button>Cancel%s</button></form>' % (
+                        html.escape(action), " now" if immediately else " at period end"))
+            rows.append("<tr><td><strong>%s</strong><br><code>%s</code></td><td>%s<br>"
+                        "<span class=\"muted\">%s</span></td><td>%s</td></tr>" % (
+                            html.escape(self._product_names(scope, subscription)),
+                            html.escape(subscription["id"]), html.escape(subscription["status"]),
+                            html.escape(when), button))
+        return "<h2>Current subscriptions</h2><table>%s</table>" % "".join(rows)
+
+    def _page_portal_subscription(self, request: Request, session_id: str, subscription_id: str,
+                                  action: str) -> Response:
+        session = self._portal_sessions.get(session_id)
+        if session is None:
+            return _error_page("This portal session does not exist.", 404)
+        scope = session["_account"]
+        subscription = self._subscriptions.get(scope, {}).get(subscription_id)
+        if subscription is None or subscription["customer"] != session["customer"] \
+                or subscription["status"] == "canceled":
+            return _error_page("This customer has no current subscription %s." % subscription_id, 404)
+        configuration = self._portal_configurations.get(scope, {}).get(session["configuration"], {})
+        cancel = (configuration.get("features") or {}).get("subscription_cancel") or {}
+        if not cancel.get("enabled"):
+            return _error_page("This portal does not let customers cancel subscriptions.", 403)
+        if action == "keep":
+            self._update_subscription(scope, subscription_id, {"cancel_at_period_end": False, "cancel_at": None})
+        elif cancel.get("mode") == "immediately":
+            self._cancel_subscription(scope, subscription_id)
+        else:
+            self._update_subscription(scope, subscription_id, {"cancel_at_period_end": True})
+        return Response(303, b"", {"Location": "/p/session/%s" % session_id})
+
+    def _product_names(self, scope: Optional[str], subscription: Dict[str, Any]) -> str:
+        products = self._products.get(scope, {})
+        return ", ".join(products[i["price"]["product"]]["name"] if i["price"]["product"] in products
+                         else i["price"]["product"] for i in subscription["items"]["data"])
 
     # ------------------------------------------------------------- dashboard
 
@@ -990,7 +1510,7 @@ class StripeSandbox:
         for account_id in self._accounts:
             account = self._account_view(account_id)
             connected = account_id in self._connected
-            customers = self._customers.get(account_id, {})
+            customers = [c for c in self._customers.get(account_id, {}).values() if not c.get("deleted")]
             rows.append(
                 '<tr><td><strong>%s</strong><br><code>%s</code></td><td>%s</td><td>%d</td><td>'
                 '<form method="post" action="/dashboard/accounts/%s/update">'
@@ -1006,9 +1526,61 @@ class StripeSandbox:
                     % (html.escape(account_id), html.escape(self.platform_name)) if connected else ""))
         table = ('<table><tr><th>Account</th><th>Platform access</th><th>Customers</th><th></th></tr>%s</table>'
                  % "".join(rows)) if rows else "<p>No test accounts yet: connect one from the app.</p>"
-        body = ('<h1>Stripe sandbox</h1><p class="muted">Platform %s <code>%s</code> &middot; %d events</p>%s' % (
-            html.escape(self.platform_name), html.escape(self.client_id), len(self._events), table))
+        billing = "".join(self._dashboard_billing(account_id) for account_id in self._accounts)
+        body = ('<h1>Stripe sandbox</h1><p class="muted">Platform %s <code>%s</code> &middot; %d events</p>%s%s' % (
+            html.escape(self.platform_name), html.escape(self.client_id), len(self._events), table, billing))
         return html_response("Stripe sandbox", body)
+
+    def _dashboard_billing(self, account_id: str) -> str:
+        """An account's products and subscriptions, with the buttons that move them."""
+        products = list(self._products.get(account_id, {}).values())
+        subscriptions = list(reversed(list(self._subscriptions.get(account_id, {}).values())))
+        customers = self._customers.get(account_id, {})
+        listed = "".join('<li><strong>%s</strong> <code>%s</code>%s</li>' % (
+            html.escape(p["name"]), html.escape(p["id"]),
+            "".join(' <span class="muted">%s=%s</span>' % (html.escape(k), html.escape(v))
+                    for k, v in sorted(p["metadata"].items()))) for p in products)
+        rows = []
+        for subscription in subscriptions:
+            customer = customers.get(subscription["customer"], {})
+            who = "(deleted)" if customer.get("deleted") else (customer.get("email") or "")
+            flags = []
+            if subscription["cancel_at_period_end"]:
+                flags.append("cancels at period end")
+            if subscription["cancel_at"]:
+                flags.append("cancels at %s" % _utc(subscription["cancel_at"]))
+            if subscription["canceled_at"]:
+                flags.append("canceled_at %s" % _utc(subscription["canceled_at"]))
+            if subscription["ended_at"]:
+                flags.append("ended %s" % _utc(subscription["ended_at"]))
+            rows.append(
+                '<tr><td><code>%s</code></td><td>%s<br><code>%s</code></td><td>%s</td><td><strong>%s</strong></td>'
+                '<td>%s</td><td>%s</td><td>%s</td></tr>' % (
+                    html.escape(subscription["id"]), html.escape(who), html.escape(subscription["customer"]),
+                    html.escape(self._product_names(account_id, subscription)),
+                    html.escape(subscription["status"]), html.escape(_utc(_period_end(subscription))),
+                    html.escape("; ".join(flags)), _subscription_buttons(subscription)))
+        table = ('<table class="wide"><tr><th>Subscription</th><th>Customer</th><th>Products</th><th>Status</th>'
+                 '<th>Period ends</th><th>Cancel</th><th></th></tr>%s</table>' % "".join(rows)
+                 if rows else '<p class="muted">No subscriptions.</p>')
+        emails = "".join('<option value="%s">' % html.escape(c["email"]) for c in customers.values()
+                         if not c.get("deleted") and c.get("email"))
+        names = "".join('<option value="%s">' % html.escape(p["name"]) for p in products)
+        form = (
+            '<form method="post" action="/dashboard/accounts/%(account)s/subscriptions">'
+            '<datalist id="customers-%(account)s">%(emails)s</datalist>'
+            '<datalist id="products-%(account)s">%(names)s</datalist>'
+            '<label>Customer (id or email) <input name="customer" list="customers-%(account)s" required></label>'
+            '<label>Product (id, or a name to create or reuse) <input name="product" '
+            'list="products-%(account)s" required></label>'
+            '<label>customerhub_product_id for a new product <input name="product_metadata_id"></label>'
+            '<label>Period length in seconds (default 30 days) <input name="period_seconds" type="number" min="1">'
+            '</label><label class="choice"><input type="checkbox" name="cancel_at_period_end" value="true"> '
+            '<span>Cancel at period end</span></label><button class="primary">Add subscription</button></form>'
+            % {"account": html.escape(account_id), "emails": emails, "names": names})
+        return ('<h2>Billing on %s <code>%s</code></h2><h3>Products</h3>%s<h3>Subscriptions</h3>%s%s' % (
+            html.escape(_display_name(self._account_view(account_id))), html.escape(account_id),
+            "<ul>%s</ul>" % listed if listed else '<p class="muted">No products.</p>', table, form))
 
     def _page_dashboard_revoke(self, request: Request, account_id: str) -> Response:
         if account_id not in self._accounts:
@@ -1025,13 +1597,211 @@ class StripeSandbox:
     def _page_dashboard_customer(self, request: Request, account_id: str) -> Response:
         if account_id not in self._accounts:
             return _error_page("No test account %r." % account_id, 404)
-        self.create_customer(account_id, email=(request.params.get("email") or "").strip() or None)
+        customer = self.create_customer(account_id, email=(request.params.get("email") or "").strip() or None)
+        if _wants_json(request):
+            return json_response(customer)
         return redirect("/")
+
+    def _page_dashboard_subscription(self, request: Request, account_id: str) -> Response:
+        """A subscription from the dashboard form, or from curl (Accept: application/json answers it)."""
+        if account_id not in self._accounts:
+            return _control_error(request, "No test account %r." % account_id, 404)
+        params = request.params
+        customers = self._customers.get(account_id, {})
+        reference = str(params.get("customer") or "").strip()
+        customer = customers.get(reference)
+        if customer is None or customer.get("deleted"):
+            matching = [c for c in customers.values()
+                        if not c.get("deleted") and reference and (c.get("email") or "").lower() == reference.lower()]
+            customer = matching[-1] if matching else None
+        if customer is None:
+            return _control_error(request, "No customer %r on %s: give the id or email of one of its customers."
+                                  % (reference, account_id))
+        product_reference = str(params.get("product") or "").strip()
+        if not product_reference:
+            return _control_error(request, "Give a product id, or a name to create or reuse a product by.")
+        products = self._products.get(account_id, {})
+        product = products.get(product_reference)
+        if product is None and product_reference.startswith("prod_"):
+            return _control_error(request, "No product %r on %s." % (product_reference, account_id))
+        seconds = str(params.get("period_seconds") or "").strip()
+        if seconds and not (seconds.isdigit() and int(seconds) > 0):
+            return _control_error(request, "period_seconds must be a positive whole number of seconds.")
+        if product is None:
+            named = [p for p in products.values() if p["name"] == product_reference]
+            if named:
+                product = named[0]
+            else:
+                metadata_id = str(params.get("product_metadata_id") or "").strip()
+                product = self.create_product(account_id, name=product_reference, metadata=(
+                    {"customerhub_product_id": metadata_id} if metadata_id else None))
+        now = int(self.clock())
+        subscription = self.create_subscription(
+            account_id, customer["id"], [product["id"]], period_start=now,
+            period_end=now + (int(seconds) if seconds else DEFAULT_PERIOD_SECONDS),
+            cancel_at_period_end=str(params.get("cancel_at_period_end") or "").lower() in ("true", "on", "1"))
+        return _control_done(request, subscription)
+
+    def _page_dashboard_subscription_action(self, request: Request, subscription_id: str, action: str) -> Response:
+        found = self._find_subscription(subscription_id)
+        if found is None:
+            return _control_error(request, "No subscription %r." % subscription_id, 404)
+        scope, subscription = found
+        changes = {
+            "cancel_at_period_end": {"cancel_at_period_end": True},
+            "undo_cancel": {"cancel_at_period_end": False, "cancel_at": None},
+            "past_due": {"status": "past_due"},
+            "unpaid": {"status": "unpaid"},
+            "pause": {"status": "paused"},
+            "resume": {"status": "active"},
+        }
+        if action not in changes and action not in ("renew", "cancel_now"):
+            return _control_error(request, "Unknown action %r: use one of %s." % (
+                action, ", ".join(SUBSCRIPTION_ACTIONS)), 404)
+        if subscription["status"] == "canceled":
+            return _control_error(request, "Subscription %s is canceled." % subscription_id)
+        try:
+            if action == "renew":
+                result = self.renew_subscription(scope, subscription_id)
+            elif action == "cancel_now":
+                result = self._cancel_subscription(scope, subscription_id)
+            else:
+                result = self._update_subscription(scope, subscription_id, changes[action])
+        except ValueError as exc:
+            return _control_error(request, str(exc))
+        return _control_done(request, result)
+
+
+# The dashboard's subscription buttons, in the order shown.
+SUBSCRIPTION_ACTIONS = ("cancel_at_period_end", "undo_cancel", "renew", "past_due", "unpaid", "pause", "resume",
+                        "cancel_now")
+
+
+def _subscription_buttons(subscription: Dict[str, Any]) -> str:
+    if subscription["status"] == "canceled":
+        return ""
+    cancelling = subscription["cancel_at_period_end"] or subscription["cancel_at"] is not None
+    paused = subscription["status"] == "paused"
+    shown = [a for a in SUBSCRIPTION_ACTIONS if not (
+        (a == "cancel_at_period_end" and cancelling) or (a == "undo_cancel" and not cancelling)
+        or (a == "pause" and paused) or (a == "resume" and not paused)
+        or (a in ("past_due", "unpaid") and subscription["status"] == a))]
+    return '<form method="post">%s</form>' % " ".join(
+        '<button formaction="/dashboard/subscriptions/%s/%s">%s</button>' % (
+            html.escape(subscription["id"]), action, action.replace("_", " "))
+        for action in shown)
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _control_done(request: Request, obj: Dict[str, Any]) -> Response:
+    """A dashboard control's answer: the object for curl, else back to the dashboard."""
+    if _wants_json(request):
+        return json_response(obj)
+    return Response(303, b"", {"Location": "/"})
+
+
+def _control_error(request: Request, message: str, status: int = 400) -> Response:
+    if _wants_json(request):
+        return stripe_error(status, message)
+    return _error_page(message, status)
 
 
 def _display_name(account: Dict[str, Any]) -> str:
     return ((account.get("settings") or {}).get("dashboard", {}).get("display_name")
             or (account.get("business_profile") or {}).get("name") or account.get("email") or account["id"])
+
+
+def _item_list(subscription_id: str, items: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {"object": "list", "data": items, "has_more": False, "total_count": len(items),
+            "url": "/v1/subscription_items?subscription=%s" % subscription_id}
+
+
+def _period_end(subscription: Dict[str, Any]) -> int:
+    """The latest current_period_end of the subscription's items."""
+    return max((item["current_period_end"] for item in subscription["items"]["data"]), default=0)
+
+
+def _merge_metadata(current: Dict[str, str], updates: Dict[str, Any]) -> Dict[str, str]:
+    """Stripe's metadata update: keys merge in, an empty value deletes its key."""
+    merged = dict(current)
+    for key, value in updates.items():
+        if value is None or value == "":
+            merged.pop(str(key), None)
+        else:
+            merged[str(key)] = str(value)
+    return merged
+
+
+def _previous_attributes(before: Dict[str, Any], after: Dict[str, Any]) -> Dict[str, Any]:
+    """An update event's previous_attributes: the old value of each changed
+    top-level field; for metadata only the changed keys (null where a key was new)."""
+    previous: Dict[str, Any] = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if old == value:
+            continue
+        if key == "metadata":
+            old = old or {}
+            previous[key] = {k: old.get(k) for k in sorted(set(old) | set(value)) if old.get(k) != value.get(k)}
+        else:
+            previous[key] = copy.deepcopy(old)
+    return previous
+
+
+def _utc(timestamp: Optional[int]) -> str:
+    if timestamp is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+
+
+def _expansions(params: Dict[str, Any]) -> List[str]:
+    """The expand paths of a request: expand[0]=a&expand[1]=b, expand[]=a or expand=a."""
+    value = params.get("expand")
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise SandboxError(400, "Invalid array", param="expand")
+
+
+def _check_expandable(paths: List[str], prefix: str = "") -> None:
+    for path in paths:
+        if path not in _SUBSCRIPTION_EXPANDABLE:
+            raise SandboxError(400, "This property cannot be expanded (%s)." % (prefix + path))
+
+
+def _refuse_unknown(params: Dict[str, Any], known: Tuple[str, ...]) -> None:
+    for name in params:
+        if name not in known:
+            raise SandboxError(400, "Received unknown parameter: %s" % name, code="parameter_unknown", param=name)
+
+
+def _form_bool(value: Any, param: str) -> bool:
+    if value in ("true", "false"):
+        return value == "true"
+    raise SandboxError(400, "Invalid boolean: %s" % value, param=param)
+
+
+def _form_int(value: Any, param: str) -> int:
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+        return int(value)
+    raise SandboxError(400, "Invalid integer: %s" % value, param=param)
+
+
+def _form_metadata(value: Any, current: Dict[str, str]) -> Dict[str, str]:
+    """The metadata param as changes for _merge_metadata: metadata="" unsets every key."""
+    if value is None:
+        return {}
+    if value == "":
+        return {key: "" for key in current}
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return value
+    raise SandboxError(400, "Invalid hash", param="metadata")
 
 
 def _created_matches(created: int, condition: Any) -> bool:
@@ -1081,6 +1851,7 @@ _PAGE = """<!doctype html>
 body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, sans-serif; background: #f6f9fc; color: #30313d; margin: 0; }
 main { max-width: 640px; margin: 40px auto; background: #fff; padding: 28px 32px; border-radius: 8px;
        box-shadow: 0 2px 8px rgba(50, 50, 93, .12); }
+main:has(table.wide) { max-width: 1100px; } h3 { font-size: 15px; margin-bottom: 4px; }
 .banner { background: #635bff; color: #fff; padding: 8px 16px; font-size: 13px; }
 h1 { font-size: 22px; margin-top: 0; } h2 { font-size: 17px; }
 fieldset { border: 1px solid #e3e8ee; border-radius: 6px; margin: 16px 0; padding: 12px 16px; }
@@ -1105,6 +1876,9 @@ class _Handler(BaseHTTPRequestHandler):
     sandbox: StripeSandbox
     protocol_version = "HTTP/1.1"
     server_version = "StripeSandbox/1.0"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive
+    # client waits for its delayed ACK (~40 ms) on every request.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._serve()

@@ -5,7 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from chalicelib import services
+from chalicelib.connections import ConnectionStore
 from chalicelib.models import EntitlementModel, MemberCustomerModel, WebhookEventModel
+from chalicelib.webhooks import EventLog, WebhookReceiver
 from tests.api.test_connect_lifecycle import ADMIN, connect
 from tests.helpers import AWS_CALLS, bearer, signed, stripe_event
 
@@ -263,3 +266,20 @@ def test_each_change_is_one_eventbridge_put(client, studio, access_events):
     with AWS_CALLS.counting() as calls:
         assert len(access_events.drain()) == 1
     assert calls.calls[("eventbridge", "PutEvents")] == 1
+
+
+def test_a_view_read_before_the_stored_one_is_left_out_and_the_event_is_still_done(client, studio):
+    subscription = studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
+    created = last_event(studio)
+    studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=True)
+    deliver(client, last_event(studio))
+    stored = EntitlementModel.get("site_a#user_ana", subscription["id"]).serialize()
+    # A handler whose read of Stripe is older than the stored view (it read,
+    # then stalled while another delivery wrote) must not overwrite it.
+    stalled = WebhookReceiver(services.get_stripe_gateway(), EventLog(), services.get_connector_service(),
+                              ConnectionStore(), services.get_entitlement_store(),
+                              clock=lambda: datetime.now(timezone.utc) - timedelta(minutes=5))
+    payload, headers = signed(created)
+    assert stalled.receive(payload.encode(), headers["Stripe-Signature"]) == "handled"
+    assert EntitlementModel.get("site_a#user_ana", subscription["id"]).serialize() == stored
+    assert WebhookEventModel.get(created["id"]).event_type == "customer.subscription.created"

@@ -275,4 +275,6 @@ def announce_access(event, context):
 @app.schedule(SWEEP_SCHEDULE, name="expire_access")
 def expire_access(event):
     """End access whose access_until has passed, after asking Stripe."""
-    return services.get_sweep().run().as_dict()
+    context = event.context
+    time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else None
+    return services.get_sweep().run(time_left).as_dict()

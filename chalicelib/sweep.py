@@ -7,11 +7,11 @@ still there for the next run."""
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from pynamodb.exceptions import PutError
 
-from chalicelib.access import EXPIRED, PERIOD_ENDED, access_of
+from chalicelib.access import EXPIRED, PERIOD_ENDED, access_of, user_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
 from chalicelib.entitlements import DUE_SHARDS, entitlement_item, microseconds, View
@@ -25,6 +25,8 @@ PAGE_SIZE = 100
 # A bound per run keeps one run inside the function's timeout; what is left
 # stays due and the next run takes it.
 MAX_PER_RUN = 1000
+# Stop taking new entitlements this long before the function's timeout.
+STOP_WITH_SECONDS_LEFT = 20
 
 REVOKED = "revoked"
 KEPT = "kept"
@@ -56,23 +58,31 @@ class Sweep:
         self._max_per_run = max_per_run
         self._page_size = page_size
 
-    def run(self) -> SweepReport:
+    def run(self, time_left: Optional[Callable[[], float]] = None) -> SweepReport:
+        """One run: at most max_per_run entitlements, shared fairly among the
+        shards (so what keeps failing in one cannot starve the others), and
+        stopping early when `time_left` (seconds) runs low."""
         report = SweepReport()
         started = self._clock()
+        per_shard = -(-self._max_per_run // DUE_SHARDS)
         sites: Dict[str, Optional[ConnectionModel]] = {}
         for shard in range(DUE_SHARDS):
+            taken = 0
             for item in EntitlementModel.due_index.query(
                     shard, EntitlementModel.due_at <= int(started.timestamp()),
-                    page_size=self._page_size):
-                if report.due >= self._max_per_run:
+                    page_size=min(self._page_size, per_shard)):
+                if (report.due >= self._max_per_run or taken >= per_shard
+                        or (time_left is not None and time_left() < STOP_WITH_SECONDS_LEFT)):
                     report.complete = False
-                    logger.info("Sweep stopped at %d entitlements; the next run continues", report.due)
-                    return report
+                    break
+                taken += 1
                 report.due += 1
                 outcome = self._expire(item, sites)
                 setattr(report, outcome, getattr(report, outcome) + 1)
                 if outcome == LEFT:
                     report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
+        if not report.complete:
+            logger.info("Sweep stopped after %d entitlements; the next run continues", report.due)
         logger.info("Sweep done: %s", report.as_dict())
         return report
 
@@ -115,8 +125,9 @@ class Sweep:
 
     def _from_stripe(self, item: EntitlementModel, subscription: dict, now: datetime) -> EntitlementModel:
         access = access_of(subscription, now)
-        if not access.grants:
-            # Whatever Stripe's status now, this access ended with its period.
+        if not access.grants or user_of(subscription) != item.user_id:
+            # Whatever Stripe's status now, this access ended with its period
+            # (also when the subscription now names another member, or none).
             return _ended(item, now, stripe_status=str(subscription.get("status")))
         return entitlement_item(View(
             site_id=item.site_id, user_id=item.user_id, account_id=item.account_id,

@@ -7,6 +7,8 @@ import os
 import sys
 import urllib.error
 import urllib.request
+import uuid
+from datetime import datetime, timezone
 
 from local.run import local_environment
 
@@ -23,23 +25,26 @@ def main() -> int:
               file=sys.stderr)
         return 2
 
-    from chalice.test import Client
-
-    from app import app
+    from app import expire_access
     from chalicelib.errors import ConfigurationError
     from chalicelib.settings import get_settings
 
     try:
-        get_settings()
+        settings = get_settings()
     except ConfigurationError as exc:
         print("The sweep will not run: %s" % exc, file=sys.stderr)
         return 2
-    with Client(app) as client:
-        event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
-                                                detail={}, resources=[])
-        report = client.lambda_.invoke("expire_access", event).payload
+    report = expire_access(scheduled_event(settings.aws_region), None)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def scheduled_event(region: str) -> dict:
+    """What EventBridge's schedule hands the function."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "000000000000", "time": now, "region": region,
+            "resources": [], "detail": {}}
 
 
 def _answers(url: str) -> bool:

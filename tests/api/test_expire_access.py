@@ -4,15 +4,14 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from chalice.test import Client
-
-from app import app
+from app import expire_access
 from chalicelib import services
 from chalicelib.connections import ConnectionStore
 from chalicelib.entitlements import DUE_SHARDS
 from chalicelib.models import EntitlementModel
 from chalicelib.sweep import Sweep
 from tests.api.test_connect_lifecycle import ADMIN, connect
+from local.sweep import scheduled_event
 from tests.helpers import AWS_CALLS, bearer, signed
 
 ACCOUNT = "acct_studio"
@@ -266,25 +265,58 @@ def test_the_sweep_reads_only_what_is_due_plus_one_page_per_shard(client, studio
     assert calls.calls[("dynamodb", "Scan")] == 0
 
 
+class FunctionContext:
+    """The Lambda context the schedule's invocation carries."""
+
+    def __init__(self, seconds_left):
+        self.seconds_left = seconds_left
+
+    def get_remaining_time_in_millis(self):
+        return self.seconds_left * 1000
+
+
+def make_due(studio, subscription, user_id):
+    """The period is over, at Stripe and in the stored entitlement."""
+    past = int(time.time()) - 60
+    studio.update_subscription(ACCOUNT, subscription["id"], period_end=past)
+    item = entitlement(user_id, subscription)
+    item.access_until, item.due_at = at(past), past
+    item.save()
+
+
+def test_a_run_close_to_its_timeout_takes_nothing_more_and_the_next_run_does(client, studio):
+    subscription = subscribe(client, studio, "user_ana", int(time.time()) + 30 * DAY, cancel_at_period_end=True)
+    make_due(studio, subscription, "user_ana")
+    report = expire_access(scheduled_event("us-east-1"), FunctionContext(seconds_left=10))
+    assert (report["due"], report["complete"]) == (0, False)
+    assert entitlement("user_ana", subscription).grants is True
+    assert expire_access(scheduled_event("us-east-1"), FunctionContext(seconds_left=300))["revoked"] == 1
+
+
 def test_expire_access_is_the_scheduled_function_and_reports_its_run(client, studio, access_events):
     period_end = int(time.time()) + 30 * DAY
     subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
     access_events.drain()
-    # The period is over, at Stripe and in the stored entitlement.
-    past = int(time.time()) - 60
-    studio.update_subscription(ACCOUNT, subscription["id"], period_end=past)
-    item = entitlement("user_ana", subscription)
-    item.access_until, item.due_at = at(past), past
-    item.save()
+    make_due(studio, subscription, "user_ana")
 
-    with Client(app) as lambda_client:
-        answer = lambda_client.lambda_.invoke(
-            "expire_access", lambda_client.events.generate_cw_event(
-                source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
-
-    assert answer.payload["revoked"] == 1
-    assert answer.payload["complete"] is True
+    report = expire_access(scheduled_event("us-east-1"), FunctionContext(seconds_left=300))
+    assert report["revoked"] == 1
+    assert report["complete"] is True
     assert access_of(client, "user_ana")[0]["access"] is False
     assert [e["type"] for e in access_events.drain()] == ["AccessRevoked"]
     assert client.get("/access", headers=bearer(sub="user_ana", role="member")).json_body[
         "entitlements"][0]["state"] == "expired"
+
+
+def test_a_subscription_that_now_names_another_member_ends_the_old_members_access(client, studio):
+    customer = studio.create_customer(ACCOUNT, email="shared@studio.test")["id"]
+    period_end = int(time.time()) + 30 * DAY
+    subscription = studio.create_subscription(ACCOUNT, customer, ["prod_yoga"], period_end=period_end,
+                                              metadata={"customerhub_user_id": "user_ana"})
+    deliver(client, studio.events[-1])
+    # The owner moved the subscription to another member; Stripe renewed; no webhook came.
+    studio.update_subscription(ACCOUNT, subscription["id"], metadata={"customerhub_user_id": "user_bo"})
+    studio.renew_subscription(ACCOUNT, subscription["id"])
+    report = sweep_at(at(period_end + 60)).run()
+    assert report.revoked == 1
+    assert entitlement("user_ana", subscription).grants is False

@@ -1,5 +1,6 @@
 """The only module that imports stripe: OAuth, accounts, the billing portal
 and webhook checks."""
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
@@ -177,6 +178,42 @@ class StripeGateway:
             raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
         except stripe.StripeError as exc:
             raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
+        return found.to_dict()
+
+    def expand(self, account_id: str, subscription: Dict[str, Any]) -> Dict[str, Any]:
+        """A subscription as an event carried it (customer and products as
+        ids), with what Stripe still has of its customer and products filled
+        in, as `subscription()` would have expanded them."""
+        expanded = copy.deepcopy(subscription)
+        customer = expanded.get("customer")
+        if isinstance(customer, str):
+            expanded["customer"] = self.customer(account_id, customer) or customer
+        products: Dict[str, Any] = {}
+        for item in ((expanded.get("items") or {}).get("data") or []):
+            price = item.get("price") if isinstance(item, dict) else None
+            product = price.get("product") if isinstance(price, dict) else None
+            if isinstance(product, str):
+                if product not in products:
+                    products[product] = self.product(account_id, product) or product
+                price["product"] = products[product]
+        return expanded
+
+    def customer(self, account_id: str, customer_id: str) -> Optional[Dict[str, Any]]:
+        """The customer (a deleted one is Stripe's stub); None when Stripe has none."""
+        return self._retrieve(self._client.v1.customers, account_id, customer_id, "customer")
+
+    def product(self, account_id: str, product_id: str) -> Optional[Dict[str, Any]]:
+        return self._retrieve(self._client.v1.products, account_id, product_id, "product")
+
+    def _retrieve(self, service: Any, account_id: str, object_id: str, kind: str) -> Optional[Dict[str, Any]]:
+        try:
+            found = service.retrieve(object_id, {}, {"stripe_account": account_id})
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing" and exc.http_status == 404:
+                return None
+            raise _failure(exc, "Stripe did not return %s %s" % (kind, object_id)) from exc
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not return %s %s" % (kind, object_id)) from exc
         return found.to_dict()
 
     def verify_event(self, payload: bytes, signature_header: Optional[str]) -> Dict[str, Any]:

@@ -25,6 +25,9 @@ HANDLED = "handled"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
 
+# Statuses a subscription never leaves.
+FINAL_STATUSES = ("canceled", "incomplete_expired")
+
 SUBSCRIPTION_EVENTS = (
     "customer.subscription.created",
     "customer.subscription.updated",
@@ -121,9 +124,15 @@ class WebhookReceiver:
         view_time = microseconds(now)
         if subscription is None:
             logger.info("Stripe no longer has %s; using the copy in %s", subscription_id, event["id"])
-            # `created` is in whole seconds: the copy counts as of the end of
-            # its second, so a read made earlier in that second is older.
-            subscription, view_time = carried, (event["created"] + 1) * 1_000_000 - 1
+            subscription = self._stripe.expand(account_id, carried)
+            if subscription.get("status") in FINAL_STATUSES:
+                # Nothing comes after an ended subscription: it is the newest
+                # view there can be, whenever the event was made.
+                view_time = microseconds(now)
+            else:
+                # `created` is in whole seconds: the copy counts as of the end
+                # of its second, so a read made earlier in that second is older.
+                view_time = (event["created"] + 1) * 1_000_000 - 1
         user_id = user_of(subscription)
         if user_id is None:
             logger.warning("Subscription %s on %s names no CustomerHub user (event %s); nothing stored",

@@ -607,11 +607,6 @@ def test_old_copies_delivered_days_later_after_stripe_lost_the_subscription_chan
 # ------------------------------------------------------ identity and overlap
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "chalicelib/webhooks.py:127 reads the user from the event's copy with user_of(), but an event "
-    "carries `customer` as an id, so a user named on the customer's metadata (api.md, Identity) is "
-    "not found: the deletion is acknowledged as naming no user, nothing is stored, and the member "
-    "keeps access (past_due, until the period end) instead of losing it now"))
 def test_a_deleted_subscription_stripe_no_longer_has_still_revokes_the_member_named_on_its_customer(
         client, studio, t0, access_events):
     life = Life(studio, t0)
@@ -625,10 +620,6 @@ def test_a_deleted_subscription_stripe_no_longer_has_still_revokes_the_member_na
         (REVOKED, "prod_pilates", "subscription_canceled"), (REVOKED, "yoga", "subscription_canceled")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "chalicelib/access.py:88 names a product given as an id (as it is in an event's copy) by its "
-    "Stripe id, ignoring customerhub_product_id on the Stripe product (api.md, Identity): after the "
-    "copy is used, GET /access lists 'prod_yoga' and no longer 'yoga'"))
 def test_a_product_named_in_its_metadata_keeps_that_name_when_the_events_copy_is_used(client, studio, t0):
     life = Life(studio, t0, metadata={"customerhub_user_id": USER})
     delivered(client, life.live("created"))

@@ -1,0 +1,14 @@
+"""Measurements of the connector, in-process: DynamoDB, EventBridge and the
+rest of AWS from moto, Stripe from the stand-in on loopback driven by the
+real stripe-python client.
+
+    make bench        # or: .venv/bin/python -m bench
+
+Prints plain-text tables of what the webhook pipeline and the scheduled
+sweep cost (requests to DynamoDB, Stripe and EventBridge, items read, wall
+time) and checks them against their targets: the exit status is 1 when a
+target is missed, 2 when the measurements could not be made.
+
+Counts are what the connector asks for and do not depend on the machine;
+wall times are in-process against moto and only compare runs on one machine.
+"""

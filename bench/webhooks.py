@@ -1,0 +1,253 @@
+"""The webhook pipeline, per kind of event: what one delivery costs at the
+webhook (DynamoDB, Stripe), what it costs afterwards in `announce_access`
+(the entitlements stream's consumer: EventBridge PutEvents and its own
+DynamoDB reads), and how many deliveries a second go through in-process.
+
+Each delivery goes through `chalice.test.Client` to POST /webhooks/stripe,
+signed as Stripe signs it; after each one the stream is drained into
+`announce_access` (tests.helpers.AccessEventsInbox) and the announcements
+that reached EventBridge are read back."""
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from tests.helpers import AWS_CALLS, AccessEventsInbox, signed, stripe_event
+
+from chalice.test import Client
+
+from bench.report import Targets, millis, number, table, verdict_of
+from bench.world import AWS_TIME, BenchError, aws, connect_site, stripe_requests
+
+EVENTS = 200
+WARM_UP = 20
+SITE = "site_bench"
+ACCOUNT = "acct_bench_studio"
+ELSEWHERE = "acct_bench_nobody"
+WEBHOOK = "/webhooks/stripe"
+# Requests the event source mapping stand-in makes to read the stream: not
+# the consumer's own cost.
+STREAM_READING = {("dynamodb", "DescribeTable")}
+# Each group is measured from empty tables: moto's TransactWriteItems gets
+# slower as the tables it writes to grow, which would make a kind measured
+# later look slower. A duplicate needs the renewals handled first.
+GROUPS = (("renewal", "duplicate"), ("product",), ("unconnected",), ("unhandled",))
+
+
+@dataclass
+class Kind:
+    key: str
+    label: str
+    make: Callable[[int], dict]
+    dynamodb_limit: Optional[int] = None
+    stripe_limit: Optional[int] = None
+
+
+@dataclass
+class Measured:
+    kind: Kind
+    events: int = 0
+    dynamodb: Counter = field(default_factory=Counter)
+    dynamodb_max: int = 0
+    stripe: int = 0
+    puts: int = 0
+    announce_dynamodb: Counter = field(default_factory=Counter)
+    heard: int = 0
+    durations: List[float] = field(default_factory=list)
+    in_aws: float = 0.0
+    refused: Counter = field(default_factory=Counter)
+
+    def per_event(self, total: float) -> float:
+        return total / self.events if self.events else 0.0
+
+
+def by_operation(counts: Counter, per: int) -> str:
+    if not counts:
+        return "-"
+    return ", ".join("%s %s" % (op, number(n / per, 2 if n % per else 0)) for op, n in sorted(counts.items()))
+
+
+class Pipeline:
+    def __init__(self, http, sandbox, inbox: AccessEventsInbox):
+        self.http = http
+        self.sandbox = sandbox
+        self.inbox = inbox
+
+    def deliver(self, event: dict):
+        payload, headers = signed(event)
+        return self.http.post(WEBHOOK, headers=headers, body=payload)
+
+    def measure(self, kind: Kind, events: int, warm_up: int) -> Measured:
+        for index in range(warm_up):
+            self.deliver(kind.make(index))
+            self.inbox.drain()
+        measured = Measured(kind)
+        stripe_before = stripe_requests(self.sandbox)
+        for index in range(warm_up, warm_up + events):
+            event = kind.make(index)
+            payload, headers = signed(event)
+            with AWS_CALLS.counting() as calls:
+                aws_before = AWS_TIME.total
+                started = time.perf_counter()
+                response = self.http.post(WEBHOOK, headers=headers, body=payload)
+                measured.durations.append(time.perf_counter() - started)
+                measured.in_aws += AWS_TIME.total - aws_before
+            if response.status_code != 200:
+                measured.refused[response.status_code] += 1
+            dynamodb = Counter({op: n for (service, op), n in calls.calls.items() if service == "dynamodb"})
+            measured.dynamodb.update(dynamodb)
+            measured.dynamodb_max = max(measured.dynamodb_max, sum(dynamodb.values()))
+            with AWS_CALLS.counting() as calls:
+                measured.heard += len(self.inbox.drain())
+            measured.puts += calls.calls[("eventbridge", "PutEvents")]
+            measured.announce_dynamodb.update({op: n for (service, op), n in calls.calls.items()
+                                               if service == "dynamodb" and (service, op) not in STREAM_READING})
+            measured.events += 1
+        measured.stripe = stripe_requests(self.sandbox) - stripe_before
+        return measured
+
+
+def setup_studio(pipeline: Pipeline) -> Dict[str, dict]:
+    """A connected site with two members, each with a subscription whose
+    first event was handled: the members exist before anything is measured."""
+    sandbox = pipeline.sandbox
+    sandbox.create_account(id=ACCOUNT, display_name="Bench Studio")
+    connect_site(pipeline.http, sandbox, SITE, ACCOUNT)
+    sandbox.create_product(ACCOUNT, name="Yoga", id="prod_bench_yoga", metadata={"customerhub_product_id": "yoga"})
+    sandbox.create_product(ACCOUNT, name="Pilates", id="prod_bench_pilates")
+    subscriptions = {}
+    for user, products in (("ana", ["prod_bench_yoga"]), ("bo", ["prod_bench_yoga", "prod_bench_pilates"])):
+        sandbox.create_customer(ACCOUNT, email="%s@bench.test" % user, id="cus_bench_" + user,
+                                metadata={"customerhub_user_id": "user_" + user})
+        subscriptions[user] = sandbox.create_subscription(ACCOUNT, "cus_bench_" + user, products,
+                                                          id="sub_bench_" + user)
+        created = sandbox.events[-1]
+        if created["type"] != "customer.subscription.created" or pipeline.deliver(created).status_code != 200:
+            raise BenchError("The first event of %s's subscription was not handled" % user)
+    pipeline.inbox.drain()
+    return subscriptions
+
+
+def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
+    sandbox = pipeline.sandbox
+    renewals: List[dict] = []
+
+    def renewal(index: int) -> dict:
+        # The normal case: the period moved on; what the member may use did not.
+        subscription = sandbox.renew_subscription(ACCOUNT, subscriptions["ana"]["id"])
+        event = stripe_event("customer.subscription.updated", ACCOUNT, subscription,
+                             event_id="evt_bench_renewal_%04d" % index)
+        renewals.append(event)
+        return event
+
+    def product_change(index: int) -> dict:
+        # Pilates leaves and comes back: one product's access ends or begins.
+        products = ["prod_bench_yoga"] if index % 2 == 0 else ["prod_bench_yoga", "prod_bench_pilates"]
+        subscription = sandbox.update_subscription(ACCOUNT, subscriptions["bo"]["id"], products=products)
+        return stripe_event("customer.subscription.updated", ACCOUNT, subscription,
+                            event_id="evt_bench_product_%04d" % index)
+
+    def duplicate(index: int) -> dict:
+        return renewals[index]
+
+    def unconnected(index: int) -> dict:
+        return stripe_event("customer.subscription.updated", ELSEWHERE,
+                            {"id": "sub_elsewhere_%04d" % index, "object": "subscription", "status": "active"},
+                            event_id="evt_bench_elsewhere_%04d" % index)
+
+    def unhandled(index: int) -> dict:
+        return stripe_event("invoice.paid", ACCOUNT, {"id": "in_bench_%04d" % index, "object": "invoice"},
+                            event_id="evt_bench_invoice_%04d" % index)
+
+    return [
+        Kind("renewal", "subscription.updated: renewal (normal case)", renewal, 3, 1),
+        Kind("product", "subscription.updated: product removed/added", product_change, 3, 1),
+        Kind("duplicate", "duplicate delivery of a handled event", duplicate, 1, 0),
+        Kind("unconnected", "ignored: account no site is connected to", unconnected),
+        Kind("unhandled", "ignored: type not handled (invoice.paid)", unhandled),
+    ]
+
+
+def run(sandbox, targets: Targets, events: int = EVENTS, warm_up: int = WARM_UP) -> str:
+    from app import app
+    from chalicelib.settings import get_settings
+
+    results: Dict[str, Measured] = {}
+    order: List[str] = []
+    for group in GROUPS:
+        sandbox.reset()
+        with aws():
+            inbox = AccessEventsInbox(get_settings())
+            with Client(app) as client:
+                pipeline = Pipeline(client.http, sandbox, inbox)
+                subscriptions = setup_studio(pipeline)
+                every = kinds(pipeline, subscriptions)
+                order = [kind.key for kind in every]
+                for kind in every:
+                    if kind.key in group:
+                        results[kind.key] = pipeline.measure(kind, events, warm_up)
+    return render([results[key] for key in order if key in results], targets, events, warm_up)
+
+
+def render(results: List[Measured], targets: Targets, events: int, warm_up: int) -> str:
+    cost_rows, announce_rows, speed_rows = [], [], []
+    for m in results:
+        kind = m.kind
+        if m.refused:
+            targets.failed("%s: every delivery answered 200" % kind.key,
+                           ", ".join("%d x HTTP %d" % (n, s) for s, n in sorted(m.refused.items())))
+        dynamodb_target = stripe_target = None
+        if kind.dynamodb_limit is not None:
+            dynamodb_target = targets.at_most("%s: DynamoDB requests per event (max)" % kind.key,
+                                              m.dynamodb_max, kind.dynamodb_limit)
+        if kind.stripe_limit is not None:
+            stripe_target = targets.at_most("%s: Stripe requests per event (mean)" % kind.key,
+                                            m.per_event(m.stripe), kind.stripe_limit, 2)
+        dynamodb_total = sum(m.dynamodb.values())
+        cost_rows.append((
+            kind.label,
+            number(m.per_event(dynamodb_total), 2), number(m.dynamodb_max),
+            "-" if kind.dynamodb_limit is None else "<= %d" % kind.dynamodb_limit, verdict_of(dynamodb_target),
+            number(m.per_event(m.stripe), 2),
+            "-" if kind.stripe_limit is None else "<= %d" % kind.stripe_limit, verdict_of(stripe_target),
+            by_operation(m.dynamodb, m.events),
+        ))
+        announce_rows.append((
+            kind.label, number(m.per_event(m.puts), 2), number(m.per_event(sum(m.announce_dynamodb.values())), 2),
+            by_operation(m.announce_dynamodb, m.events), number(m.per_event(m.heard), 2),
+        ))
+        total = sum(m.durations)
+        ordered = sorted(m.durations)
+        speed_rows.append((
+            kind.label, number(m.events), number(m.events / total if total else 0, 1),
+            millis(statistics.fmean(ordered)), millis(ordered[len(ordered) // 2]),
+            millis(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]), millis(ordered[-1]),
+            millis(m.per_event(m.in_aws)), millis(m.per_event(total - m.in_aws)),
+        ))
+    scope = "%d events per kind, after %d warm-up events" % (events, warm_up)
+    return "\n".join([
+        table("Webhook: requests per event at POST /webhooks/stripe  (%s)" % scope,
+              ("event", "DynamoDB/event", "max", "target", "", "Stripe/event", "target", "",
+               "DynamoDB requests by operation, per event"),
+              cost_rows, align="lrrrlrrll",
+              notes=("DynamoDB: requests made while the webhook handled the delivery (mean, and the most one "
+                     "delivery made).",
+                     "Stripe: requests the Stripe stand-in answered during the kind's deliveries, per event.")),
+        table("Webhook: announce cost per event in announce_access (entitlements stream consumer)",
+              ("event", "PutEvents/event", "DynamoDB/event", "DynamoDB by operation", "announcements/event"),
+              announce_rows, align="lrrlr",
+              notes=("The stream is drained into announce_access after each delivery; reading the stream "
+                     "(DescribeTable, dynamodbstreams) is the event source mapping's, not counted.",
+                     "announcements/event: AccessGranted/AccessRevoked read back from a queue on the bus.")),
+        table("Webhook: speed in-process (chalice.test.Client -> moto; stripe-python -> stand-in on loopback)",
+              ("event", "events", "events/s", "mean", "p50", "p95", "max", "in AWS calls", "the rest"),
+              speed_rows,
+              notes=("Time of the POST alone: signing, the stand-in's own bookkeeping and draining the "
+                     "stream are outside it. Each kind starts from empty tables (duplicates after the renewals).",
+                     "in AWS calls: mean time inside botocore calls, i.e. moto; the rest: the connector, "
+                     "Chalice and the Stripe round trip on loopback.",
+                     "moto deep-copies every table a TransactWriteItems touches, stream included "
+                     "(moto/dynamodb/models/__init__.py:613),",
+                     "so a subscription event's time in-process grows with the tables and is mostly moto's.")),
+    ])

@@ -1,0 +1,106 @@
+"""The world the measurements run in: the test environment, the Stripe
+stand-in on loopback, moto with the tables created, connected sites.
+
+`tests.helpers` is imported first, before anything makes a botocore
+session: it installs the AWS call counter on the sessions made after it."""
+import os
+import time
+from contextlib import contextmanager
+from typing import Iterator, Optional
+from urllib.parse import urlsplit
+
+from tests import helpers  # noqa: F401  (first: installs the AWS call counter)
+from tests.helpers import bearer, query_of
+
+import botocore.handlers
+import requests
+from moto import mock_aws
+
+from local.stripe_sandbox import StripeSandbox
+
+# What a developer's shell may hold that would send the connector elsewhere
+# (real AWS, SSM) or change what it is configured with.
+CLEARED = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+           "STRIPE_SECRET_KEY_PARAM", "STRIPE_WEBHOOK_SECRET_PARAM", "AUTH_JWT_SECRET_PARAM",
+           "RETURN_URL_ORIGINS", "CONNECTIONS_TABLE", "OAUTH_STATES_TABLE", "WEBHOOK_EVENTS_TABLE",
+           "MEMBER_CUSTOMERS_TABLE", "ENTITLEMENTS_TABLE", "ACCESS_EVENT_BUS")
+CALLBACK_PATH = "/connectors/stripe/oauth/callback"
+
+
+class AwsTime:
+    """Wall time spent in AWS calls (botocore and, in-process, moto), from a
+    botocore hook installed as tests.helpers installs its call counter: on
+    every session made after this module is imported."""
+
+    def __init__(self):
+        self.total = 0.0
+        self._started: Optional[float] = None
+
+    def before(self, **kwargs) -> None:
+        self._started = time.perf_counter()
+
+    def after(self, **kwargs) -> None:
+        if self._started is not None:
+            self.total += time.perf_counter() - self._started
+            self._started = None
+
+
+AWS_TIME = AwsTime()
+botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_TIME.before))
+botocore.handlers.BUILTIN_HANDLERS.append(("after-call", AWS_TIME.after))
+
+
+class BenchError(Exception):
+    """The measurement could not be set up or did not behave as expected."""
+
+
+def start_sandbox() -> StripeSandbox:
+    return StripeSandbox(secret_key=helpers.SECRET_KEY, client_id=helpers.CLIENT_ID).start()
+
+
+def configure(sandbox: StripeSandbox) -> None:
+    """The test environment, pointed at the sandbox, and fresh services."""
+    for name in CLEARED:
+        os.environ.pop(name, None)
+    os.environ.update(helpers.environment(sandbox.url))
+    from chalicelib import services
+    services.reset()
+
+
+@contextmanager
+def aws() -> Iterator[None]:
+    """moto with the connector's tables. The settings are read here, before
+    any chalice test client patches the environment with a stage's."""
+    from chalicelib import models, services
+    from chalicelib.settings import get_settings
+
+    services.reset()
+    with mock_aws():
+        models.bind(get_settings())
+        models.create_tables()
+        yield
+    services.reset()
+
+
+def stripe_requests(sandbox: StripeSandbox) -> int:
+    """Requests the stand-in has answered so far."""
+    return len(sandbox.requests)
+
+
+def connect_site(http, sandbox: StripeSandbox, site_id: str, account_id: str) -> None:
+    """Connect a site the way an admin does: the connect call, Stripe's
+    authorize page, the OAuth callback."""
+    admin = bearer(site=site_id, role="admin", sub="admin_" + site_id)
+    started = http.post("/connectors/stripe/connect", headers=dict(admin, **{"Content-Type": "application/json"}),
+                        body="")
+    if started.status_code != 200:
+        raise BenchError("POST /connectors/stripe/connect answered %d" % started.status_code)
+    query = query_of(started.json_body["authorize_url"])
+    approved = requests.post(sandbox.url + "/oauth/authorize", allow_redirects=False, data={
+        "client_id": query["client_id"], "scope": query["scope"], "state": query["state"],
+        "redirect_uri": query["redirect_uri"], "decision": "approve", "account_id": account_id})
+    if approved.status_code != 302:
+        raise BenchError("The sandbox's authorize page answered %d" % approved.status_code)
+    back = http.get(CALLBACK_PATH + "?" + urlsplit(approved.headers["Location"]).query)
+    if "result=connected" not in back.headers.get("Location", ""):
+        raise BenchError("Connecting %s to %s ended at %s" % (site_id, account_id, back.headers.get("Location")))

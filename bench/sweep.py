@@ -201,13 +201,16 @@ def measure(sandbox, stored: int, due: int = DUE) -> Run:
 
 def run(sandbox, targets: Targets, sizes=SIZES) -> str:
     from chalicelib.entitlements import DUE_SHARDS
-    from chalicelib.sweep import PAGE_SIZE
+    from chalicelib.sweep import MAX_PER_RUN, PAGE_SIZE
 
     runs = []
     for stored in sizes:
         print("sweep among %s stored:" % number(stored), file=sys.stderr, flush=True)
         runs.append(measure(sandbox, stored))
-    return render(runs, targets, DUE_SHARDS, PAGE_SIZE)
+    # The page the sweep asks for: its page size, or its share of a run per
+    # shard when that is smaller.
+    page = min(PAGE_SIZE, -(-MAX_PER_RUN // DUE_SHARDS))
+    return render(runs, targets, DUE_SHARDS, page)
 
 
 def render(runs: List[Run], targets: Targets, shards: int, page_size: int) -> str:

@@ -32,7 +32,7 @@ STREAM_READING = {("dynamodb", "DescribeTable")}
 # Each group is measured from empty tables: moto's TransactWriteItems gets
 # slower as the tables it writes to grow, which would make a kind measured
 # later look slower. A duplicate needs the renewals handled first.
-GROUPS = (("renewal", "duplicate"), ("product",), ("unconnected",), ("unhandled",))
+GROUPS = (("renewal", "duplicate"), ("product",), ("gone",), ("unconnected",), ("unhandled",))
 
 
 @dataclass
@@ -148,6 +148,17 @@ def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
         return stripe_event("customer.subscription.updated", ACCOUNT, subscription,
                             event_id="evt_bench_product_%04d" % index)
 
+    def gone(index: int) -> dict:
+        # Canceled and no longer at Stripe when the event arrives: the
+        # event's copy is used, with its customer and products read from Stripe.
+        subscription_id = "sub_bench_gone_%04d" % index
+        sandbox.create_subscription(ACCOUNT, "cus_bench_bo", ["prod_bench_yoga", "prod_bench_pilates"],
+                                    id=subscription_id)
+        subscription = sandbox.cancel_subscription(ACCOUNT, subscription_id)
+        sandbox.forget_subscription(ACCOUNT, subscription_id)
+        return stripe_event("customer.subscription.deleted", ACCOUNT, subscription,
+                            event_id="evt_bench_gone_%04d" % index)
+
     def duplicate(index: int) -> dict:
         return renewals[index]
 
@@ -163,6 +174,7 @@ def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
     return [
         Kind("renewal", "subscription.updated: renewal (normal case)", renewal, 3, 1),
         Kind("product", "subscription.updated: product removed/added", product_change, 3, 1),
+        Kind("gone", "subscription.deleted: no longer at Stripe (2 products)", gone),
         Kind("duplicate", "duplicate delivery of a handled event", duplicate, 1, 0),
         Kind("unconnected", "ignored: account no site is connected to", unconnected),
         Kind("unhandled", "ignored: type not handled (invoice.paid)", unhandled),

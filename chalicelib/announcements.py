@@ -11,7 +11,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from chalicelib.access import PRODUCT_REMOVED, SUBSCRIPTION_ACTIVE, is_readable
 from chalicelib.clock import Clock, utc_now
@@ -33,6 +33,10 @@ CHANGE_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4c41-9a51-3f1f6d1f2b7e")
 class AnnouncementFailed(ConnectorError):
     """EventBridge did not take every entry; the batch is retried."""
 
+    def __init__(self, message: str, sent: int):
+        super().__init__(message)
+        self.sent = sent
+
 
 @dataclass(frozen=True)
 class Announcement:
@@ -48,20 +52,27 @@ class AccessEventBus:
         self._bus_name = bus_name
 
     def publish(self, announcements: Sequence[Announcement]) -> None:
+        """Put every announcement, in order, ten to a call. On a failure,
+        AnnouncementFailed says how many went out in the calls before."""
         for start in range(0, len(announcements), ENTRIES_PER_PUT):
             batch = announcements[start:start + ENTRIES_PER_PUT]
-            answer = self._client.put_events(Entries=[{
-                "Source": SOURCE,
-                "DetailType": a.detail_type,
-                "Detail": json.dumps(a.detail, sort_keys=True),
-                "EventBusName": self._bus_name,
-            } for a in batch])
+            try:
+                answer = self._client.put_events(Entries=[{
+                    "Source": SOURCE,
+                    "DetailType": a.detail_type,
+                    "Detail": json.dumps(a.detail, sort_keys=True),
+                    "EventBusName": self._bus_name,
+                } for a in batch])
+            except Exception as exc:
+                raise AnnouncementFailed("EventBridge did not take the entries: %s" % exc,
+                                         sent=start) from exc
             if answer.get("FailedEntryCount"):
                 # Entries that went out will go again on the retry, with the
                 # same change_id: consumers drop the repeats.
                 codes = sorted({e.get("ErrorCode") for e in answer["Entries"] if e.get("ErrorCode")})
                 raise AnnouncementFailed("EventBridge refused %d of %d entries (%s)"
-                                         % (answer["FailedEntryCount"], len(batch), ", ".join(codes)))
+                                         % (answer["FailedEntryCount"], len(batch), ", ".join(codes)),
+                                         sent=start)
 
 
 def changes_between(old: Optional[EntitlementModel], new: Optional[EntitlementModel]) -> List[Announcement]:
@@ -111,31 +122,38 @@ class Announcer:
         self._clock = clock
 
     def handle_stream(self, records: Iterable[Dict[str, Any]]) -> Dict[str, List[Dict[str, str]]]:
-        """Announce the changes of a batch of stream records, in order. The
-        first record that fails is reported with everything after it, so the
-        stream delivers them again in the same order."""
+        """Announce the changes of a batch of stream records, in order, ten
+        to an EventBridge call. The first record that fails is reported with
+        everything after it, so the stream delivers them again in order."""
         records = list(records)
+        pending: List[Tuple[int, Announcement]] = []
+        failed_at = len(records)
         for index, record in enumerate(records):
             try:
-                self.announce(record)
+                pending.extend((index, a) for a in self.changes_of(record))
             except Exception:
-                logger.exception("Announcing stream record %s failed", _sequence(record))
-                return {"batchItemFailures": [{"itemIdentifier": _sequence(r)} for r in records[index:]]}
-        return {"batchItemFailures": []}
+                logger.exception("Reading stream record %s failed", _sequence(record))
+                failed_at = index
+                break
+        try:
+            self._bus.publish([a for _, a in pending])
+        except AnnouncementFailed as exc:
+            logger.exception("Announcing stream records failed")
+            failed_at = min(failed_at, pending[exc.sent][0])
+            pending = pending[:exc.sent]
+        for _, a in pending:
+            logger.info("%s %s: %s/%s product %s (%s)", a.detail_type, a.detail["change_id"],
+                        a.detail["site_id"], a.detail["user_id"], a.detail["product_id"], a.detail["reason"])
+        return {"batchItemFailures": [{"itemIdentifier": _sequence(r)} for r in records[failed_at:]]}
 
-    def announce(self, record: Dict[str, Any]) -> int:
+    def changes_of(self, record: Dict[str, Any]) -> List[Announcement]:
         images = record.get("dynamodb") or {}
         old = _image(images.get("OldImage"))
         new = _image(images.get("NewImage"))
         announcements = changes_between(old, new)
         if not announcements:
-            return 0
-        announcements = self._without_other_subscriptions(new, announcements)
-        self._bus.publish(announcements)
-        for a in announcements:
-            logger.info("%s %s: %s/%s product %s (%s)", a.detail_type, a.detail["change_id"],
-                        a.detail["site_id"], a.detail["user_id"], a.detail["product_id"], a.detail["reason"])
-        return len(announcements)
+            return []
+        return self._without_other_subscriptions(new, announcements)
 
     def _without_other_subscriptions(self, new: EntitlementModel,
                                      announcements: List[Announcement]) -> List[Announcement]:

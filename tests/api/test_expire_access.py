@@ -320,3 +320,15 @@ def test_a_subscription_that_now_names_another_member_ends_the_old_members_acces
     report = sweep_at(at(period_end + 60)).run()
     assert report.revoked == 1
     assert entitlement("user_ana", subscription).grants is False
+
+
+def test_revocations_handed_over_together_are_announced_ten_to_a_call(client, studio, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    for n in range(12):
+        subscribe(client, studio, "user_%d" % n, period_end, cancel_at_period_end=True)
+    access_events.drain()
+    assert sweep_at(at(period_end + 60)).run().revoked == 12
+    with AWS_CALLS.counting() as calls:
+        heard = access_events.drain()
+    assert len(heard) == 12
+    assert calls.calls[("eventbridge", "PutEvents")] == 2

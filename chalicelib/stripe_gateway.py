@@ -178,7 +178,28 @@ class StripeGateway:
             raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
         except stripe.StripeError as exc:
             raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
-        return found.to_dict()
+        subscription = found.to_dict()
+        items = subscription.get("items") or {}
+        if items.get("has_more"):
+            # The answer embeds the first items only: a product missing from
+            # it would read as removed from the subscription.
+            items["data"] = self._all_items(account_id, subscription_id)
+            items["has_more"] = False
+        return subscription
+
+    def _all_items(self, account_id: str, subscription_id: str) -> List[Dict[str, Any]]:
+        params: Dict[str, Any] = {"subscription": subscription_id, "limit": MAX_LIST_LIMIT,
+                                  "expand": ["data.price.product"]}
+        found: List[Dict[str, Any]] = []
+        try:
+            while True:
+                page = self._client.v1.subscription_items.list(params, {"stripe_account": account_id})
+                found.extend(item.to_dict() for item in page.data)
+                if not page.has_more or not page.data:
+                    return found
+                params["starting_after"] = page.data[-1].id
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not list the items of %s" % subscription_id) from exc
 
     def expand(self, account_id: str, subscription: Dict[str, Any]) -> Dict[str, Any]:
         """A subscription as an event carried it (customer and products as

@@ -254,6 +254,7 @@ ROUTES: List[Route] = [
     _route("GET", r"/v1/subscriptions/" + _ID, "_api_retrieve_subscription", "api"),
     _route("POST", r"/v1/subscriptions/" + _ID, "_api_update_subscription", "api"),
     _route("DELETE", r"/v1/subscriptions/" + _ID, "_api_cancel_subscription", "api"),
+    _route("GET", r"/v1/subscription_items", "_api_list_subscription_items", "api"),
     _route("GET", r"/p/session/" + _ID, "_page_portal_session", "page"),
     _route("POST", r"/p/session/" + _ID + r"/subscriptions/" + _ID + r"/(cancel|keep)",
            "_page_portal_subscription", "page"),
@@ -265,6 +266,9 @@ ROUTES: List[Route] = [
     _route("POST", r"/dashboard/subscriptions/" + _ID + r"/([a-z_]+)", "_page_dashboard_subscription_action",
            "page"),
 ]
+
+# How many items a subscription embeds in an API answer.
+EMBEDDED_ITEMS = 10
 
 _PLATFORM = None  # the scope key for objects that belong to the platform itself
 
@@ -1243,6 +1247,11 @@ class StripeSandbox:
                              prefix: str = "") -> Dict[str, Any]:
         _check_expandable(paths, prefix)
         view = copy.deepcopy(subscription)
+        # Like Stripe, an answer embeds the first items only; the rest are
+        # listed at /v1/subscription_items.
+        items = view["items"]
+        items["has_more"] = len(items["data"]) > EMBEDDED_ITEMS
+        items["data"] = items["data"][:EMBEDDED_ITEMS]
         if "customer" in paths:
             customer = self._customers.get(scope, {}).get(view["customer"])
             if customer is not None:
@@ -1287,6 +1296,27 @@ class StripeSandbox:
         subscriptions = [s for s in subscriptions if _created_matches(s["created"], params.get("created"))]
         page = _page(subscriptions, params, "/v1/subscriptions", "subscription")
         page["data"] = [self._expand_subscription(request.stripe_account, s, paths, "data.") for s in page["data"]]
+        return json_response(page)
+
+    def _api_list_subscription_items(self, request: Request) -> Response:
+        params = request.query
+        _refuse_unknown(params, ("subscription", "limit", "starting_after", "ending_before", "expand"))
+        if not params.get("subscription"):
+            raise SandboxError(400, "Missing required param: subscription.", code="parameter_missing",
+                               param="subscription")
+        subscription = self._scoped_subscription(request, params["subscription"])
+        paths = _expansions(params)
+        for path in paths:
+            if path != "data.price.product":
+                raise SandboxError(400, "This property cannot be expanded (%s)." % path)
+        page = _page(subscription["items"]["data"], params,
+                     "/v1/subscription_items", "subscription_item")
+        page["data"] = copy.deepcopy(page["data"])
+        if paths:
+            for item in page["data"]:
+                product = self._products.get(request.stripe_account, {}).get(item["price"]["product"])
+                if product is not None:
+                    item["price"]["product"] = copy.deepcopy(product)
         return json_response(page)
 
     def _api_update_subscription(self, request: Request, subscription_id: str) -> Response:

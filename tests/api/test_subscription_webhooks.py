@@ -283,3 +283,15 @@ def test_a_view_read_before_the_stored_one_is_left_out_and_the_event_is_still_do
     assert stalled.receive(payload.encode(), headers["Stripe-Signature"]) == "handled"
     assert EntitlementModel.get("site_a#user_ana", subscription["id"]).serialize() == stored
     assert WebhookEventModel.get(created["id"]).event_type == "customer.subscription.created"
+
+
+def test_a_subscription_with_more_items_than_stripe_embeds_grants_every_product(client, studio, access_events):
+    products = ["prod_yoga", "prod_pilates"] + [studio.create_product(ACCOUNT, id="prod_extra_%d" % n)["id"]
+                                                for n in range(10)]
+    studio.create_subscription(ACCOUNT, "cus_ana", products)
+    stripe_before = len(studio.requests)
+    deliver(client, last_event(studio))
+    assert len([e for e in access(client) if e["access"]]) == 12
+    # The subscription, then its items past the first ten.
+    assert len(studio.requests) - stripe_before == 2
+    assert len(access_events.drain()) == 12

@@ -563,3 +563,21 @@ def test_portal_without_subscription_cancel_shows_no_cancel_button_and_refuses_t
     answer = post(sandbox.url + "/p/session/%s/subscriptions/%s/cancel" % (session.id, gym["subscription"]))
     assert answer.status == 403
     assert sandbox.subscription(gym["account"], gym["subscription"])["cancel_at_period_end"] is False
+
+
+def test_an_answer_embeds_ten_items_and_the_rest_are_listed_by_subscription(sandbox, stripe_client, gym):
+    account_id = gym["account"]
+    products = [sandbox.create_product(account_id, name="P%d" % n)["id"] for n in range(12)]
+    customer = sandbox.create_customer(account_id, email="many@gym.test")["id"]
+    subscription = sandbox.create_subscription(account_id, customer, products)
+    answer = stripe_client.v1.subscriptions.retrieve(subscription["id"], {}, {"stripe_account": account_id})
+    assert (len(answer["items"].data), answer["items"].has_more) == (10, True)
+    first = stripe_client.v1.subscription_items.list(
+        {"subscription": subscription["id"], "limit": 5, "expand": ["data.price.product"]},
+        {"stripe_account": account_id})
+    rest = stripe_client.v1.subscription_items.list(
+        {"subscription": subscription["id"], "starting_after": first.data[-1].id},
+        {"stripe_account": account_id})
+    assert first.has_more and not rest.has_more
+    assert first.data[0].price.product.object == "product"
+    assert {i.price.product.id for i in first.data} | {i.price.product for i in rest.data} == set(products)

@@ -295,3 +295,15 @@ def test_a_subscription_with_more_items_than_stripe_embeds_grants_every_product(
     # The subscription, then its items past the first ten.
     assert len(studio.requests) - stripe_before == 2
     assert len(access_events.drain()) == 12
+
+
+def test_every_site_connected_to_the_account_gets_the_entitlement(client, studio):
+    site_b_admin = bearer(site="site_b", role="owner")
+    connect(client, studio, ACCOUNT, headers=site_b_admin)
+    studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
+    with AWS_CALLS.counting() as calls:
+        deliver(client, last_event(studio))
+    assert calls.calls[("dynamodb", "TransactWriteItems")] == 1
+    for site in ("site_a", "site_b"):
+        assert [e["product_id"] for e in access(client, bearer(site=site, sub="user_ana", role="member"))] == ["yoga"]
+        assert MemberCustomerModel.get(site, "user_ana").customer_id == "cus_ana"

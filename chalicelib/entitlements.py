@@ -137,7 +137,10 @@ class EntitlementStore:
                 raise
             if done is not None and len(reasons) - 1 in failed:
                 raise EventAlreadyDone(done.event_id) from exc
-            raise StaleView([items[i] for i in failed if i < len(items)]) from exc
+            stale = [items[i] for i in failed if i < len(items)]
+            if not stale:
+                raise
+            raise StaleView(stale) from exc
 
 
 class AccessService:

@@ -125,13 +125,11 @@ class WebhookReceiver:
         if subscription is None:
             logger.info("Stripe no longer has %s; using the copy in %s", subscription_id, event["id"])
             subscription = self._stripe.expand(account_id, carried)
-            if subscription.get("status") in FINAL_STATUSES:
-                # Nothing comes after an ended subscription: it is the newest
-                # view there can be, whenever the event was made.
-                view_time = microseconds(now)
-            else:
-                # `created` is in whole seconds: the copy counts as of the end
-                # of its second, so a read made earlier in that second is older.
+            # Nothing comes after an ended subscription: its copy is the newest
+            # view there can be. Any other copy is as old as its event;
+            # `created` is in whole seconds, so it counts as of the end of its
+            # second (a read made earlier in that second is older).
+            if subscription.get("status") not in FINAL_STATUSES:
                 view_time = (event["created"] + 1) * 1_000_000 - 1
         user_id = user_of(subscription)
         if user_id is None:

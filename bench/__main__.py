@@ -17,7 +17,7 @@ from bench.report import Targets, seconds  # noqa: E402
 
 def main() -> int:
     started = time.perf_counter()
-    os.chdir(ROOT)  # the chalice test client reads .chalice/config.json from here
+    os.chdir(ROOT)
     targets = Targets()
     failed = False
     import moto

@@ -8,6 +8,7 @@ signed as Stripe signs it; after each one the stream is drained into
 `announce_access` (tests.helpers.AccessEventsInbox) and the announcements
 that reached EventBridge are read back."""
 import statistics
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -191,7 +192,9 @@ def run(sandbox, targets: Targets, events: int = EVENTS, warm_up: int = WARM_UP)
         sandbox.reset()
         with aws():
             inbox = AccessEventsInbox(get_settings())
-            with Client(app) as client:
+            # No .chalice/config.json there: the stage's variables stay out
+            # of the environment of each request.
+            with Client(app, project_dir=tempfile.mkdtemp()) as client:
                 pipeline = Pipeline(client.http, sandbox, inbox)
                 subscriptions = setup_studio(pipeline)
                 every = kinds(pipeline, subscriptions)

@@ -46,8 +46,11 @@ def aws():
 
 
 @pytest.fixture
-def client(aws, sandbox):
-    with Client(app) as test_client:
+def client(aws, sandbox, tmp_path):
+    # A project directory without .chalice/config.json: the test client would
+    # otherwise put the deploy stage's variables (SSM parameter names, table
+    # names) into the environment of every request.
+    with Client(app, project_dir=str(tmp_path)) as test_client:
         yield test_client.http
 
 

@@ -109,10 +109,7 @@ class Sweep:
             replacement = self._from_stripe(item, subscription, now)
         else:
             replacement = _ended(item, now)
-        if replacement.grants:
-            outcome = KEPT
-        else:
-            outcome = REVOKED
+        outcome = KEPT if replacement.grants else REVOKED
         try:
             # Only if nothing was written since the index showed it: a webhook
             # that arrived meanwhile wins, and of two sweeps at once one writes.

@@ -12,7 +12,7 @@ from pynamodb.exceptions import DeleteError, PutError
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import (AccountNotConnected, ConnectionChanged, InvalidRequest, InvalidState,
                                StripeFailure)
-from chalicelib.models import ConnectionModel, OAuthStateModel
+from chalicelib.models import LOST_RACE, ConnectionModel, OAuthStateModel
 from chalicelib.stripe_gateway import AuthorizedAccount, StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class ConnectionStore:
         try:
             connection.save()
         except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if exc.cause_response_code == LOST_RACE:
                 raise ConnectionChanged("The connector was changed by another request meanwhile; "
                                         "reload it and try again") from exc
             raise
@@ -79,7 +79,7 @@ class OAuthStateStore:
             # Only one of two racing callbacks gets past this delete.
             record.delete(condition=OAuthStateModel.state_hash.exists())
         except DeleteError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if exc.cause_response_code == LOST_RACE:
                 raise InvalidState("The state was used meanwhile") from exc
             raise
         if record.expires_at <= now:

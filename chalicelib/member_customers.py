@@ -3,9 +3,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
-from pynamodb.exceptions import DeleteError, PutError
-
-from chalicelib.models import MemberCustomerModel
+from chalicelib.models import MemberCustomerModel, delete_if, save_if
 
 FROM_SUBSCRIPTION = "subscription"
 FROM_EMAIL_LOOKUP = "email_lookup"
@@ -47,20 +45,9 @@ class MemberCustomerStore:
         condition = (MemberCustomerModel.user_id.does_not_exist()
                      | (MemberCustomerModel.source != FROM_SUBSCRIPTION)
                      | (MemberCustomerModel.account_id != found.account_id))
-        try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return save_if(item, condition)
 
     def forget(self, site_id: str, user_id: str, customer_id: str) -> None:
         """Drop the record if it still names customer_id; a newer record
         written meanwhile stays."""
-        try:
-            MemberCustomerModel(site_id, user_id).delete(
-                condition=MemberCustomerModel.customer_id == customer_id)
-        except DeleteError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        delete_if(MemberCustomerModel(site_id, user_id), MemberCustomerModel.customer_id == customer_id)

@@ -3,10 +3,14 @@ through `bind`, called by the factories before first use."""
 from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute,
                                  TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute,
                                  VersionAttribute)
+from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.settings import Settings
+
+# What DynamoDB answers when a write's condition does not hold.
+LOST_RACE = "ConditionalCheckFailedException"
 
 
 class AccountIndex(GlobalSecondaryIndex):
@@ -176,3 +180,26 @@ def create_tables() -> None:
         if not model.exists():
             model.create_table(wait=True)
             model.update_ttl(ignore_update_ttl_errors=True)
+
+
+def save_if(item: Model, condition) -> bool:
+    """Save item if condition holds; False when it did not (another write
+    came first). Any other failure is raised."""
+    try:
+        item.save(condition=condition)
+    except PutError as exc:
+        if exc.cause_response_code != LOST_RACE:
+            raise
+        return False
+    return True
+
+
+def delete_if(item: Model, condition) -> bool:
+    """Delete item if condition holds; False when it did not."""
+    try:
+        item.delete(condition=condition)
+    except DeleteError as exc:
+        if exc.cause_response_code != LOST_RACE:
+            raise
+        return False
+    return True

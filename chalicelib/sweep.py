@@ -9,14 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
-from pynamodb.exceptions import PutError
-
 from chalicelib.access import EXPIRED, PERIOD_ENDED, access_of, user_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
 from chalicelib.entitlements import DUE_SHARDS, entitlement_item, microseconds, View
 from chalicelib.errors import AccountNotConnected, StripeFailure
-from chalicelib.models import ConnectionModel, EntitlementModel
+from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -110,14 +108,10 @@ class Sweep:
         else:
             replacement = _ended(item, now)
         outcome = KEPT if replacement.grants else REVOKED
-        try:
-            # Only if nothing was written since the index showed it: a webhook
-            # that arrived meanwhile wins, and of two sweeps at once one writes.
-            replacement.save(condition=EntitlementModel.view_time == item.view_time)
-        except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
-                return CHANGED_MEANWHILE
-            raise
+        # Only if nothing was written since the index showed it: a webhook
+        # that arrived meanwhile wins, and of two sweeps at once one writes.
+        if not save_if(replacement, EntitlementModel.view_time == item.view_time):
+            return CHANGED_MEANWHILE
         return outcome
 
     def _from_stripe(self, item: EntitlementModel, subscription: dict, now: datetime) -> EntitlementModel:

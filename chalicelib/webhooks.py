@@ -3,8 +3,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
 
-from pynamodb.exceptions import PutError
-
 from chalicelib.access import access_of, customer_id_of, user_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
@@ -12,7 +10,7 @@ from chalicelib.entitlements import (EntitlementStore, EventAlreadyDone, View, e
                                      microseconds)
 from chalicelib.errors import PayloadTooLarge
 from chalicelib.member_customers import FROM_SUBSCRIPTION
-from chalicelib.models import ConnectionModel, MemberCustomerModel, WebhookEventModel
+from chalicelib.models import ConnectionModel, MemberCustomerModel, WebhookEventModel, save_if
 from chalicelib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -53,13 +51,9 @@ class EventLog:
             return False
 
     def record(self, event: Dict[str, Any], now: datetime) -> None:
-        try:
-            event_record(event, now).save(condition=WebhookEventModel.event_id.does_not_exist())
-        except PutError as exc:
-            # A concurrent delivery of the same event finished first: its
-            # effects and ours are the same, so either record will do.
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        # When a concurrent delivery of the same event recorded it first, its
+        # effects and ours are the same, so either record will do.
+        save_if(event_record(event, now), WebhookEventModel.event_id.does_not_exist())
 
 
 class WebhookReceiver:

@@ -102,10 +102,15 @@ def user_of(subscription: Dict[str, Any]) -> Optional[str]:
     """The CustomerHub user: the customer's metadata, else the subscription's."""
     customer = subscription.get("customer")
     if isinstance(customer, dict) and not customer.get("deleted"):
-        found = _text((customer.get("metadata") or {}).get(USER_ID_METADATA_KEY))
+        found = user_named_by(customer.get("metadata"))
         if found:
             return found
-    return _text((subscription.get("metadata") or {}).get(USER_ID_METADATA_KEY))
+    return user_named_by(subscription.get("metadata"))
+
+
+def user_named_by(metadata: Optional[Dict[str, Any]]) -> Optional[str]:
+    """The CustomerHub user a Stripe object's metadata names, if any."""
+    return _text((metadata or {}).get(USER_ID_METADATA_KEY))
 
 
 def customer_id_of(subscription: Dict[str, Any]) -> Optional[str]:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from chalicelib.access import PRODUCT_REMOVED, SUBSCRIPTION_ACTIVE, is_readable
-from chalicelib.clock import Clock, utc_now
-from chalicelib.clock import iso
+from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.entitlements import EntitlementStore
 from chalicelib.errors import ConnectorError
 from chalicelib.models import EntitlementModel

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 import stripe
 
-from chalicelib.access import USER_ID_METADATA_KEY
+from chalicelib.access import user_named_by
 from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
                                PortalConfigurationGone, StripeFailure)
 
@@ -145,10 +145,8 @@ class StripeGateway:
             raise _failure(exc, "Stripe did not list the customers of %s" % account_id) from exc
         found = []
         for customer in page.data:
-            metadata = customer.to_dict().get("metadata") or {}
-            user_id = metadata.get(USER_ID_METADATA_KEY)
-            user_id = user_id.strip() if isinstance(user_id, str) and user_id.strip() else None
-            found.append(StripeCustomer(customer_id=customer.id, user_id=user_id))
+            found.append(StripeCustomer(customer_id=customer.id,
+                                        user_id=user_named_by(customer.to_dict().get("metadata"))))
         return found
 
     def create_portal_session(self, account_id: str, customer_id: str, configuration_id: str,
@@ -169,16 +167,10 @@ class StripeGateway:
     def subscription(self, account_id: str, subscription_id: str) -> Optional[Dict[str, Any]]:
         """The subscription as Stripe has it now, with its customer and
         products expanded; None when Stripe no longer has it."""
-        try:
-            found = self._client.v1.subscriptions.retrieve(
-                subscription_id, {"expand": SUBSCRIPTION_EXPANSIONS}, {"stripe_account": account_id})
-        except stripe.InvalidRequestError as exc:
-            if exc.code == "resource_missing" and exc.http_status == 404:
-                return None
-            raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
-        except stripe.StripeError as exc:
-            raise _failure(exc, "Stripe did not return subscription %s" % subscription_id) from exc
-        subscription = found.to_dict()
+        subscription = self._retrieve(self._client.v1.subscriptions, account_id, subscription_id,
+                                      "subscription", {"expand": SUBSCRIPTION_EXPANSIONS})
+        if subscription is None:
+            return None
         items = subscription.get("items") or {}
         if items.get("has_more"):
             # The answer embeds the first items only: a product missing from
@@ -226,9 +218,10 @@ class StripeGateway:
     def product(self, account_id: str, product_id: str) -> Optional[Dict[str, Any]]:
         return self._retrieve(self._client.v1.products, account_id, product_id, "product")
 
-    def _retrieve(self, service: Any, account_id: str, object_id: str, kind: str) -> Optional[Dict[str, Any]]:
+    def _retrieve(self, service: Any, account_id: str, object_id: str, kind: str,
+                  params: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
         try:
-            found = service.retrieve(object_id, {}, {"stripe_account": account_id})
+            found = service.retrieve(object_id, params or {}, {"stripe_account": account_id})
         except stripe.InvalidRequestError as exc:
             if exc.code == "resource_missing" and exc.http_status == 404:
                 return None

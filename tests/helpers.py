@@ -64,6 +64,12 @@ def signed(event: dict, secret: str = WEBHOOK_SECRET, timestamp: Optional[int] =
     return payload, {"Stripe-Signature": header, "Content-Type": "application/json; charset=utf-8"}
 
 
+def deliver(client, event: dict, **sign):
+    """POST the event to the webhook as Stripe would, signed."""
+    payload, headers = signed(event, **sign)
+    return client.post("/webhooks/stripe", headers=headers, body=payload)
+
+
 def stripe_event(event_type: str, account: Optional[str], data_object: dict,
                  created: Optional[int] = None, livemode: bool = False,
                  event_id: Optional[str] = None) -> dict:

@@ -7,14 +7,9 @@ import pytest
 
 from chalicelib.models import ConnectionModel, WebhookEventModel
 from tests.api.test_connect_lifecycle import ADMIN, card, connect
-from tests.helpers import bearer, signed, stripe_event
+from tests.helpers import bearer, deliver, signed, stripe_event
 
 APPLICATION = {"id": "ca_test_platform", "object": "application", "name": "CustomerHub"}
-
-
-def deliver(client, event, **sign):
-    payload, headers = signed(event, **sign)
-    return client.post("/webhooks/stripe", headers=headers, body=payload)
 
 
 def revoked_event(account, **kwargs):

@@ -12,15 +12,14 @@ from chalicelib.models import EntitlementModel
 from chalicelib.sweep import Sweep
 from tests.api.test_connect_lifecycle import ADMIN, connect
 from local.sweep import scheduled_event
-from tests.helpers import AWS_CALLS, bearer, signed
+from tests.helpers import AWS_CALLS, bearer, deliver
 
 ACCOUNT = "acct_studio"
 DAY = 24 * 3600
 
 
-def deliver(client, event):
-    payload, headers = signed(event)
-    response = client.post("/webhooks/stripe", headers=headers, body=payload)
+def delivered(client, event):
+    response = deliver(client, event)
     assert response.status_code == 200, response.json_body
     return response
 
@@ -43,7 +42,7 @@ def subscribe(client, sandbox, user_id, period_end, **options):
     """A member's subscription, as its created event told us."""
     subscription = sandbox.create_subscription(ACCOUNT, member(sandbox, user_id), ["prod_yoga"],
                                                period_end=period_end, **options)
-    deliver(client, sandbox.events[-1])
+    delivered(client, sandbox.events[-1])
     return subscription
 
 
@@ -239,7 +238,7 @@ def test_a_webhook_that_arrives_during_the_sweep_wins(client, studio, access_eve
         if len(ticks) == 2:
             studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=False)
             studio.renew_subscription(ACCOUNT, subscription["id"])
-            deliver(client, studio.events[-1])
+            delivered(client, studio.events[-1])
         return moment
 
     report = Sweep(ConnectionStore(), services.get_stripe_gateway(),
@@ -313,7 +312,7 @@ def test_a_subscription_that_now_names_another_member_ends_the_old_members_acces
     period_end = int(time.time()) + 30 * DAY
     subscription = studio.create_subscription(ACCOUNT, customer, ["prod_yoga"], period_end=period_end,
                                               metadata={"customerhub_user_id": "user_ana"})
-    deliver(client, studio.events[-1])
+    delivered(client, studio.events[-1])
     # The owner moved the subscription to another member; Stripe renewed; no webhook came.
     studio.update_subscription(ACCOUNT, subscription["id"], metadata={"customerhub_user_id": "user_bo"})
     studio.renew_subscription(ACCOUNT, subscription["id"])

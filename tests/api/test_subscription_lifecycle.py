@@ -23,7 +23,7 @@ from chalicelib.models import EntitlementModel, MemberCustomerModel, WebhookEven
 from chalicelib.settings import get_settings
 from local.streams import StreamPump
 from tests.api.test_connect_lifecycle import ADMIN, connect
-from tests.helpers import bearer, signed, stripe_event
+from tests.helpers import bearer, deliver, stripe_event
 
 ACCOUNT = "acct_studio"
 SUBSCRIPTION = "sub_life"
@@ -193,11 +193,6 @@ class Life:
                  for product_id, _ in sorted(self.products)]
                 + [(REVOKED, product_id, "subscription_canceled", at(self.ended_at), "deleted")
                    for product_id, _ in sorted(self.products)])
-
-
-def deliver(client, event):
-    payload, headers = signed(event)
-    return client.post("/webhooks/stripe", headers=headers, body=payload)
 
 
 def delivered(client, event) -> None:

@@ -4,22 +4,18 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import stripe
 
 from chalicelib import services
 from chalicelib.connections import ConnectionStore
 from chalicelib.models import EntitlementModel, MemberCustomerModel, WebhookEventModel
 from chalicelib.webhooks import EventLog, WebhookReceiver
 from tests.api.test_connect_lifecycle import ADMIN, connect
-from tests.helpers import AWS_CALLS, bearer, signed, stripe_event
+from tests.helpers import AWS_CALLS, WEBHOOK_SECRET, bearer, deliver, signed, stripe_event
 
 ACCOUNT = "acct_studio"
 MEMBER = bearer(sub="user_ana", role="member", email="ana@studio.test")
 DAY = 24 * 3600
-
-
-def deliver(client, event, **sign):
-    payload, headers = signed(event, **sign)
-    return client.post("/webhooks/stripe", headers=headers, body=payload)
 
 
 @pytest.fixture
@@ -208,9 +204,8 @@ def test_a_body_over_one_mebibyte_is_refused_with_413(client, studio):
 
 
 def test_malformed_json_with_a_valid_signature_is_refused_with_400(client, studio):
-    import stripe
     payload = '{"id": "evt_1", "object": "event", '
-    header = stripe.WebhookSignature.generate_signature_header(payload, "whsec_test_connector_endpoint")
+    header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET)
     response = client.post("/webhooks/stripe", body=payload,
                            headers={"Stripe-Signature": header, "Content-Type": "application/json"})
     assert response.status_code == 400

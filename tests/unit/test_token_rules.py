@@ -1,4 +1,6 @@
 """The bearer token, checked without any AWS or HTTP around it."""
+import hashlib
+import hmac
 import time
 
 import jwt
@@ -56,6 +58,46 @@ def test_expired_token_is_unauthorized():
 def test_token_missing_or_with_wrong_claims_is_unauthorized(claims):
     with pytest.raises(Unauthorized):
         check("Bearer " + token(**claims))
+
+
+@pytest.mark.parametrize("claims", [
+    {"exp": str(int(time.time()) + 600)}, {"exp": True}, {"exp": [int(time.time()) + 600]},
+    {"iat": "now"}, {"nbf": "0"}, {"email_verified": "true"}, {"email_verified": "false"},
+    {"email_verified": 1}, {"email_verified": None}, {"sub": "u" * 257}, {"site": "s" * 6000},
+    {"sub": "   "}, {"role": ["admin"]}, {"email": "x" * 250 + "@b.test"},
+], ids=lambda claims: "%s=%s" % next(iter(claims.items())) if len(repr(claims)) < 60 else next(iter(claims)))
+def test_claims_of_the_wrong_json_type_or_absurd_length_are_unauthorized(claims):
+    body = {"sub": "u", "site": "s", "role": "admin", "iss": "customerhub", "aud": "stripe-connector",
+            "exp": int(time.time()) + 600}
+    body.update(claims)
+    with pytest.raises(Unauthorized):
+        check("Bearer " + jwt.encode(body, JWT_SECRET, algorithm="HS256"))
+
+
+def signed_payload(payload: bytes) -> str:
+    """A token whose payload is these bytes, signed with the right key."""
+    signing_input = (jwt.utils.base64url_encode(b'{"alg":"HS256","typ":"JWT"}') + b"."
+                     + jwt.utils.base64url_encode(payload))
+    signature = hmac.new(JWT_SECRET.encode(), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + jwt.utils.base64url_encode(signature)).decode()
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"sub": "u", "site": "s", "role": "admin", "iss": "customerhub", "aud": "stripe-connector", '
+    b'"exp": Infinity}',
+    b'{"sub": "u", "site": "s", "role": "admin", "iss": "customerhub", "aud": "stripe-connector", '
+    b'"exp": NaN}',
+    b"[" * 100000 + b"]" * 100000,
+], ids=["exp Infinity", "exp NaN", "nested 100,000 deep"])
+def test_a_signed_payload_python_cannot_hold_is_unauthorized_not_a_crash(payload):
+    with pytest.raises(Unauthorized):
+        check("Bearer " + signed_payload(payload))
+
+
+def test_email_verified_is_true_only_when_the_token_says_true():
+    assert check("Bearer " + token(email="a@b.test", email_verified=True)).email_verified is True
+    assert check("Bearer " + token(email="a@b.test", email_verified=False)).email_verified is False
+    assert check("Bearer " + token(email="a@b.test")).email_verified is False
 
 
 def test_member_is_forbidden_on_admin_roles():

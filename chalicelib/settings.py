@@ -25,7 +25,7 @@ class Settings:
     stripe_connect_base: str
     auth_jwt_secret: str
     auth_jwt_issuer: str
-    app_base_url: str
+    app_base_url: str        # an origin: the UI's pages are below it
     return_url_origins: tuple
     oauth_redirect_uri: str
     access_event_bus: str
@@ -37,19 +37,35 @@ class Settings:
     member_customers_table: str
     entitlements_table: str
 
-    @property
-    def app_origin(self) -> str:
-        return origin_of(self.app_base_url)
-
     def __repr__(self) -> str:
         # Settings end up in tracebacks and debug logs; the secrets must not.
         return "Settings(stripe_client_id=%r, app_base_url=%r, aws_endpoint_url=%r)" % (
             self.stripe_client_id, self.app_base_url, self.aws_endpoint_url)
 
 
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return "%s://%s" % (parts.scheme, parts.netloc)
+# Plain http is for a UI on the developer's own machine only.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+
+
+def parse_origin(name: str, value: str) -> str:
+    """`https://host[:port]` (http only on loopback), without path, query,
+    fragment or userinfo; a trailing slash is tolerated. Anything else is a
+    configuration error: a half-parsed origin would let a return URL that
+    parses to nothing match it."""
+    problem = "%s entry %r is not an origin (https://host[:port])" % (name, value)
+    if any(ch.isspace() or ord(ch) < 0x20 or ch == "\\" for ch in value):
+        raise ConfigurationError(problem)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(problem) from exc
+    host = parts.hostname or ""
+    allowed_scheme = parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS)
+    if (not allowed_scheme or not host or parts.username is not None or parts.password is not None
+            or parts.path not in ("", "/") or parts.query or parts.fragment or "?" in value or "#" in value):
+        raise ConfigurationError(problem)
+    return "%s://%s%s" % (parts.scheme, host, "" if port is None else ":%d" % port)
 
 
 def load_settings(environ: Mapping[str, str],
@@ -82,10 +98,10 @@ def load_settings(environ: Mapping[str, str],
         stripe_connect_base=value("STRIPE_CONNECT_BASE", "https://connect.stripe.com").rstrip("/"),
         auth_jwt_secret=secret("AUTH_JWT_SECRET"),
         auth_jwt_issuer=value("AUTH_JWT_ISSUER", "customerhub"),
-        app_base_url=required("APP_BASE_URL").rstrip("/"),
+        app_base_url=parse_origin("APP_BASE_URL", required("APP_BASE_URL")),
         return_url_origins=tuple(
-            origin_of(item.strip()) for item in value("RETURN_URL_ORIGINS", "").split(",")
-            if item.strip()),
+            parse_origin("RETURN_URL_ORIGINS", item.strip())
+            for item in value("RETURN_URL_ORIGINS", "").split(",") if item.strip()),
         oauth_redirect_uri=required("OAUTH_REDIRECT_URI"),
         access_event_bus=value("ACCESS_EVENT_BUS", "default"),
         aws_endpoint_url=value("AWS_ENDPOINT_URL"),
@@ -104,11 +120,9 @@ def _validate(settings: Settings) -> None:
     if len(settings.auth_jwt_secret.encode("utf-8")) < MIN_JWT_SECRET_BYTES:
         raise ConfigurationError(
             "AUTH_JWT_SECRET must be at least %d bytes" % MIN_JWT_SECRET_BYTES)
-    for name, url in (("APP_BASE_URL", settings.app_base_url),
-                      ("OAUTH_REDIRECT_URI", settings.oauth_redirect_uri)):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError("%s must be an absolute http(s) URL" % name)
+    parts = urlsplit(settings.oauth_redirect_uri)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError("OAUTH_REDIRECT_URI must be an absolute http(s) URL")
 
 
 def _ssm_reader(region: str, endpoint_url: Optional[str]) -> Callable[[str], str]:

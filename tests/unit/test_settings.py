@@ -37,9 +37,33 @@ def test_a_missing_required_setting_is_named(name):
         load_settings(base_env(**{name: None}))
 
 
-def test_return_url_origins_are_split_and_reduced_to_origins():
-    settings = load_settings(base_env(RETURN_URL_ORIGINS=" https://a.test/x , https://b.test:8443 ,"))
+def test_return_url_origins_are_split_and_trimmed():
+    settings = load_settings(base_env(RETURN_URL_ORIGINS=" https://a.test/ , https://B.test:8443 ,"))
     assert settings.return_url_origins == ("https://a.test", "https://b.test:8443")
+
+
+@pytest.mark.parametrize("entry", [
+    "help.example", "https://a.test/x", "https://a.test?q=1", "https://a.test#f", "https://u:p@a.test",
+    "http://members.example", "ftp://a.test", "https://", "https://a.test:99999", "javascript:alert(1)",
+    "//a.test", "https:a.test", "https://a .test",
+])
+def test_a_return_url_origins_entry_that_is_not_an_origin_refuses_to_start(entry):
+    with pytest.raises(ConfigurationError, match="RETURN_URL_ORIGINS"):
+        load_settings(base_env(RETURN_URL_ORIGINS="https://fine.test," + entry))
+
+
+@pytest.mark.parametrize("value", ["app.customerhub.test", "https://app.test/ui", "http://app.test",
+                                   "https://app.test?x=1"])
+def test_an_app_base_url_that_is_not_an_origin_refuses_to_start(value):
+    with pytest.raises(ConfigurationError, match="APP_BASE_URL"):
+        load_settings(base_env(APP_BASE_URL=value))
+
+
+@pytest.mark.parametrize("value,origin", [("http://localhost:3000", "http://localhost:3000"),
+                                          ("http://127.0.0.1:3000/", "http://127.0.0.1:3000"),
+                                          ("https://App.Test:8443", "https://app.test:8443")])
+def test_app_base_url_may_be_plain_http_on_loopback_only(value, origin):
+    assert load_settings(base_env(APP_BASE_URL=value)).app_base_url == origin
 
 
 def test_secrets_never_appear_in_the_settings_repr():

@@ -97,8 +97,11 @@ def allowed_return_url(requested: Any, default: str, allowed_origins: Sequence[s
     else a URL on one of allowed_origins (an open redirect otherwise)."""
     if requested is None:
         return default
-    if (not isinstance(requested, str) or len(requested) > MAX_URL_LENGTH or not _is_plain(requested)
-            or _origin(requested) not in {_origin(origin) for origin in allowed_origins}):
+    well_formed = isinstance(requested, str) and len(requested) <= MAX_URL_LENGTH and _is_plain(requested)
+    origin = _origin(requested) if well_formed else None
+    # A URL that parses to no origin (`javascript:`, `https:host`, `//host`)
+    # never matches, whatever the allowed list holds.
+    if origin is None or origin not in {_origin(allowed) for allowed in allowed_origins}:
         raise InvalidReturnUrl("return_url must be an absolute URL on the app's own origin "
                                "or another allowed one")
     return requested
@@ -265,8 +268,10 @@ class PortalService:
             raise NoBillingAccount("You have no billing account on this site") from exc
 
     def _look_up(self, member: Caller, account_id: str) -> str:
-        """The member's customer found by the token's email, remembered."""
-        if not member.email:
+        """The member's customer found by the token's email, remembered. An
+        email CustomerHub has not verified proves nothing: anyone can type
+        another person's address into their profile."""
+        if not member.email or not member.email_verified:
             raise NoBillingAccount("You have no billing account on this site")
         customers = self._stripe.customers_with_email(account_id, member.email)
         customer_id = choose_customer(customers, member.user_id)

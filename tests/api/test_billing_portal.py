@@ -14,7 +14,7 @@ from tests.api.test_portal_settings import ENABLED, put_settings
 from tests.helpers import APP_BASE_URL, bearer
 
 EMAIL = "member@gym.test"
-MEMBER = bearer(site="site_a", role="member", sub="member_1", email=EMAIL)
+MEMBER = bearer(site="site_a", role="member", sub="member_1", email=EMAIL, email_verified=True)
 JSON = {"Content-Type": "application/json"}
 SESSIONS = "/v1/billing_portal/sessions"
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)
@@ -71,7 +71,7 @@ def test_the_link_is_hidden_until_an_account_is_connected_and_the_portal_enabled
 def test_a_member_of_another_site_sees_nothing_of_this_sites_portal(client, sandbox):
     account = portal_open(client, sandbox)
     sandbox.create_customer(account, email=EMAIL, metadata={"customerhub_user_id": "member_1"})
-    stranger = bearer(site="site_b", role="member", sub="member_1", email=EMAIL)
+    stranger = bearer(site="site_b", role="member", sub="member_1", email=EMAIL, email_verified=True)
     assert available(client, stranger) is False
     calls = len(sandbox.requests)
     assert_error(open_session(client, headers=stranger), 409, "portal_disabled")
@@ -172,6 +172,28 @@ def test_a_token_without_email_and_nothing_recorded_is_404_without_asking_stripe
     assert_error(open_session(client, headers=bearer(site="site_a", role="member", sub="member_1")),
                  404, "no_billing_account")
     assert len(sandbox.requests) == calls
+
+
+@pytest.mark.parametrize("verified", [False, None], ids=["email_verified false", "no email_verified"])
+def test_an_email_customerhub_has_not_verified_finds_no_customer_and_asks_stripe_nothing(
+        client, sandbox, verified):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, metadata={"customerhub_user_id": "member_1"})
+    unverified = bearer(site="site_a", role="member", sub="member_1", email=EMAIL, email_verified=verified)
+    calls = len(sandbox.requests)
+    assert_error(open_session(client, headers=unverified), 404, "no_billing_account")
+    assert len(sandbox.requests) == calls
+    assert remembered() is None
+
+
+def test_a_recorded_customer_opens_the_portal_whatever_the_email_says(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_recorded")
+    MemberCustomerStore().record(MemberCustomer("site_a", "member_1", account, "cus_recorded",
+                                                FROM_SUBSCRIPTION), NOW)
+    unverified = bearer(site="site_a", role="member", sub="member_1", email="typed@anything.test")
+    assert open_session(client, headers=unverified).status_code == 200
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_recorded"
 
 
 # ------------------------------------------------------- remembering it
@@ -347,7 +369,7 @@ def test_the_session_url_opens_the_portal_for_the_member(client, sandbox):
 def test_an_admin_opens_the_portal_as_their_own_customer_too(client, sandbox):
     account = portal_open(client, sandbox)
     sandbox.create_customer(account, email="admin@gym.test", metadata={"customerhub_user_id": "admin_1"})
-    admin = bearer(site="site_a", role="admin", sub="admin_1", email="admin@gym.test")
+    admin = bearer(site="site_a", role="admin", sub="admin_1", email="admin@gym.test", email_verified=True)
     assert available(client, admin) is True
     assert open_session(client, headers=admin).status_code == 200
 

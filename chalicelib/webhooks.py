@@ -1,5 +1,6 @@
 """Stripe's Connect webhook: verify, drop duplicates, dispatch by event type."""
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
 
@@ -23,6 +24,11 @@ HANDLED = "handled"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
 
+# Stripe's ids: letters, digits and `_`. Anything else (a `/`, 3,000
+# characters) could never be read from Stripe or stored as a key, and would
+# fail on every one of Stripe's retries.
+STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+
 # Statuses a subscription never leaves.
 FINAL_STATUSES = ("canceled", "incomplete_expired")
 
@@ -40,6 +46,15 @@ def event_record(event: Dict[str, Any], now: datetime) -> WebhookEventModel:
         event["id"], event_type=event["type"], account_id=event.get("account"),
         created=event["created"], handled_at=now, expires_at=now + REMEMBER_EVENTS_FOR,
     )
+
+
+def is_stripe_id(value: Any) -> bool:
+    return isinstance(value, str) and STRIPE_ID.fullmatch(value) is not None
+
+
+def object_id(event: Dict[str, Any]) -> Any:
+    carried = event["data"].get("object")
+    return carried.get("id") if isinstance(carried, dict) else None
 
 
 class EventLog:
@@ -81,7 +96,10 @@ class WebhookReceiver:
         event = self._stripe.verify_event(payload, signature_header)
         handler = self._handlers.get(event["type"])
         if handler is None or not event.get("account"):
-            logger.info("Ignoring %s %s", event["type"], event["id"])
+            logger.info("Ignoring %s %s", event["type"], event["id"][:255])
+            return IGNORED
+        if not all(is_stripe_id(value) for value in (event["id"], event["account"], object_id(event))):
+            logger.warning("Ignoring a %s event whose ids are not Stripe's", event["type"])
             return IGNORED
         if self._events.seen(event["id"]):
             logger.info("Duplicate delivery of %s", event["id"])
@@ -106,9 +124,9 @@ class WebhookReceiver:
     def _subscription_changed(self, event: Dict[str, Any]) -> str:
         account_id = event["account"]
         sites = self._sites_for(event)
-        carried = event["data"].get("object")
-        subscription_id = carried.get("id") if isinstance(carried, dict) else None
-        if not sites or not isinstance(subscription_id, str):
+        carried = event["data"]["object"]
+        subscription_id = carried["id"]
+        if not sites:
             logger.info("Ignoring %s %s: no connected site for it", event["type"], event["id"])
             return IGNORED
         # Stripe's order of delivery is not the order of changes: what
@@ -116,7 +134,8 @@ class WebhookReceiver:
         subscription = self._stripe.subscription(account_id, subscription_id)
         now = self._clock()
         view_time = microseconds(now)
-        if subscription is None:
+        from_copy = subscription is None
+        if from_copy:
             logger.info("Stripe no longer has %s; using the copy in %s", subscription_id, event["id"])
             subscription = self._stripe.expand(account_id, carried)
             # Nothing comes after an ended subscription: its copy is the newest
@@ -131,6 +150,12 @@ class WebhookReceiver:
                            subscription_id, account_id, event["id"])
             return IGNORED
         access = access_of(subscription, now)
+        if from_copy and access.grants:
+            # What Stripe does not have, it cannot have sold: a copy may end
+            # access, never grant it.
+            logger.warning("Stripe has no %s; %s's copy would grant access, so it is ignored",
+                           subscription_id, event["id"])
+            return IGNORED
         customer_id = customer_id_of(subscription)
         items, customers = [], []
         for site in sites:

@@ -10,7 +10,7 @@ from chalice import Chalice, Rate, Response
 from chalicelib import services
 from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
 from chalicelib.connections import parse_connect_request
-from chalicelib.errors import (ConfigurationError, ConnectionChanged, ConnectorError, Forbidden,
+from chalicelib.errors import (AccessDenied, ConfigurationError, ConnectionChanged, ConnectorError, Forbidden,
                                InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
                                NoBillingAccount, NotConnected, PayloadTooLarge, PortalDisabled,
                                StripeFailure, Unauthorized)
@@ -24,10 +24,9 @@ logger = logging.getLogger("chalicelib.app")
 
 MAX_JSON_BODY_BYTES = 64 * 1024
 CALLBACK_PATH = "/connectors/stripe/oauth/callback"
+# The UI's page that completes a connection with the admin's token.
+CALLBACK_PAGE = "/settings/connectors/stripe/callback"
 WEBHOOK_PATH = "/webhooks/stripe"
-# Stripe and the admin's browser coming back from Stripe are not the UI:
-# these two answer no CORS headers.
-NO_CORS_PATHS = (CALLBACK_PATH, WEBHOOK_PATH)
 # How often expire_access runs: a member loses access at most this long after
 # access_until in CustomerHub's own view (GET /access never shows it past then).
 SWEEP_SCHEDULE = Rate(15, unit=Rate.MINUTES)
@@ -39,6 +38,7 @@ ERRORS = (
     (InvalidPayload, 400, "invalid_payload"),
     (InvalidRequest, 400, None),
     (InvalidState, 400, "invalid_state"),
+    (AccessDenied, 400, "access_denied"),
     (NoBillingAccount, 404, "no_billing_account"),
     (NotConnected, 409, "not_connected"),
     (PortalDisabled, 409, "portal_disabled"),
@@ -109,7 +109,9 @@ def json_body(required: bool = False):
         return None
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: arrays nested tens of thousands deep are valid JSON
+        # that Python's parser cannot hold. UnicodeDecodeError is a ValueError.
         raise InvalidRequest("The body is not valid JSON") from exc
 
 
@@ -133,14 +135,23 @@ def contract_answers(event, get_response):
                             status_code=response.status_code,
                             headers={k: v for k, v in response.headers.items() if k.lower() == "allow"})
     response.headers.setdefault("Cache-Control", "no-store")
-    if getattr(event, "path", None) not in NO_CORS_PATHS:
+    if answers_cors(getattr(event, "path", None), getattr(event, "method", None)):
         response.headers.update(cors_headers())
     return response
 
 
+def answers_cors(path, method) -> bool:
+    """Stripe, and the admin's browser bounced back from Stripe, are not the
+    UI: the webhook and the GET callback answer no CORS headers. The POST
+    callback on the same path is the UI's."""
+    if path == WEBHOOK_PATH:
+        return False
+    return not (path == CALLBACK_PATH and method in ("GET", "HEAD"))
+
+
 def cors_headers() -> dict:
     try:
-        origin = get_settings().app_origin
+        origin = get_settings().app_base_url
     except ConfigurationError:
         return {}
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
@@ -161,6 +172,7 @@ def preflight(path: str, methods: str):
 preflight("/connectors/stripe", "GET,DELETE")
 preflight("/connectors/stripe/connect", "POST")
 preflight("/connectors/stripe/settings", "PUT")
+preflight(CALLBACK_PATH, "POST")
 preflight("/billing/portal", "GET")
 preflight("/billing/portal/sessions", "POST")
 preflight("/access", "GET")
@@ -228,23 +240,39 @@ def member_access(user_id):
 
 
 @app.route(CALLBACK_PATH, methods=["GET"])
-def oauth_callback():
-    params = app.current_request.query_params or {}
-    try:
-        outcome = services.get_connector_service().complete_connect(
-            params.get("state"), params.get("code"), params.get("error"))
-        query = {"result": "connected"} if outcome.connected else {"result": "error", "reason": outcome.reason}
-    except Exception:
-        logger.exception("The OAuth callback failed")
-        query = {"result": "error", "reason": "internal_error"}
-    try:
-        base = get_settings().app_base_url
-    except ConfigurationError:
-        return error_response(500, "internal_error", "An internal error occurred")
+@answers_errors
+def oauth_callback_bounce():
+    """Stripe sends the admin's browser here; the UI's page completes the
+    connection in the admin's own session. Nothing is read, used up, stored
+    or logged: the query holds a live code and state."""
+    query = raw_query_string(app.current_request)
     return Response(body="", status_code=302, headers={
-        "Location": base + "/settings/connectors/stripe?" + urlencode(query),
+        "Location": get_settings().app_base_url + CALLBACK_PAGE + ("?" + query if query else ""),
         "Referrer-Policy": "no-referrer",
     })
+
+
+def raw_query_string(request) -> str:
+    """The query string as the browser sent it. A REST API's proxy event has
+    only the decoded parameters (the local server and HTTP APIs also give the
+    raw string): they are encoded again as Stripe encodes its redirect."""
+    raw = request.to_original_event().get("rawQueryString")
+    if isinstance(raw, str):
+        return raw
+    params = request.query_params
+    if not params:
+        return ""
+    return urlencode([(name, value) for name in params for value in params.getlist(name)])
+
+
+@app.route(CALLBACK_PATH, methods=["POST"])
+@answers_errors
+def complete_connect():
+    admin = caller(ADMIN_ROLES)
+    body = json_body()
+    body = body if isinstance(body, dict) else {}
+    return services.get_connector_service().complete_connect(
+        admin.site_id, admin.user_id, body.get("state"), body.get("code"), body.get("error"))
 
 
 @app.route(WEBHOOK_PATH, methods=["POST"])

@@ -3,6 +3,7 @@ stand-in on loopback, moto with the tables created, connected sites.
 
 `tests.helpers` is imported first, before anything makes a botocore
 session: it installs the AWS call counter on the sessions made after it."""
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -89,7 +90,7 @@ def stripe_requests(sandbox: StripeSandbox) -> int:
 
 def connect_site(http, sandbox: StripeSandbox, site_id: str, account_id: str) -> None:
     """Connect a site the way an admin does: the connect call, Stripe's
-    authorize page, the OAuth callback."""
+    authorize page, the callback's bounce and the UI page's completion."""
     admin = bearer(site=site_id, role="admin", sub="admin_" + site_id)
     started = http.post("/connectors/stripe/connect", headers=dict(admin, **{"Content-Type": "application/json"}),
                         body="")
@@ -102,5 +103,9 @@ def connect_site(http, sandbox: StripeSandbox, site_id: str, account_id: str) ->
     if approved.status_code != 302:
         raise BenchError("The sandbox's authorize page answered %d" % approved.status_code)
     back = http.get(CALLBACK_PATH + "?" + urlsplit(approved.headers["Location"]).query)
-    if "result=connected" not in back.headers.get("Location", ""):
-        raise BenchError("Connecting %s to %s ended at %s" % (site_id, account_id, back.headers.get("Location")))
+    page = query_of(back.headers.get("Location", ""))
+    completed = http.post(CALLBACK_PATH, headers=dict(admin, **{"Content-Type": "application/json"}),
+                          body=json.dumps(page))
+    if completed.status_code != 200:
+        raise BenchError("Connecting %s to %s answered %d: %s"
+                         % (site_id, account_id, completed.status_code, completed.body))

@@ -3,21 +3,23 @@ disconnect, and follow what Stripe says about the account."""
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError
 
 from chalicelib.clock import Clock, iso, utc_now
-from chalicelib.errors import (AccountNotConnected, ConnectionChanged, InvalidRequest, InvalidState,
-                               StripeFailure)
+from chalicelib.errors import (AccessDenied, AccountNotConnected, ConnectionChanged, InvalidRequest,
+                               InvalidState, StripeFailure)
 from chalicelib.models import LOST_RACE, ConnectionModel, OAuthStateModel
 from chalicelib.stripe_gateway import AuthorizedAccount, StripeGateway
 
 logger = logging.getLogger(__name__)
 
 STATE_LIFETIME = timedelta(minutes=10)
+MAX_STATE_LENGTH = 200
+# Reads and writes of one connection before a race is the caller's to retry.
+UPDATE_ATTEMPTS = 3
 LANDINGS = ("login", "register")
 MAX_EMAIL_LENGTH = 254
 
@@ -25,16 +27,6 @@ CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 BY_ADMIN = "disconnected_by_admin"
 REVOKED = "revoked_in_stripe"
-
-@dataclass(frozen=True)
-class CallbackOutcome:
-    """Where the admin's browser goes after Stripe: `reason` is None on success."""
-    reason: Optional[str] = None
-
-    @property
-    def connected(self) -> bool:
-        return self.reason is None
-
 
 class ConnectionStore:
     def get(self, site_id: str) -> Optional[ConnectionModel]:
@@ -67,14 +59,18 @@ class OAuthStateStore:
         ).save(condition=OAuthStateModel.state_hash.does_not_exist())
         return state
 
-    def consume(self, state: Optional[str], now: datetime) -> OAuthStateModel:
-        """The state's record, deleted so that it can never be used again."""
-        if not state or len(state) > 200:
+    def consume(self, state: Any, site_id: str, user_id: str, now: datetime) -> OAuthStateModel:
+        """The state's record, deleted so that it can never be used again. A
+        state issued to another site or user is refused and left for its
+        owner: presenting it must not let anyone else spoil it."""
+        if not isinstance(state, str) or not state or len(state) > MAX_STATE_LENGTH:
             raise InvalidState("The state is missing")
         try:
             record = OAuthStateModel.get(_hash(state), consistent_read=True)
         except OAuthStateModel.DoesNotExist as exc:
             raise InvalidState("The state is unknown or already used") from exc
+        if record.site_id != site_id or record.user_id != user_id:
+            raise InvalidState("The state was issued to another admin")
         try:
             # Only one of two racing callbacks gets past this delete.
             record.delete(condition=OAuthStateModel.state_hash.exists())
@@ -108,6 +104,8 @@ def connector_card(connection: Optional[ConnectionModel]) -> dict:
             "terms_of_service_url": connection.terms_of_service_url if connection else None,
             "allow_cancel": bool(connection.allow_cancel) if connection else False,
         },
+        # The import of the account's subscriptions: none has run yet.
+        "sync": None,
     }
 
 
@@ -150,51 +148,41 @@ class ConnectorService:
         return self._stripe.authorize_url(state, self._redirect_uri, email=email,
                                           landing=landing, always_prompt=always_prompt)
 
-    def complete_connect(self, state: Optional[str], code: Optional[str],
-                         error: Optional[str]) -> CallbackOutcome:
-        """Finish the OAuth round trip. Every failure leaves the stored
-        connection exactly as it was."""
-        try:
-            started = self._states.consume(state, self._clock())
-        except InvalidState as exc:
-            logger.info("OAuth callback refused: %s", exc)
-            return CallbackOutcome("invalid_state")
+    def complete_connect(self, site_id: str, user_id: str, state: Any, code: Any, error: Any) -> dict:
+        """Finish the OAuth round trip for the admin who started it; the card.
+        The state is checked before anything else and used up once it
+        passes; every failure leaves the stored connection exactly as it was."""
+        self._states.consume(state, site_id, user_id, self._clock())
+        if (error is not None and not isinstance(error, str)) or (code is not None and not isinstance(code, str)):
+            raise InvalidRequest("code and error must be strings")
         if error:
-            logger.info("Stripe answered the OAuth request of site %s with %s",
-                        started.site_id, error[:100])
-            return CallbackOutcome("access_denied" if error == "access_denied" else "stripe_error")
+            logger.info("Stripe answered the OAuth request of site %s with %r", site_id, error[:100])
+            if error == "access_denied":
+                raise AccessDenied("The connection was declined at Stripe")
+            raise StripeFailure("Stripe answered the authorization with %r" % error[:100])
         if not code:
-            logger.warning("Stripe's OAuth redirect for site %s carried no code", started.site_id)
-            return CallbackOutcome("stripe_error")
-        try:
-            authorized = self._stripe.exchange_code(code)
-        except StripeFailure as exc:
-            logger.warning("OAuth token exchange for site %s failed: %s", started.site_id, exc)
-            return CallbackOutcome("stripe_error")
+            raise InvalidRequest("The body must carry Stripe's code or error")
+        authorized = self._stripe.exchange_code(code)
         try:
             profile = self._stripe.account_profile(authorized.account_id)
-        except StripeFailure as exc:
-            logger.warning("Reading account %s for site %s failed: %s",
-                           authorized.account_id, started.site_id, exc)
-            self._undo_authorization(authorized.account_id, started.site_id)
-            return CallbackOutcome("stripe_error")
+        except StripeFailure:
+            self._undo_authorization(authorized.account_id, site_id)
+            raise
+        connection = self._connections.get(site_id) or ConnectionModel(site_id)
+        replaced = connection.account_id if connection.status == CONNECTED else None
         try:
-            replaced = self._store_connection(started, authorized, profile.display_name)
+            self._store_connection(connection, user_id, authorized, profile.display_name)
         except Exception:
-            logger.exception("Storing the connection of site %s failed", started.site_id)
-            self._undo_authorization(authorized.account_id, started.site_id)
-            return CallbackOutcome("internal_error")
-        if replaced:
-            self._release(replaced, started.site_id)
-        logger.info("Site %s connected to %s", started.site_id, authorized.account_id)
-        return CallbackOutcome()
+            self._undo_authorization(authorized.account_id, site_id)
+            raise
+        if replaced and replaced != authorized.account_id:
+            self._release(replaced, site_id)
+        logger.info("Site %s connected to %s", site_id, authorized.account_id)
+        return connector_card(connection)
 
-    def _store_connection(self, started: OAuthStateModel, authorized: AuthorizedAccount,
-                          display_name: str) -> Optional[str]:
-        """Save the new connection; the account it replaced, if another."""
-        connection = self._connections.get(started.site_id) or ConnectionModel(started.site_id)
-        previous = connection.account_id if connection.status == CONNECTED else None
-        if previous != authorized.account_id:
+    def _store_connection(self, connection: ConnectionModel, user_id: str,
+                          authorized: AuthorizedAccount, display_name: str) -> None:
+        if connection.status != CONNECTED or connection.account_id != authorized.account_id:
             # The portal configuration lives on the old account: the new one
             # starts with the portal off (its URLs stay for the admin to reuse).
             connection.portal_enabled = False
@@ -205,11 +193,10 @@ class ConnectorService:
         connection.display_name = display_name
         connection.livemode = authorized.livemode
         connection.connected_at = self._clock()
-        connection.connected_by = started.user_id
+        connection.connected_by = user_id
         connection.disconnected_at = None
         connection.disconnected_reason = None
         self._connections.save(connection)
-        return previous if previous and previous != authorized.account_id else None
 
     def _others_connected_to(self, account_id: str, site_id: str) -> bool:
         return any(other.site_id != site_id for other in self._connections.sites_connected_to(account_id))
@@ -248,34 +235,68 @@ class ConnectorService:
                 self._stripe.deauthorize(account_id)
             except AccountNotConnected:
                 logger.info("Account %s was already disconnected at Stripe", account_id)
-        self._mark_disconnected(connection, BY_ADMIN)
+
+        def end_by_admin(current: ConnectionModel) -> bool:
+            if current.status == CONNECTED:
+                # Another connect meanwhile made a connection the admin has not seen.
+                return current.account_id == account_id and self._mark_disconnected(current, BY_ADMIN)
+            # Our own deauthorization makes Stripe send
+            # account.application.deauthorized, which may be handled before
+            # this write: the admin's reason is the true one.
+            if current.disconnected_reason == REVOKED and current.last_account_id == account_id:
+                current.disconnected_reason = BY_ADMIN
+                return True
+            return False
+
+        connection, _ = self._update(site_id, end_by_admin, connection)
         logger.info("Site %s disconnected from %s by an admin", site_id, account_id)
         return connector_card(connection)
 
-    def _mark_disconnected(self, connection: ConnectionModel, reason: str) -> None:
+    def _mark_disconnected(self, connection: ConnectionModel, reason: str) -> bool:
         connection.status = DISCONNECTED
         connection.account_id = None
         connection.disconnected_at = self._clock()
         connection.disconnected_reason = reason
         connection.portal_enabled = False
-        self._connections.save(connection)
+        return True
+
+    def _update(self, site_id: str, change: Callable[[ConnectionModel], bool],
+                connection: Optional[ConnectionModel] = None) -> Tuple[Optional[ConnectionModel], bool]:
+        """Apply `change` (False: nothing to do) to the site's connection and
+        save it; the connection and whether it was saved. When another request
+        wrote it since it was read (or an index returned an older copy), read
+        it again and decide again."""
+        for _ in range(UPDATE_ATTEMPTS):
+            connection = connection or self._connections.get(site_id)
+            if connection is None or not change(connection):
+                return connection, False
+            try:
+                self._connections.save(connection)
+                return connection, True
+            except ConnectionChanged:
+                connection = None
+        raise ConnectionChanged("The connector kept changing meanwhile; reload it and try again")
 
     def account_deauthorized(self, account_id: str, livemode: bool, event_created: int) -> int:
         """Stripe says the platform lost access to the account: every site
         connected to it before the event was created is disconnected."""
-        revoked = 0
-        for connection in self._connections.sites_connected_to(account_id):
-            if bool(connection.livemode) != bool(livemode):
-                continue
+        def revoke(current: ConnectionModel) -> bool:
+            if (current.status != CONNECTED or current.account_id != account_id
+                    or bool(current.livemode) != bool(livemode)):
+                return False
             # An event about an earlier connection (one the admin ended, or
             # one replaced since) must not end the connection made after it.
-            if event_created < int(connection.connected_at.timestamp()):
+            if event_created < int(current.connected_at.timestamp()):
                 logger.info("Ignoring a deauthorization of %s older than site %s's connection",
-                            account_id, connection.site_id)
-                continue
-            self._mark_disconnected(connection, REVOKED)
-            revoked += 1
-            logger.info("Site %s lost %s: revoked in Stripe", connection.site_id, account_id)
+                            account_id, current.site_id)
+                return False
+            return self._mark_disconnected(current, REVOKED)
+
+        revoked = 0
+        for indexed in self._connections.sites_connected_to(account_id):
+            if self._update(indexed.site_id, revoke, indexed)[1]:
+                revoked += 1
+                logger.info("Site %s lost %s: revoked in Stripe", indexed.site_id, account_id)
         return revoked
 
     def account_updated(self, account_id: str, livemode: bool) -> int:
@@ -290,10 +311,12 @@ class ConnectorService:
         except AccountNotConnected:
             logger.info("Account %s is no longer readable; its deauthorization will follow", account_id)
             return 0
-        updated = 0
-        for connection in connections:
-            if connection.display_name != profile.display_name:
-                connection.display_name = profile.display_name
-                self._connections.save(connection)
-                updated += 1
-        return updated
+
+        def rename(current: ConnectionModel) -> bool:
+            if (current.status != CONNECTED or current.account_id != account_id
+                    or current.display_name == profile.display_name):
+                return False
+            current.display_name = profile.display_name
+            return True
+
+        return sum(self._update(connection.site_id, rename, connection)[1] for connection in connections)

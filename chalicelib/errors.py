@@ -73,6 +73,10 @@ class InvalidState(ConnectorError):
     """An OAuth state that is missing, unknown, already used or expired."""
 
 
+class AccessDenied(ConnectorError):
+    """The admin declined the connection at Stripe."""
+
+
 class InvalidSignature(ConnectorError):
     """A webhook whose Stripe-Signature does not verify."""
 

@@ -366,6 +366,7 @@ class StripeSandbox:
             self._connected: Dict[str, float] = {}
             self._codes: Dict[str, _Code] = {}
             self._failures: List[_Failure] = []
+            self._before_answer: List[Tuple[str, str, Callable[[], Any]]] = []
             self._requests: List[Dict[str, Any]] = []
             self._events: List[Dict[str, Any]] = []
             self._event_delivered: Dict[str, bool] = {}
@@ -457,6 +458,14 @@ class StripeSandbox:
         fails with an AttributeError on any other string."""
         with self._lock:
             self._failures.append(_Failure(method.upper(), path, status, dict(error or {}), times, should_retry))
+
+    def before_answering_next(self, method: str, path: str, action: Callable[[], Any]) -> None:
+        """Run `action` once, after the next request to method + path has
+        taken effect and before it is answered: what happens when Stripe's
+        webhook about a change reaches the API before the answer to the
+        request that made it."""
+        with self._lock:
+            self._before_answer.append((method.upper(), path, action))
 
     def create_customer(self, account_id: Optional[str], email: Optional[str] = None,
                         metadata: Optional[Dict[str, str]] = None, name: Optional[str] = None,
@@ -916,6 +925,11 @@ class StripeSandbox:
                 "stripe_account": request.stripe_account,
             })
             response = self._dispatch(request)
+            actions = [hook for hook in self._before_answer if hook[:2] == (request.method, request.path)]
+            for hook in actions:
+                self._before_answer.remove(hook)
+        for _, _, action in actions:
+            action()
         response.headers.setdefault("Request-Id", request.request_id)
         response.headers.setdefault("Stripe-Version", API_VERSION)
         return response

@@ -8,7 +8,7 @@ from chalicelib.models import ConnectionModel
 from tests.helpers import APP_BASE_URL, CLIENT_ID, REDIRECT_URI, bearer, query_of
 
 ADMIN = bearer(site="site_a", role="admin", sub="admin_1")
-CONNECTED = APP_BASE_URL + "/settings/connectors/stripe?result=connected"
+CALLBACK_PAGE = APP_BASE_URL + "/settings/connectors/stripe/callback"
 
 
 def start(client, body=None, headers=ADMIN):
@@ -29,15 +29,28 @@ def approve_at_stripe(sandbox, authorize_url, account_id):
 
 
 def come_back(client, location):
+    """Stripe's redirect reaches the GET callback, which bounces the browser
+    to the UI's callback page with the same query; what the page received."""
     parts = urlsplit(location)
     assert parts.scheme + "://" + parts.netloc + parts.path == REDIRECT_URI
-    return client.get("/connectors/stripe/oauth/callback?" + parts.query)
+    bounce = client.get("/connectors/stripe/oauth/callback?" + parts.query)
+    assert bounce.status_code == 302
+    assert bounce.headers["Location"] == CALLBACK_PAGE + "?" + parts.query
+    return query_of(bounce.headers["Location"])
+
+
+def complete(client, body, headers=ADMIN):
+    """What the UI's callback page posts, with the admin's token."""
+    return client.post("/connectors/stripe/oauth/callback",
+                       headers={**headers, "Content-Type": "application/json"}, body=json.dumps(body))
 
 
 def connect(client, sandbox, account_id, headers=ADMIN, body=None):
-    response = come_back(client, approve_at_stripe(sandbox, start(client, body, headers), account_id))
-    assert response.status_code == 302
-    return response.headers["Location"]
+    """The whole round trip; the connector card it ends with."""
+    query = come_back(client, approve_at_stripe(sandbox, start(client, body, headers), account_id))
+    response = complete(client, query, headers)
+    assert response.status_code == 200, response.json_body
+    return response.json_body
 
 
 def card(client, headers=ADMIN):
@@ -51,7 +64,8 @@ def test_a_new_site_shows_a_disconnected_card(client):
         "status": "disconnected", "account": None, "connected_at": None,
         "disconnected_reason": None,
         "settings": {"portal_enabled": False, "privacy_policy_url": None,
-                     "terms_of_service_url": None, "allow_cancel": False}}
+                     "terms_of_service_url": None, "allow_cancel": False},
+        "sync": None}
 
 
 def test_connect_url_carries_what_stripe_needs_and_a_fresh_state(client, sandbox):
@@ -80,7 +94,7 @@ def test_the_authorize_page_renders_for_the_connect_url(client, sandbox):
 
 def test_connect_then_card_shows_the_account_name_and_livemode(client, sandbox):
     sandbox.create_account(id="acct_gym", display_name="Downtown Gym")
-    assert connect(client, sandbox, "acct_gym") == CONNECTED
+    assert connect(client, sandbox, "acct_gym") ["status"] == "connected"
     shown = card(client)
     assert shown["status"] == "connected"
     assert shown["account"] == {"id": "acct_gym", "display_name": "Downtown Gym", "livemode": False}
@@ -142,7 +156,7 @@ def test_connect_disconnect_then_connect_another_account(client, sandbox):
     sandbox.create_account(id="acct_two", display_name="Second")
     connect(client, sandbox, "acct_one")
     client.delete("/connectors/stripe", headers=ADMIN)
-    assert connect(client, sandbox, "acct_two", body={"always_prompt": True}) == CONNECTED
+    assert connect(client, sandbox, "acct_two", body={"always_prompt": True}) ["status"] == "connected"
     shown = card(client)
     assert shown["account"]["id"] == "acct_two"
     assert shown["account"]["display_name"] == "Second"
@@ -157,7 +171,7 @@ def test_connecting_another_account_replaces_and_deauthorizes_the_old_one(client
     connection.update(actions=[ConnectionModel.portal_enabled.set(True),
                                ConnectionModel.privacy_policy_url.set("https://gym.test/privacy"),
                                ConnectionModel.portal_configuration_id.set("bpc_old")])
-    assert connect(client, sandbox, "acct_two") == CONNECTED
+    assert connect(client, sandbox, "acct_two") ["status"] == "connected"
     shown = card(client)
     assert shown["account"]["id"] == "acct_two"
     assert shown["settings"]["portal_enabled"] is False

@@ -13,7 +13,8 @@ import logging
 from typing import Any
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException
+from chalice.local import (ChaliceRequestHandler, LocalDevServer, LocalGatewayException,
+                           ThreadedHTTPServer)
 
 logger = logging.getLogger("local.api")
 
@@ -38,7 +39,14 @@ class ContractRequestHandler(ChaliceRequestHandler):
         logger.warning("request failed: %s", format % args)
 
 
+class ContractHTTPServer(ThreadedHTTPServer):
+    # http.server's backlog of 5 overflows under a burst of connections (30
+    # webhook deliveries at once): the kernel drops or resets the rest.
+    request_queue_size = 128
+
+
 def make_server(app: Any, host: str, port: int) -> LocalDevServer:
     config = Config.create(chalice_stage="dev", app_name="stripe-connector",
                            lambda_timeout=30, lambda_memory_size=512)
-    return LocalDevServer(app, config, host, port, handler_cls=ContractRequestHandler)
+    return LocalDevServer(app, config, host, port,
+                          handler_cls=ContractRequestHandler, server_cls=ContractHTTPServer)

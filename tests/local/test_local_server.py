@@ -1,5 +1,9 @@
-"""The local stack's servers under concurrent requests: the embedded AWS
-stays consistent."""
+"""The local stack's servers under concurrent requests: the API answers
+every connection of a burst, and the embedded AWS stays consistent."""
+import http.client
+import json
+import selectors
+import socket
 import sys
 import threading
 import time
@@ -9,7 +13,13 @@ import boto3
 import botocore.config
 import pytest
 
+from app import app
+from chalicelib import models, services
+from chalicelib.models import WebhookEventModel
+from chalicelib.settings import get_settings
+from local.api_server import make_server
 from local.embedded_aws import EmbeddedAWS
+from tests.helpers import signed, stripe_event
 
 NO_RETRIES = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1},
                                     max_pool_connections=64)
@@ -51,6 +61,105 @@ def embedded_aws():
     aws = EmbeddedAWS(port=0).start()
     yield aws
     aws.stop()
+
+
+@pytest.fixture
+def local_aws(embedded_aws, monkeypatch):
+    """The connector's tables on the embedded AWS, as `make run` has them."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", embedded_aws.url)
+    services.reset()
+    models.bind(get_settings())
+    models.create_tables()
+    return embedded_aws
+
+
+class LocalAPI:
+    """The API as `make run` serves it, on a free port."""
+
+    def __init__(self):
+        self.server = make_server(app, "127.0.0.1", 0)
+        self.address = self.server.server.server_address
+        self._serving = False
+
+    def serve(self) -> None:
+        threading.Thread(target=self.server.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        self._serving = True
+
+    def stop(self) -> None:
+        if self._serving:
+            self.server.shutdown()
+        self.server.server.server_close()
+
+
+@pytest.fixture
+def local_api(local_aws, sandbox):
+    api = LocalAPI()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def api(local_api):
+    local_api.serve()
+    return local_api.address
+
+
+def connection(address):
+    return http.client.HTTPConnection(*address, timeout=30)
+
+
+# A burst of connections
+
+def test_a_burst_of_thirty_connections_is_queued_until_the_server_accepts_them(local_api):
+    # None is accepted until the server runs: every connection must wait in
+    # the listen backlog rather than be dropped or reset by the kernel.
+    address = local_api.address
+    selector = selectors.DefaultSelector()
+    sockets = []
+    for _ in range(30):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(address)
+        selector.register(sock, selectors.EVENT_WRITE)
+        sockets.append(sock)
+    connected = set()
+    deadline = time.monotonic() + 0.5
+    while len(connected) < len(sockets) and time.monotonic() < deadline:
+        for key, _ in selector.select(deadline - time.monotonic()):
+            selector.unregister(key.fileobj)
+            connected.add(key.fileobj)
+    selector.close()
+    try:
+        assert len(connected) == 30
+        local_api.serve()
+        for sock in sockets:
+            sock.setblocking(True)
+            sock.settimeout(10)
+            sock.sendall(b"GET /no/such/route HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        statuses = [int(sock.makefile("rb").readline().split()[1]) for sock in sockets]
+        assert statuses == [404] * 30
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_thirty_webhook_deliveries_at_once_are_all_answered_and_recorded(api):
+    events = [stripe_event("account.updated", "acct_burst%02d" % i, {"id": "acct_burst%02d" % i},
+                           event_id="evt_burst_%d_%02d" % (time.time_ns(), i)) for i in range(30)]
+
+    def deliver(i):
+        payload, headers = signed(events[i])
+        client = connection(api)
+        client.request("POST", "/webhooks/stripe", body=payload, headers=headers)
+        response = client.getresponse()
+        return response.status, json.loads(response.read())
+
+    outcomes = run_together(30, deliver)
+
+    assert outcomes == [(200, {"received": True})] * 30
+    recorded = {event.event_id for event in WebhookEventModel.batch_get([e["id"] for e in events])}
+    assert recorded == {e["id"] for e in events}
 
 
 # The embedded AWS

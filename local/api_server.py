@@ -13,8 +13,8 @@ import logging
 from typing import Any
 
 from chalice.config import Config
-from chalice.local import (ChaliceRequestHandler, LocalDevServer, LocalGatewayException,
-                           ThreadedHTTPServer)
+from chalice.local import (ChaliceRequestHandler, LocalChalice, LocalDevServer,
+                           LocalGatewayException, ThreadedHTTPServer)
 
 logger = logging.getLogger("local.api")
 
@@ -45,8 +45,18 @@ class ContractHTTPServer(ThreadedHTTPServer):
     request_queue_size = 128
 
 
+def requests_per_thread(app: Any) -> Any:
+    """Chalice keeps the request being served on the app object itself; with
+    a thread per request, a view could read another caller's request (its
+    token, its body). `chalice local` makes the app a LocalChalice, whose
+    current request is per thread; so does this."""
+    if not isinstance(app, LocalChalice):
+        app.__class__ = type("Local" + type(app).__name__, (LocalChalice, type(app)), {})
+    return app
+
+
 def make_server(app: Any, host: str, port: int) -> LocalDevServer:
     config = Config.create(chalice_stage="dev", app_name="stripe-connector",
                            lambda_timeout=30, lambda_memory_size=512)
-    return LocalDevServer(app, config, host, port,
+    return LocalDevServer(requests_per_thread(app), config, host, port,
                           handler_cls=ContractRequestHandler, server_cls=ContractHTTPServer)

@@ -1,5 +1,6 @@
 """The local stack's servers under concurrent requests: the API answers
-every connection of a burst, and the embedded AWS stays consistent."""
+every connection of a burst, each for its own caller, and the embedded AWS
+stays consistent."""
 import http.client
 import json
 import selectors
@@ -7,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 
 import boto3
@@ -19,7 +21,7 @@ from chalicelib.models import WebhookEventModel
 from chalicelib.settings import get_settings
 from local.api_server import make_server
 from local.embedded_aws import EmbeddedAWS
-from tests.helpers import signed, stripe_event
+from tests.helpers import bearer, signed, stripe_event
 
 NO_RETRIES = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1},
                                     max_pool_connections=64)
@@ -160,6 +162,29 @@ def test_thirty_webhook_deliveries_at_once_are_all_answered_and_recorded(api):
     assert outcomes == [(200, {"received": True})] * 30
     recorded = {event.event_id for event in WebhookEventModel.batch_get([e["id"] for e in events])}
     assert recorded == {e["id"] for e in events}
+
+
+def test_callers_served_at_once_are_each_answered_as_themselves(api):
+    # An admin's malformed body is a 400 after the role check; a member is
+    # refused first with a 403. Served from another caller's request, an
+    # admin would read 403 and a member, worse, would pass as an admin.
+    def calls(i):
+        role = "admin" if i % 2 else "member"
+        client = connection(api)
+        answers = Counter()
+        for _ in range(40):
+            client.request("POST", "/connectors/stripe/connect", body=b"{not json",
+                           headers={**bearer(role=role, sub="user_%d" % i),
+                                    "Content-Type": "application/json"})
+            response = client.getresponse()
+            answers[(role, response.status, json.loads(response.read())["error"]["code"])] += 1
+        return answers
+
+    with frequent_thread_switches():
+        outcomes = run_together(30, calls)
+
+    assert sum(outcomes, Counter()) == {("admin", 400, "invalid_request"): 600,
+                                        ("member", 403, "forbidden"): 600}
 
 
 # The embedded AWS

@@ -1,6 +1,7 @@
-"""The local stack's servers under concurrent requests: the API answers
-every connection of a burst, each for its own caller, and the embedded AWS
-stays consistent."""
+"""The local stack's servers under the load and the malformed requests a
+real client can send: the API answers every connection of a burst, each for
+its own caller, a request it cannot read with the contract's JSON, and the
+embedded AWS stays consistent under concurrent requests."""
 import http.client
 import json
 import selectors
@@ -111,6 +112,28 @@ def connection(address):
     return http.client.HTTPConnection(*address, timeout=30)
 
 
+def exchange(address, raw: bytes) -> bytes:
+    """Send raw bytes, read the answer to its end: the server's close."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return answer
+            answer += chunk
+
+
+def parse(answer: bytes):
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("iso-8859-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
 # A burst of connections
 
 def test_a_burst_of_thirty_connections_is_queued_until_the_server_accepts_them(local_api):
@@ -185,6 +208,58 @@ def test_callers_served_at_once_are_each_answered_as_themselves(api):
 
     assert sum(outcomes, Counter()) == {("admin", 400, "invalid_request"): 600,
                                         ("member", 403, "forbidden"): 600}
+
+
+# Requests http.server cannot read
+
+UNREADABLE = [
+    ("a request line over 64 KiB",
+     b"GET /connectors/stripe?do-not-echo=" + b"a" * 70000 + b" HTTP/1.1\r\nHost: api\r\n\r\n",
+     414, "uri_too_long"),
+    ("a header line over 64 KiB",
+     b"GET /connectors/stripe HTTP/1.1\r\nHost: api\r\nX-Do-Not-Echo: " + b"a" * 70000 + b"\r\n\r\n",
+     431, "request_header_fields_too_large"),
+    ("150 headers",
+     b"GET /connectors/stripe HTTP/1.1\r\nHost: api\r\n"
+     + b"".join(b"X-Do-Not-Echo-%d: yes\r\n" % i for i in range(150)) + b"\r\n",
+     431, "request_header_fields_too_large"),
+    ("a request line of one word", b"DO-NOT-ECHO\r\n\r\n", 400, "invalid_request"),
+    ("a request line of four words",
+     b"GET /connectors/stripe HTTP/1.1 do-not-echo\r\nHost: api\r\n\r\n", 400, "invalid_request"),
+    ("a request line without a version", b"GET /connectors/stripe?do-not-echo\r\n\r\n",
+     400, "invalid_request"),
+    ("a version that is not a number", b"GET /do-not-echo HTTP/one\r\nHost: api\r\n\r\n",
+     400, "invalid_request"),
+    ("HTTP/2 in plain text", b"GET /do-not-echo HTTP/2.0\r\nHost: api\r\n\r\n",
+     505, "http_version_not_supported"),
+    ("an unknown method", b"DO-NOT-ECHO /connectors/stripe HTTP/1.1\r\nHost: api\r\n\r\n",
+     405, "method_not_allowed"),
+    ("a Content-Length that is not a number",
+     b"POST /webhooks/stripe HTTP/1.1\r\nHost: api\r\nContent-Length: do-not-echo\r\n\r\n{}",
+     400, "invalid_request"),
+    ("two different Content-Lengths",
+     b"POST /webhooks/stripe HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\nContent-Length: 12\r\n\r\n"
+     b"{}do-not-echo", 400, "invalid_request"),
+    ("a Content-Length over 10 MiB, its body not sent",
+     b"POST /webhooks/stripe HTTP/1.1\r\nHost: api\r\nContent-Length: 10485761\r\n\r\n",
+     413, "payload_too_large"),
+]
+
+
+@pytest.mark.parametrize("request_bytes,status,code",
+                         [case[1:] for case in UNREADABLE], ids=[case[0] for case in UNREADABLE])
+def test_a_request_that_cannot_be_read_is_answered_with_the_contract_error_and_closed(
+        api, request_bytes, status, code):
+    answer = exchange(api, request_bytes)
+    answer_status, headers, body = parse(answer)
+
+    assert answer_status == status
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    error = json.loads(body)
+    assert set(error) == {"error"} and error["error"]["code"] == code and error["error"]["message"]
+    assert b"do-not-echo" not in answer.lower()
 
 
 # The embedded AWS

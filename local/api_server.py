@@ -11,14 +11,14 @@ paths only.
 http.server answers a request it cannot read (a request line over 64 KiB, a
 malformed one, a header line too long, over 100 headers) in HTML that quotes
 the request, or, for some of them, not at all; here each is the contract's
-JSON error.
+JSON error. HEAD is answered as API Gateway does, as the GET without its body.
 """
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Union
 
 from chalice.config import Config
-from chalice.local import (ChaliceRequestHandler, LocalChalice, LocalDevServer,
+from chalice.local import (ChaliceRequestHandler, LocalChalice, LocalDevServer, LocalGateway,
                            LocalGatewayException, ThreadedHTTPServer)
 
 logger = logging.getLogger("local.api")
@@ -39,7 +39,19 @@ SERVER_ERRORS = {
 }
 
 
+class ContractGateway(LocalGateway):
+    def handle_request(self, method: str, path: str, headers: Dict[str, Any],
+                       body: Optional[bytes]) -> Dict[str, Any]:
+        return super().handle_request("GET" if method == "HEAD" else method, path, headers, body)
+
+
 class ContractRequestHandler(ChaliceRequestHandler):
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any,
+                 config: Config) -> None:
+        # Set before BaseHTTPRequestHandler's __init__, which serves the connection.
+        self.local_gateway = ContractGateway(app_object, config)
+        super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
@@ -83,6 +95,20 @@ class ContractRequestHandler(ChaliceRequestHandler):
         body = json.dumps({"error": {"code": "method_not_allowed",
                                      "message": "This route does not answer that method"}})
         self._send_http_response(405, {"Content-Type": "application/json"}, body)
+
+    def _send_http_response(self, code: int, headers: Dict[str, Any],
+                            body: Optional[Union[str, bytes]]) -> None:
+        if self.command != "HEAD":
+            super()._send_http_response(code, headers, body)
+            return
+        # The GET's status and headers, its length included, and no body: the
+        # client would read one as the start of the next answer.
+        payload = body.encode("utf-8") if isinstance(body, str) else body or b""
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(payload)))
+        if body is not None:
+            self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+        self._send_headers(headers)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _generic_handle
     do_TRACE = do_CONNECT = _unsupported_method

@@ -262,6 +262,29 @@ def test_a_request_that_cannot_be_read_is_answered_with_the_contract_error_and_c
     assert b"do-not-echo" not in answer.lower()
 
 
+# HEAD
+
+def test_head_answers_the_get_headers_without_a_body_on_a_kept_alive_connection(api):
+    client = connection(api)
+    client.request("GET", "/connectors/stripe", headers=bearer())
+    get = client.getresponse()
+    get_body = get.read()
+
+    for path, status in (("/connectors/stripe", 200), ("/no/such/route", 404), ("/webhooks/stripe", 405)):
+        client.request("HEAD", path, headers=bearer())
+        head = client.getresponse()
+        assert head.read() == b""
+        assert head.status == status
+        if status == 200:
+            assert head.getheader("Content-Length") == str(len(get_body))
+            assert head.getheader("Content-Type") == get.getheader("Content-Type")
+    # The next answer on the same connection starts where it should.
+    client.request("GET", "/connectors/stripe", headers=bearer())
+    after = client.getresponse()
+    assert after.status == 200
+    assert json.loads(after.read()) == json.loads(get_body)
+
+
 # The embedded AWS
 
 def test_the_embedded_aws_keeps_concurrent_transactions_and_writes_apart(embedded_aws):

@@ -11,7 +11,10 @@ paths only.
 http.server answers a request it cannot read (a request line over 64 KiB, a
 malformed one, a header line too long, over 100 headers) in HTML that quotes
 the request, or, for some of them, not at all; here each is the contract's
-JSON error. HEAD is answered as API Gateway does, as the GET without its body.
+JSON error. HEAD is answered as API Gateway does, as the GET without its
+body; and like API Gateway, the gateway answers OPTIONS itself only on a
+route with CORS configured in Chalice: elsewhere (the webhook) it reaches the
+app like any other method, and no CORS headers come back.
 """
 import json
 import logging
@@ -43,6 +46,13 @@ class ContractGateway(LocalGateway):
     def handle_request(self, method: str, path: str, headers: Dict[str, Any],
                        body: Optional[bytes]) -> Dict[str, Any]:
         return super().handle_request("GET" if method == "HEAD" else method, path, headers, body)
+
+    def _has_user_defined_options_method(self, lambda_event: Dict[str, Any]) -> bool:
+        # Chalice's gateway answers OPTIONS on every route without an OPTIONS
+        # view with CORS headers of its own; API Gateway only where a view has
+        # CORS configured.
+        route = self._app_object.routes[lambda_event["requestContext"]["resourcePath"]]
+        return "OPTIONS" in route or all(view.cors is None for view in route.values())
 
 
 class ContractRequestHandler(ChaliceRequestHandler):

@@ -1,7 +1,8 @@
 """The local stack's servers under the load and the malformed requests a
 real client can send: the API answers every connection of a burst, each for
-its own caller, a request it cannot read with the contract's JSON, and the
-embedded AWS stays consistent under concurrent requests."""
+its own caller, a request it cannot read with the contract's JSON, HEAD and
+OPTIONS as API Gateway would, and the embedded AWS stays consistent under
+concurrent requests."""
 import http.client
 import json
 import selectors
@@ -22,7 +23,7 @@ from chalicelib.models import WebhookEventModel
 from chalicelib.settings import get_settings
 from local.api_server import make_server
 from local.embedded_aws import EmbeddedAWS
-from tests.helpers import bearer, signed, stripe_event
+from tests.helpers import APP_BASE_URL, bearer, signed, stripe_event
 
 NO_RETRIES = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1},
                                     max_pool_connections=64)
@@ -283,6 +284,33 @@ def test_head_answers_the_get_headers_without_a_body_on_a_kept_alive_connection(
     after = client.getresponse()
     assert after.status == 200
     assert json.loads(after.read()) == json.loads(get_body)
+
+
+# OPTIONS
+
+def test_a_preflight_to_the_webhook_gets_no_cors_headers(api):
+    client = connection(api)
+    client.request("OPTIONS", "/webhooks/stripe", headers={
+        "Origin": APP_BASE_URL, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,stripe-signature"})
+    response = client.getresponse()
+    body = response.read()
+
+    assert response.status == 405
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
+    assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+
+
+def test_a_preflight_to_a_ui_route_still_allows_the_ui(api):
+    client = connection(api)
+    client.request("OPTIONS", "/connectors/stripe", headers={
+        "Origin": APP_BASE_URL, "Access-Control-Request-Method": "DELETE"})
+    response = client.getresponse()
+    response.read()
+
+    assert response.status == 204
+    assert response.getheader("Access-Control-Allow-Origin") == APP_BASE_URL
+    assert "DELETE" in response.getheader("Access-Control-Allow-Methods")
 
 
 # The embedded AWS

@@ -21,8 +21,8 @@ import logging
 from typing import Any, Dict, Optional, Union
 
 from chalice.config import Config
-from chalice.local import (ChaliceRequestHandler, LocalChalice, LocalDevServer, LocalGateway,
-                           LocalGatewayException, ThreadedHTTPServer)
+from chalice.local import (ChaliceRequestHandler, LambdaEventConverter, LocalChalice, LocalDevServer,
+                           LocalGateway, LocalGatewayException, RouteMatcher, ThreadedHTTPServer)
 
 logger = logging.getLogger("local.api")
 
@@ -42,7 +42,27 @@ SERVER_ERRORS = {
 }
 
 
+class RawQueryEvents(LambdaEventConverter):
+    """Events that also carry the query string as the client sent it, as an
+    HTTP API's do (`rawQueryString`): the OAuth callback bounces it on byte
+    for byte. Only printable ASCII is passed on raw; anything else is left to
+    the decoded parameters."""
+
+    def create_lambda_event(self, method: str, path: str, headers: Dict[str, str],
+                            body: Optional[bytes] = None) -> Dict[str, Any]:
+        event = super().create_lambda_event(method, path, headers, body)
+        query = path.partition("?")[2]
+        if all(" " < ch < "\x7f" for ch in query):
+            event["rawQueryString"] = query
+        return event
+
+
 class ContractGateway(LocalGateway):
+    def __init__(self, app_object: Any, config: Config) -> None:
+        super().__init__(app_object, config)
+        self.event_converter = RawQueryEvents(RouteMatcher(list(app_object.routes)),
+                                              app_object.api.binary_types)
+
     def handle_request(self, method: str, path: str, headers: Dict[str, Any],
                        body: Optional[bytes]) -> Dict[str, Any]:
         return super().handle_request("GET" if method == "HEAD" else method, path, headers, body)

@@ -313,6 +313,41 @@ def test_a_preflight_to_a_ui_route_still_allows_the_ui(api):
     assert "DELETE" in response.getheader("Access-Control-Allow-Methods")
 
 
+def test_the_callback_path_preflights_the_ui_post_and_its_get_bounce_answers_no_cors(api):
+    client = connection(api)
+    client.request("OPTIONS", "/connectors/stripe/oauth/callback", headers={
+        "Origin": APP_BASE_URL, "Access-Control-Request-Method": "POST"})
+    preflight = client.getresponse()
+    preflight.read()
+    client.request("GET", "/connectors/stripe/oauth/callback?code=ac_1&state=s", headers={"Origin": APP_BASE_URL})
+    bounce = client.getresponse()
+    bounce.read()
+
+    assert preflight.status == 204
+    assert "POST" in preflight.getheader("Access-Control-Allow-Methods")
+    assert bounce.status == 302
+    assert not [name for name in bounce.headers if name.lower().startswith("access-control-")]
+
+
+# The OAuth callback's bounce
+
+@pytest.mark.parametrize("query", [
+    "error=access_denied&error_description=The%20user%20denied%20your%20request&state=abc",
+    "error=access_denied&error_description=The+user+denied&state=abc",
+    "state=b&code=ac_1&scope=read_write&state=a",
+    "code=ac_%41%42&state=%7Eok",
+])
+def test_the_get_callback_bounces_the_query_byte_for_byte(api, query):
+    client = connection(api)
+    client.request("GET", "/connectors/stripe/oauth/callback?" + query)
+    response = client.getresponse()
+    response.read()
+
+    assert response.status == 302
+    assert response.getheader("Location") == APP_BASE_URL + "/settings/connectors/stripe/callback?" + query
+    assert response.getheader("Referrer-Policy") == "no-referrer"
+
+
 # The embedded AWS
 
 def test_the_embedded_aws_keeps_concurrent_transactions_and_writes_apart(embedded_aws):

@@ -23,6 +23,7 @@ def test_defaults_fill_what_the_environment_leaves_out():
     assert settings.access_event_bus == "default"
     assert settings.return_url_origins == ()
     assert settings.aws_endpoint_url is None
+    assert settings.stripe_timeout_seconds == 8
 
 
 def test_jwt_secret_shorter_than_32_bytes_refuses_to_start():
@@ -40,6 +41,16 @@ def test_a_missing_required_setting_is_named(name):
 def test_return_url_origins_are_split_and_reduced_to_origins():
     settings = load_settings(base_env(RETURN_URL_ORIGINS=" https://a.test/x , https://b.test:8443 ,"))
     assert settings.return_url_origins == ("https://a.test", "https://b.test:8443")
+
+
+def test_stripe_timeout_seconds_may_be_shortened():
+    assert load_settings(base_env(STRIPE_TIMEOUT_SECONDS="2.5")).stripe_timeout_seconds == 2.5
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "eight", "nan", "inf"])
+def test_a_stripe_timeout_that_is_not_a_positive_number_refuses_to_start(raw):
+    with pytest.raises(ConfigurationError, match="STRIPE_TIMEOUT_SECONDS"):
+        load_settings(base_env(STRIPE_TIMEOUT_SECONDS=raw))
 
 
 def test_secrets_never_appear_in_the_settings_repr():

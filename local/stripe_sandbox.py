@@ -372,6 +372,8 @@ class StripeSandbox:
 
     def reset(self) -> None:
         with self._lock:
+            # A delayed request that outlives a reset is not carried out in the new world.
+            self._generation = getattr(self, "_generation", 0) + 1
             self._accounts: Dict[str, Dict[str, Any]] = {}
             self._connected: Dict[str, float] = {}
             self._codes: Dict[str, _Code] = {}
@@ -941,12 +943,16 @@ class StripeSandbox:
                 "stripe_account": request.stripe_account,
             })
             delay = self._take_delay(request)
+            generation = self._generation
         if delay:
             # Without the lock: the other requests, and the test's own calls,
             # are not held up by one that hangs.
             time.sleep(delay)
         with self._lock:
-            response = self._dispatch(request)
+            if generation != self._generation:
+                response = stripe_error(500, "The sandbox was reset while this request waited", type="api_error")
+            else:
+                response = self._dispatch(request)
         response.headers.setdefault("Request-Id", request.request_id)
         response.headers.setdefault("Stripe-Version", API_VERSION)
         return response

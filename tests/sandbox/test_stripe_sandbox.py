@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import stripe
 
-from local.stripe_sandbox import StripeSandbox, parse_form
+from local.stripe_sandbox import Request, StripeSandbox, parse_form
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,6 +188,23 @@ def test_a_delayed_request_outlasts_the_clients_timeout_and_is_still_recorded(sa
     assert len(sandbox.requests_to("GET", "/v1/events")) == 1
     # Only the next request waited.
     assert impatient.v1.events.list().data == []
+
+
+def test_a_delayed_request_that_outlives_a_reset_is_not_carried_out(sandbox, client):
+    account = sandbox.create_account()["id"]
+    code = sandbox.issue_code(account)
+    sandbox.delay_next("POST", "/oauth/token", 0.3)
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(
+        sandbox.handle(Request("POST", "/oauth/token", {}, {"grant_type": "authorization_code", "code": code},
+                               {"authorization": "Bearer " + SECRET_KEY}))))
+    waiting.start()
+    while not sandbox.requests_to("POST", "/oauth/token"):
+        time.sleep(0.01)
+    sandbox.reset()
+    waiting.join()
+    assert answers[0].status == 500
+    assert sandbox.requests == []
 
 
 def test_a_delayed_request_holds_up_no_other_request(sandbox, client):

@@ -14,9 +14,10 @@ import boto3
 import botocore.config
 import botocore.handlers
 import jwt
+import moto.core.models  # noqa: F401  (registers the in-process AWS's handler before the fault hooks below)
 import stripe
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 JWT_SECRET = "test-secret-for-customerhub-tokens-0123456789-and-more-bytes-so-hs512-is-fine"
 WEBHOOK_SECRET = "whsec_test_connector_endpoint"
@@ -224,6 +225,8 @@ class AwsFaults:
     - `fail`: the call fails as its caller sees it once the client gave up
       (outside botocore's retries): before AWS did anything, or with
       `after=True` after AWS did it (the answer is lost on the way back).
+    - `lose_answer`: AWS carries the attempt out and its answer is lost on the
+      way back (a read timeout); the client, not knowing, tries again.
     - `crash`: the process dies (ProcessDied) just before the call or just
       after AWS carried it out.
     - `refuse_entries`: PutEvents answers 200 but refuses some of its entries
@@ -236,10 +239,11 @@ class AwsFaults:
 
     def answer(self, service: str, operation: str, code: str, status: int = 400,
                message: str = "Injected by the test", times: Optional[int] = 1,
-               let_through: int = 0) -> Fault:
+               let_through: int = 0, **fields: Any) -> Fault:
+        """`fields` go into the error body beside the code (CancellationReasons, ...)."""
         def act(request, **kwargs):
             request.url = _NOWHERE
-            body = json.dumps({"__type": code, "message": message}).encode("utf-8")
+            body = json.dumps(dict(fields, __type=code, message=message)).encode("utf-8")
             return AWSResponse(request.url, status, {"x-amzn-RequestId": "injected-fault",
                                                      "Content-Type": "application/x-amz-json-1.0"},
                                _Body(body))
@@ -250,6 +254,12 @@ class AwsFaults:
         def act(**kwargs):
             raise ClientError({"Error": {"Code": code, "Message": "Injected by the test"}}, operation)
         return self._arm("after-call" if after else "before-call", service, operation, act, times, let_through)
+
+    def lose_answer(self, service: str, operation: str, times: Optional[int] = 1,
+                    let_through: int = 0) -> Fault:
+        def act(request, **kwargs):
+            raise ReadTimeoutError(endpoint_url=request.url)
+        return self._arm("answer-lost", service, operation, act, times, let_through)
 
     def crash(self, service: str, operation: str, after: bool = True, let_through: int = 0) -> Fault:
         def act(**kwargs):
@@ -302,6 +312,9 @@ class AwsFaults:
     def before_send(self, event_name: str, request=None, **kwargs):
         return self._strike("before-send", event_name, request=request)
 
+    def after_aws(self, event_name: str, request=None, **kwargs):
+        return self._strike("answer-lost", event_name, request=request)
+
     def before_call(self, event_name: str, **kwargs):
         self._strike("before-call", event_name)
 
@@ -323,5 +336,7 @@ AWS_FAULTS = AwsFaults()
 # "before-send.*.*" sits deeper in botocore's handler tree than the in-process
 # AWS's own "before-send" handler, so it is asked first.
 botocore.handlers.BUILTIN_HANDLERS.append(("before-send.*.*", AWS_FAULTS.before_send))
+# Beside that handler and after it: AWS has answered when this one runs.
+botocore.handlers.BUILTIN_HANDLERS.append(("before-send", AWS_FAULTS.after_aws))
 botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_FAULTS.before_call))
 botocore.handlers.BUILTIN_HANDLERS.append(("after-call", AWS_FAULTS.after_call))

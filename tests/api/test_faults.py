@@ -96,7 +96,7 @@ def test_one_stripe_failure_the_client_may_retry_is_retried_and_the_first_delive
     ({"status": 429, "retry_after": 1}, 1),
     ({"status": 429, "should_retry": True, "retry_after": 1, "times": 3}, 3),
     ({"status": 500, "times": 3}, 3),
-], ids=["429 without retry advice", "429 on every attempt", "500 on every attempt"])
+], ids=["429 Stripe does not say to retry", "429 on every attempt", "500 on every attempt"])
 def test_a_stripe_failure_that_outlasts_the_clients_retries_answers_500_records_nothing_and_the_redelivery_ends_right(
         client, studio, t0, access_events, fault, attempts):
     life = Life(studio, t0)

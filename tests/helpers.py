@@ -231,6 +231,11 @@ class AwsFaults:
       after AWS carried it out.
     - `refuse_entries`: PutEvents answers 200 but refuses some of its entries
       (EventBridge's partial failure); the others are put on the bus.
+
+    `let_through` lets that many go by first, and `times` (None: until
+    `clear()`) says how often a fault strikes; both count attempts for
+    `answer`, `lose_answer` and `refuse_entries`, and calls for the others.
+    Each armed Fault counts its `hits`.
     """
 
     def __init__(self):

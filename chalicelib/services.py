@@ -21,7 +21,8 @@ from chalicelib.webhooks import EventLog, WebhookReceiver
 def get_stripe_gateway() -> StripeGateway:
     settings = get_settings()
     client = make_client(settings.stripe_secret_key, settings.stripe_client_id,
-                         settings.stripe_api_base, settings.stripe_connect_base)
+                         settings.stripe_api_base, settings.stripe_connect_base,
+                         timeout=settings.stripe_timeout_seconds)
     return StripeGateway(client, settings.stripe_webhook_secret)
 
 

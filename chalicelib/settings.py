@@ -5,12 +5,14 @@ Everything else receives a `Settings` value; nothing else looks at
 named by `<NAME>_PARAM`; locally the values themselves may be given.
 """
 import functools
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from chalicelib.errors import ConfigurationError
+from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS
 
 SECRET_NAMES = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "AUTH_JWT_SECRET")
 MIN_JWT_SECRET_BYTES = 32
@@ -23,6 +25,7 @@ class Settings:
     stripe_webhook_secret: str
     stripe_api_base: str
     stripe_connect_base: str
+    stripe_timeout_seconds: float
     auth_jwt_secret: str
     auth_jwt_issuer: str
     app_base_url: str        # an origin: the UI's pages are below it
@@ -90,12 +93,25 @@ def load_settings(environ: Mapping[str, str],
             raise ConfigurationError("%s is required" % name)
         return found
 
+    def seconds(name: str, default: float) -> float:
+        raw = value(name)
+        if raw is None:
+            return default
+        try:
+            found = float(raw)
+        except ValueError:
+            found = math.nan
+        if not math.isfinite(found) or found <= 0:
+            raise ConfigurationError("%s must be a positive number of seconds" % name)
+        return found
+
     settings = Settings(
         stripe_secret_key=secret("STRIPE_SECRET_KEY"),
         stripe_client_id=required("STRIPE_CLIENT_ID"),
         stripe_webhook_secret=secret("STRIPE_WEBHOOK_SECRET"),
         stripe_api_base=value("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         stripe_connect_base=value("STRIPE_CONNECT_BASE", "https://connect.stripe.com").rstrip("/"),
+        stripe_timeout_seconds=seconds("STRIPE_TIMEOUT_SECONDS", HTTP_TIMEOUT_SECONDS),
         auth_jwt_secret=secret("AUTH_JWT_SECRET"),
         auth_jwt_issuer=value("AUTH_JWT_ISSUER", "customerhub"),
         app_base_url=parse_origin("APP_BASE_URL", required("APP_BASE_URL")),

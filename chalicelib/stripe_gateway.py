@@ -16,7 +16,11 @@ from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload
 # saying it here makes a library upgrade that moves it a visible change.
 API_VERSION = "2026-10-28.endive"
 WEBHOOK_TOLERANCE_SECONDS = 300
+# How long one request waits for Stripe's answer (STRIPE_TIMEOUT_SECONDS).
+# The client tries a request up to 1 + MAX_NETWORK_RETRIES times, so a Stripe
+# that hangs holds a caller about three times this, plus the back-off between.
 HTTP_TIMEOUT_SECONDS = 8
+MAX_NETWORK_RETRIES = 2
 MAX_LIST_LIMIT = 100
 # Customer and product metadata name the CustomerHub user and product: one
 # read of the subscription gets both.
@@ -42,14 +46,15 @@ class StripeCustomer:
     user_id: Optional[str]
 
 
-def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str) -> stripe.StripeClient:
+def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str,
+                timeout: float = HTTP_TIMEOUT_SECONDS) -> stripe.StripeClient:
     return stripe.StripeClient(
         secret_key,
         client_id=client_id,
         stripe_version=API_VERSION,
         base_addresses={"api": api_base, "connect": connect_base},
-        max_network_retries=2,
-        http_client=stripe.RequestsClient(timeout=HTTP_TIMEOUT_SECONDS),
+        max_network_retries=MAX_NETWORK_RETRIES,
+        http_client=stripe.RequestsClient(timeout=timeout),
     )
 
 

@@ -4,8 +4,9 @@ The real stripe-python client talks to it unchanged through
 ``base_addresses={"api": url, "connect": url}``: form-encoded requests with
 Stripe's nested keys, JSON objects with ``object`` and ``id``, Stripe's error
 bodies (and the OAuth ones on ``/oauth/*``), ``Request-Id`` headers,
-idempotent replays of POSTs and ``Stripe-Should-Retry`` on injected failures,
-so the client's own retries and exception classes are exercised.
+idempotent replays of POSTs, ``Stripe-Should-Retry`` (and ``Retry-After`` when
+asked) on injected failures, and injected delays, so the client's own
+retries, timeouts and exception classes are exercised.
 
 Tests start it in-process on a free port; the local stack runs it with
 ``python -m local.stripe_sandbox`` and a person uses its pages in a browser
@@ -281,6 +282,15 @@ class _Failure:
     error: Dict[str, Any]
     remaining: int
     should_retry: Optional[bool]
+    retry_after: Optional[int]
+
+
+@dataclass
+class _Delay:
+    method: str
+    path: str
+    seconds: float
+    remaining: int
 
 
 @dataclass
@@ -362,11 +372,14 @@ class StripeSandbox:
 
     def reset(self) -> None:
         with self._lock:
+            # A delayed request that outlives a reset is not carried out in the new world.
+            self._generation = getattr(self, "_generation", 0) + 1
             self._accounts: Dict[str, Dict[str, Any]] = {}
             self._connected: Dict[str, float] = {}
             self._codes: Dict[str, _Code] = {}
             self._failures: List[_Failure] = []
             self._before_answer: List[Tuple[str, str, Callable[[], Any]]] = []
+            self._delays: List[_Delay] = []
             self._requests: List[Dict[str, Any]] = []
             self._events: List[Dict[str, Any]] = []
             self._event_delivered: Dict[str, bool] = {}
@@ -448,16 +461,30 @@ class StripeSandbox:
             return account_id in self._connected
 
     def fail_next(self, method: str, path: str, status: int = 500, error: Optional[Dict[str, Any]] = None,
-                  times: int = 1, should_retry: Optional[bool] = None) -> None:
+                  times: int = 1, should_retry: Optional[bool] = None,
+                  retry_after: Optional[int] = None) -> None:
         """The next `times` requests to method + path answer `status`.
 
         5xx and 409 answers carry ``Stripe-Should-Retry: true`` unless
-        should_retry says otherwise, so the client's retries are exercised.
+        should_retry says otherwise, so the client's retries are exercised;
+        every other status carries ``false`` unless should_retry is True.
+        A 429 is Stripe's rate limit error (code ``rate_limit``); with
+        `retry_after` it also carries ``Retry-After`` (seconds).
         On /oauth/* keep `error["error"]` to one of Stripe's OAuth codes
         (invalid_request, invalid_grant, invalid_client, ...): stripe-python
         fails with an AttributeError on any other string."""
         with self._lock:
-            self._failures.append(_Failure(method.upper(), path, status, dict(error or {}), times, should_retry))
+            self._failures.append(_Failure(method.upper(), path, status, dict(error or {}), times, should_retry,
+                                           retry_after))
+
+    def delay_next(self, method: str, path: str, seconds: float, times: int = 1) -> None:
+        """The next `times` requests to method + path wait `seconds` before
+        they are handled and answered, as a Stripe that hangs would; other
+        requests go on meanwhile. A client that gave up waiting has still
+        made the request: it is recorded when it arrives and carried out
+        after the wait."""
+        with self._lock:
+            self._delays.append(_Delay(method.upper(), path, seconds, times))
 
     def before_answering_next(self, method: str, path: str, action: Callable[[], Any]) -> None:
         """Run `action` once, after the next request to method + path has
@@ -924,7 +951,17 @@ class StripeSandbox:
                 "params": copy.deepcopy(request.params), "headers": dict(request.headers),
                 "stripe_account": request.stripe_account,
             })
-            response = self._dispatch(request)
+            delay = self._take_delay(request)
+            generation = self._generation
+        if delay:
+            # Without the lock: the other requests, and the test's own calls,
+            # are not held up by one that hangs.
+            time.sleep(delay)
+        with self._lock:
+            if generation != self._generation:
+                response = stripe_error(500, "The sandbox was reset while this request waited", type="api_error")
+            else:
+                response = self._dispatch(request)
             actions = [hook for hook in self._before_answer if hook[:2] == (request.method, request.path)]
             for hook in actions:
                 self._before_answer.remove(hook)
@@ -985,6 +1022,15 @@ class StripeSandbox:
                     return route, found.groups()
         return None, ()
 
+    def _take_delay(self, request: Request) -> float:
+        for delay in self._delays:
+            if delay.method == request.method and delay.path == request.path:
+                delay.remaining -= 1
+                if delay.remaining <= 0:
+                    self._delays.remove(delay)
+                return delay.seconds
+        return 0.0
+
     def _take_failure(self, request: Request) -> Optional[Response]:
         for failure in self._failures:
             if failure.method == request.method and failure.path == request.path:
@@ -999,13 +1045,20 @@ class StripeSandbox:
             body.update(failure.error)
             response = json_response(body, failure.status)
         else:
-            error = {"type": "api_error", "message": "Sandbox failure"}
+            if failure.status == 429:
+                error = {"type": "invalid_request_error", "code": "rate_limit",
+                         "message": "Request rate limit exceeded. Learn more about rate limits here "
+                                    "https://stripe.com/docs/rate-limits."}
+            else:
+                error = {"type": "api_error", "message": "Sandbox failure"}
             error.update(failure.error)
             response = json_response({"error": error}, failure.status)
         retry = failure.should_retry
         if retry is None:
             retry = failure.status >= 500 or failure.status == 409
         response.headers["Stripe-Should-Retry"] = "true" if retry else "false"
+        if failure.retry_after is not None:
+            response.headers["Retry-After"] = str(failure.retry_after)
         return response
 
     def _check_key(self, request: Request, kind: str) -> Optional[Response]:
@@ -1947,13 +2000,18 @@ class _Handler(BaseHTTPRequestHandler):
             print("stripe-sandbox: %s %s failed: %r" % (self.command, parts.path, exc), file=sys.stderr)
             response = stripe_error(500, "Sandbox internal error", type="api_error")
             response.headers["Request-Id"] = request.request_id
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client stopped waiting (its timeout, during a delay): as at
+            # Stripe, the request was carried out and nobody hears the answer.
+            self.close_connection = True
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         if self.sandbox.log_requests:

@@ -60,3 +60,12 @@ def access_events(aws):
     `announce_access` function (as Lambda's trigger would), and the events it
     puts on EventBridge, read back from a queue subscribed to the bus."""
     return AccessEventsInbox(get_settings())
+
+
+@pytest.fixture
+def aws_faults():
+    """Faults at the AWS boundary (tests/helpers.py), none armed at the start
+    and all disarmed at the end."""
+    helpers.AWS_FAULTS.clear()
+    yield helpers.AWS_FAULTS
+    helpers.AWS_FAULTS.clear()

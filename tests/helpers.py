@@ -1,16 +1,23 @@
-"""What the tests share: the test environment, tokens, and signed webhooks."""
+"""What the tests share: the test environment, tokens, signed webhooks, and
+hooks on every AWS call that count calls and inject faults."""
+import io
 import json
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import botocore.config
 import botocore.handlers
 import jwt
+import moto.core.models  # noqa: F401  (registers the in-process AWS's handler before the fault hooks below)
 import stripe
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 JWT_SECRET = "test-secret-for-customerhub-tokens-0123456789-and-more-bytes-so-hs512-is-fine"
 WEBHOOK_SECRET = "whsec_test_connector_endpoint"
@@ -172,3 +179,169 @@ class AwsCalls:
 AWS_CALLS = AwsCalls()
 botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_CALLS))
 botocore.handlers.BUILTIN_HANDLERS.append(("after-call.dynamodb", AWS_CALLS.read))
+
+
+class ProcessDied(BaseException):
+    """The process stops here, as a Lambda timeout or a lost container stops
+    it. Not an Exception: no `except Exception` on the way up catches it, so
+    nothing after it runs, answers or reports."""
+
+
+# Where a request the fault injector answers itself is pointed, so that the
+# in-process AWS, which answers every AWS address, does not also carry it out.
+_NOWHERE = "https://aws-fault.invalid/"
+
+
+class _Body(io.BytesIO):
+    def stream(self, **kwargs):
+        yield self.read()
+
+
+@dataclass
+class Fault:
+    """One armed fault: where it strikes, what it does there, how often."""
+    hook: str
+    service: str
+    operation: str
+    act: Callable[..., Any]
+    times: Optional[int]
+    let_through: int = 0
+    hits: int = 0
+
+    @property
+    def used_up(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+
+class AwsFaults:
+    """Faults at the AWS boundary, through botocore's event hooks on every
+    session (as AWS_CALLS counts); nothing happens unless armed. Operations
+    are named as botocore names them ("dynamodb", "TransactWriteItems";
+    "eventbridge", "PutEvents").
+
+    - `answer`: AWS answers each attempt with an error and does nothing. The
+      client's own retries are attempts too, so this is throttling as the
+      client meets it: it gives up after its last attempt.
+    - `fail`: the call fails as its caller sees it once the client gave up
+      (outside botocore's retries): before AWS did anything, or with
+      `after=True` after AWS did it (the answer is lost on the way back).
+    - `lose_answer`: AWS carries the attempt out and its answer is lost on the
+      way back (a read timeout); the client, not knowing, tries again.
+    - `crash`: the process dies (ProcessDied) just before the call or just
+      after AWS carried it out.
+    - `refuse_entries`: PutEvents answers 200 but refuses some of its entries
+      (EventBridge's partial failure); the others are put on the bus.
+
+    `let_through` lets that many go by first, and `times` (None: until
+    `clear()`) says how often a fault strikes; both count attempts for
+    `answer`, `lose_answer` and `refuse_entries`, and calls for the others.
+    Each armed Fault counts its `hits`.
+    """
+
+    def __init__(self):
+        self.faults: List[Fault] = []
+        self._refused = threading.local()
+
+    def answer(self, service: str, operation: str, code: str, status: int = 400,
+               message: str = "Injected by the test", times: Optional[int] = 1,
+               let_through: int = 0, **fields: Any) -> Fault:
+        """`fields` go into the error body beside the code (CancellationReasons, ...)."""
+        def act(request, **kwargs):
+            request.url = _NOWHERE
+            body = json.dumps(dict(fields, __type=code, message=message)).encode("utf-8")
+            return AWSResponse(request.url, status, {"x-amzn-RequestId": "injected-fault",
+                                                     "Content-Type": "application/x-amz-json-1.0"},
+                               _Body(body))
+        return self._arm("before-send", service, operation, act, times, let_through)
+
+    def fail(self, service: str, operation: str, code: str = "InternalServerError",
+             times: Optional[int] = 1, let_through: int = 0, after: bool = False) -> Fault:
+        def act(**kwargs):
+            raise ClientError({"Error": {"Code": code, "Message": "Injected by the test"}}, operation)
+        return self._arm("after-call" if after else "before-call", service, operation, act, times, let_through)
+
+    def lose_answer(self, service: str, operation: str, times: Optional[int] = 1,
+                    let_through: int = 0) -> Fault:
+        def act(request, **kwargs):
+            raise ReadTimeoutError(endpoint_url=request.url)
+        return self._arm("answer-lost", service, operation, act, times, let_through)
+
+    def crash(self, service: str, operation: str, after: bool = True, let_through: int = 0) -> Fault:
+        def act(**kwargs):
+            raise ProcessDied("%s %s %s" % ("after" if after else "before", service, operation))
+        return self._arm("after-call" if after else "before-call", service, operation, act, 1, let_through)
+
+    def refuse_entries(self, positions: Sequence[int], code: str = "ThrottlingException",
+                       times: Optional[int] = 1, let_through: int = 0) -> Fault:
+        """The entries at these positions of a PutEvents call are refused."""
+        def act(request, **kwargs):
+            call = json.loads(request.body)
+            refused = [i for i in range(len(call["Entries"])) if i in positions]
+            self._refused.answer = (refused, code)
+            kept = [entry for i, entry in enumerate(call["Entries"]) if i not in refused]
+            if kept:
+                body = json.dumps(dict(call, Entries=kept)).encode("utf-8")
+                request.body = body
+                request.headers["Content-Length"] = str(len(body))
+                return None
+            request.url = _NOWHERE
+            return AWSResponse(request.url, 200, {"x-amzn-RequestId": "injected-fault"},
+                               _Body(json.dumps({"FailedEntryCount": 0, "Entries": []}).encode("utf-8")))
+        return self._arm("before-send", "eventbridge", "PutEvents", act, times, let_through)
+
+    def pending(self) -> List[Fault]:
+        """The armed faults that have not struck as often as they were armed to."""
+        return [fault for fault in self.faults if not fault.used_up]
+
+    def clear(self) -> None:
+        self.faults.clear()
+        self._refused.answer = None
+
+    def _arm(self, hook, service, operation, act, times, let_through) -> Fault:
+        fault = Fault(hook, service, operation, act, times, let_through)
+        self.faults.append(fault)
+        return fault
+
+    def _strike(self, hook: str, event_name: str, **kwargs):
+        _, service, operation = event_name.split(".", 2)
+        for fault in self.faults:
+            if (fault.hook, fault.service, fault.operation) != (hook, service, operation) or fault.used_up:
+                continue
+            if fault.let_through:
+                fault.let_through -= 1
+                return None
+            fault.hits += 1
+            return fault.act(**kwargs)
+        return None
+
+    def before_send(self, event_name: str, request=None, **kwargs):
+        return self._strike("before-send", event_name, request=request)
+
+    def after_aws(self, event_name: str, request=None, **kwargs):
+        return self._strike("answer-lost", event_name, request=request)
+
+    def before_call(self, event_name: str, **kwargs):
+        self._strike("before-call", event_name)
+
+    def after_call(self, event_name: str, parsed=None, **kwargs):
+        refused = getattr(self._refused, "answer", None)
+        if refused and event_name == "after-call.eventbridge.PutEvents" and isinstance(parsed, dict):
+            # Put back, at their places, the entries EventBridge refused.
+            self._refused.answer = None
+            positions, code = refused
+            entries = list(parsed.get("Entries") or [])
+            for position in positions:
+                entries.insert(position, {"ErrorCode": code, "ErrorMessage": "Injected by the test"})
+            parsed["Entries"] = entries
+            parsed["FailedEntryCount"] = parsed.get("FailedEntryCount", 0) + len(positions)
+        self._strike("after-call", event_name)
+
+
+AWS_FAULTS = AwsFaults()
+# "before-send.*.*" sits deeper in botocore's handler tree than the in-process
+# AWS's own "before-send" handler, so it is asked first.
+botocore.handlers.BUILTIN_HANDLERS.append(("before-send.*.*", AWS_FAULTS.before_send))
+# Beside that handler and after it: AWS has answered when this one runs.
+botocore.handlers.BUILTIN_HANDLERS.append(("before-send", AWS_FAULTS.after_aws))
+botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_FAULTS.before_call))
+botocore.handlers.BUILTIN_HANDLERS.append(("after-call", AWS_FAULTS.after_call))

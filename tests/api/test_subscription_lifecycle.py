@@ -14,9 +14,7 @@ import time
 
 import boto3
 import botocore.config
-import botocore.handlers
 import pytest
-from botocore.exceptions import ClientError
 
 from app import announce_access
 from chalicelib.models import EntitlementModel, MemberCustomerModel, WebhookEventModel
@@ -44,51 +42,6 @@ EVENT_TYPES = {
 # (CustomerHub product id, Stripe product id): Yoga names itself in its
 # metadata, Pilates does not and is known by its Stripe id.
 LIFE_PRODUCTS = (("prod_pilates", "prod_pilates"), ("yoga", "prod_yoga"))
-
-
-class InjectedFaults:
-    """Makes chosen AWS calls fail once. `before-call.<service>.<Operation>`
-    fails the call before it reaches AWS; `after-call.<service>.<Operation>`
-    fails it after AWS did the work (the caller crashes with the write done).
-    PynamoDB and boto3 make their own botocore sessions, so the hook goes on
-    every session through botocore's builtin handlers (as tests/helpers.py
-    does); it does nothing unless armed."""
-
-    def __init__(self):
-        self._armed = []
-
-    def arm(self, event_name: str, let_through: int = 0) -> None:
-        self._armed.append([event_name, let_through])
-
-    def pending(self) -> list:
-        return [name for name, _ in self._armed]
-
-    def disarm(self) -> None:
-        self._armed.clear()
-
-    def __call__(self, event_name: str, **kwargs) -> None:
-        for armed in self._armed:
-            if armed[0] != event_name:
-                continue
-            if armed[1]:
-                armed[1] -= 1
-                return None
-            self._armed.remove(armed)
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected failure"}},
-                              event_name.rsplit(".", 1)[-1])
-        return None
-
-
-FAULTS = InjectedFaults()
-botocore.handlers.BUILTIN_HANDLERS.append(("before-call", FAULTS))
-botocore.handlers.BUILTIN_HANDLERS.append(("after-call", FAULTS))
-
-
-@pytest.fixture
-def faults():
-    FAULTS.disarm()
-    yield FAULTS
-    FAULTS.disarm()
 
 
 @pytest.fixture
@@ -386,7 +339,7 @@ def test_the_life_with_every_event_delivered_twice_ends_the_same_and_announces_e
 
 
 def test_the_life_with_a_crash_at_every_step_ends_the_same_and_announces_the_same_changes_once_each(
-        client, studio, t0, access_events, faults):
+        client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     crashes = {"created": "stripe read", "canceling": "transaction", "uncanceled": "after write",
                "renewed": "stripe read", "past_due": "transaction", "deleted": "after write"}
@@ -398,11 +351,11 @@ def test_the_life_with_a_crash_at_every_step_ends_the_same_and_announces_the_sam
         if crash == "stripe read":
             studio.fail_next("GET", "/v1/subscriptions/" + SUBSCRIPTION, 500, should_retry=False)
         elif crash == "transaction":
-            faults.arm("before-call.dynamodb.TransactWriteItems")
+            aws_faults.fail("dynamodb", "TransactWriteItems")
         else:
-            faults.arm("after-call.dynamodb.TransactWriteItems")
+            aws_faults.fail("dynamodb", "TransactWriteItems", after=True)
         refused(client, event)
-        assert faults.pending() == []
+        assert aws_faults.pending() == []
         if crash == "after write":
             # The write landed; Stripe did not hear 200 and sends the event again.
             assert recorded(event)
@@ -412,9 +365,9 @@ def test_the_life_with_a_crash_at_every_step_ends_the_same_and_announces_the_sam
         delivered(client, event)
         if step in ("created", "deleted"):
             # EventBridge fails too: the stream stops at the record, the next drain sends it.
-            faults.arm("before-call.eventbridge.PutEvents")
+            aws_faults.fail("eventbridge", "PutEvents")
             assert access_events.drain() == []
-            assert faults.pending() == []
+            assert aws_faults.pending() == []
         heard += access_events.drain()
         now = entitlements(client)
         assert now == life.expected_access(step), step
@@ -426,7 +379,7 @@ def test_the_life_with_a_crash_at_every_step_ends_the_same_and_announces_the_sam
 
 
 def test_a_dynamodb_failure_in_the_transaction_answers_500_stores_nothing_and_the_redelivery_completes(
-        client, studio, t0, access_events, faults):
+        client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     for step in ("created", "canceling", "uncanceled", "renewed"):
         delivered(client, life.live(step))
@@ -434,9 +387,9 @@ def test_a_dynamodb_failure_in_the_transaction_answers_500_stores_nothing_and_th
     past_due = life.live("past_due")
     before = stored()
     customers_before = members_customers()
-    faults.arm("before-call.dynamodb.TransactWriteItems")
+    aws_faults.fail("dynamodb", "TransactWriteItems")
     refused(client, past_due)
-    assert faults.pending() == []
+    assert aws_faults.pending() == []
     assert not recorded(past_due)
     assert stored() == before
     assert members_customers() == customers_before
@@ -448,15 +401,15 @@ def test_a_dynamodb_failure_in_the_transaction_answers_500_stores_nothing_and_th
 
 
 def test_a_crash_after_the_write_makes_stripes_redelivery_a_duplicate_that_announces_nothing_twice(
-        client, studio, t0, access_events, faults):
+        client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     for step in STEPS[:-1]:
         delivered(client, life.live(step))
     access_events.drain()
     deleted = life.live("deleted")
-    faults.arm("after-call.dynamodb.TransactWriteItems")
+    aws_faults.fail("dynamodb", "TransactWriteItems", after=True)
     refused(client, deleted)
-    assert faults.pending() == []
+    assert aws_faults.pending() == []
     assert recorded(deleted)
     after_crash = stored()
     assert entitlements(client) == life.expected_access("deleted")
@@ -472,12 +425,12 @@ def test_a_crash_after_the_write_makes_stripes_redelivery_a_duplicate_that_annou
 
 
 def test_an_eventbridge_failure_holds_the_stream_at_that_record_until_the_next_drain_sends_the_same_change_ids(
-        client, studio, t0, access_events, faults):
+        client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     delivered(client, life.live("created"))
-    faults.arm("before-call.eventbridge.PutEvents")
+    aws_faults.fail("eventbridge", "PutEvents")
     assert access_events.drain() == []
-    assert faults.pending() == []
+    assert aws_faults.pending() == []
     # Later writes wait behind the failed record: order is kept.
     for step in STEPS[1:]:
         delivered(client, life.live(step))
@@ -488,15 +441,15 @@ def test_an_eventbridge_failure_holds_the_stream_at_that_record_until_the_next_d
 
 
 def test_a_failure_on_the_second_put_of_a_twelve_product_grant_sends_the_first_ten_again_with_the_same_change_ids(
-        client, studio, t0, access_events, faults):
+        client, studio, t0, access_events, aws_faults):
     products = tuple(("prod_p%02d" % n, "prod_p%02d" % n) for n in range(12))
     for _, stripe_id in products:
         studio.create_product(ACCOUNT, id=stripe_id)
     life = Life(studio, t0, products=products)
     delivered(client, life.live("created"))
-    faults.arm("before-call.eventbridge.PutEvents", let_through=1)
+    aws_faults.fail("eventbridge", "PutEvents", let_through=1)
     first_try = access_events.drain()
-    assert faults.pending() == []
+    assert aws_faults.pending() == []
     assert [e["product_id"] for e in first_try] == [p for p, _ in products[:10]]
     retry = access_events.drain()
     assert [e["product_id"] for e in retry] == [p for p, _ in products]

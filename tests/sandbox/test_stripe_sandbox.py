@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import stripe
 
-from local.stripe_sandbox import StripeSandbox, parse_form
+from local.stripe_sandbox import Request, StripeSandbox, parse_form
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,6 +166,57 @@ def test_injected_500_raises_api_error_when_the_client_does_not_retry(sandbox, c
         client.v1.events.list()
     assert caught.value.http_status == 500 and caught.value.user_message == "Sandbox failure"
     assert client.v1.events.list().data == []
+
+
+def test_injected_429_is_stripes_rate_limit_error_with_retry_after(sandbox, client):
+    sandbox.fail_next("GET", "/v1/events", status=429, retry_after=3)
+    with pytest.raises(stripe.RateLimitError) as caught:
+        client.v1.events.list()
+    assert (caught.value.http_status, caught.value.error.code) == (429, "rate_limit")
+    assert caught.value.headers["Retry-After"] == "3"
+    # A rate limit is not one Stripe advises retrying unless asked to.
+    assert caught.value.headers["Stripe-Should-Retry"] == "false"
+    assert client.v1.events.list().data == []
+
+
+def test_a_delayed_request_outlasts_the_clients_timeout_and_is_still_recorded(sandbox):
+    impatient = stripe.StripeClient(SECRET_KEY, base_addresses={"api": sandbox.url},
+                                    http_client=stripe.RequestsClient(timeout=0.2), max_network_retries=0)
+    sandbox.delay_next("GET", "/v1/events", 0.6)
+    with pytest.raises(stripe.APIConnectionError):
+        impatient.v1.events.list()
+    assert len(sandbox.requests_to("GET", "/v1/events")) == 1
+    # Only the next request waited.
+    assert impatient.v1.events.list().data == []
+
+
+def test_a_delayed_request_that_outlives_a_reset_is_not_carried_out(sandbox, client):
+    account = sandbox.create_account()["id"]
+    code = sandbox.issue_code(account)
+    sandbox.delay_next("POST", "/oauth/token", 0.3)
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(
+        sandbox.handle(Request("POST", "/oauth/token", {}, {"grant_type": "authorization_code", "code": code},
+                               {"authorization": "Bearer " + SECRET_KEY}))))
+    waiting.start()
+    while not sandbox.requests_to("POST", "/oauth/token"):
+        time.sleep(0.01)
+    sandbox.reset()
+    waiting.join()
+    assert answers[0].status == 500
+    assert sandbox.requests == []
+
+
+def test_a_delayed_request_holds_up_no_other_request(sandbox, client):
+    sandbox.delay_next("GET", "/v1/events", 1.0)
+    waiting = threading.Thread(target=client.v1.events.list)
+    waiting.start()
+    while not sandbox.requests_to("GET", "/v1/events"):
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert client.v1.customers.list().data == []
+    assert time.monotonic() - started < 0.5
+    waiting.join()
 
 
 def test_injected_500_is_retried_with_the_same_idempotency_key(sandbox):

@@ -23,6 +23,7 @@ def test_defaults_fill_what_the_environment_leaves_out():
     assert settings.access_event_bus == "default"
     assert settings.return_url_origins == ()
     assert settings.aws_endpoint_url is None
+    assert settings.stripe_timeout_seconds == 8
 
 
 def test_jwt_secret_shorter_than_32_bytes_refuses_to_start():
@@ -64,6 +65,16 @@ def test_an_app_base_url_that_is_not_an_origin_refuses_to_start(value):
                                           ("https://App.Test:8443", "https://app.test:8443")])
 def test_app_base_url_may_be_plain_http_on_loopback_only(value, origin):
     assert load_settings(base_env(APP_BASE_URL=value)).app_base_url == origin
+
+
+def test_stripe_timeout_seconds_may_be_shortened():
+    assert load_settings(base_env(STRIPE_TIMEOUT_SECONDS="2.5")).stripe_timeout_seconds == 2.5
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "eight", "nan", "inf"])
+def test_a_stripe_timeout_that_is_not_a_positive_number_refuses_to_start(raw):
+    with pytest.raises(ConfigurationError, match="STRIPE_TIMEOUT_SECONDS"):
+        load_settings(base_env(STRIPE_TIMEOUT_SECONDS=raw))
 
 
 def test_secrets_never_appear_in_the_settings_repr():

@@ -12,7 +12,7 @@ from chalicelib.entitlements import AccessService, EntitlementStore
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.portal import PortalService
 from chalicelib.settings import get_settings
-from chalicelib.stripe_gateway import StripeGateway, make_client
+from chalicelib.stripe_gateway import StripeGateway, longest_call_seconds, make_client
 from chalicelib.sweep import Sweep
 from chalicelib.webhooks import EventLog, WebhookReceiver
 
@@ -75,7 +75,8 @@ def get_announcer() -> Announcer:
 @functools.lru_cache(maxsize=1)
 def get_sweep() -> Sweep:
     get_bound_models()
-    return Sweep(ConnectionStore(), get_stripe_gateway())
+    return Sweep(ConnectionStore(), get_stripe_gateway(),
+                 longest_stripe_call=longest_call_seconds(get_settings().stripe_timeout_seconds))
 
 
 def reset() -> None:

@@ -21,6 +21,8 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 # that hangs holds a caller about three times this, plus the back-off between.
 HTTP_TIMEOUT_SECONDS = 8
 MAX_NETWORK_RETRIES = 2
+# stripe-python sleeps 0.5 s before its first retry and up to 1 s before the second.
+RETRY_BACKOFF_SECONDS = 1.5
 MAX_LIST_LIMIT = 100
 # Customer and product metadata name the CustomerHub user and product: one
 # read of the subscription gets both.
@@ -44,6 +46,12 @@ class StripeCustomer:
     customer_id: str
     # metadata.customerhub_user_id, or None when the customer names nobody.
     user_id: Optional[str]
+
+
+def longest_call_seconds(timeout: float) -> float:
+    """How long one call may hold its caller when Stripe hangs: every attempt
+    waits out the timeout, with the client's back-off between them."""
+    return timeout * (1 + MAX_NETWORK_RETRIES) + RETRY_BACKOFF_SECONDS
 
 
 def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str,

@@ -15,7 +15,7 @@ from chalicelib.connections import CONNECTED, ConnectionStore
 from chalicelib.entitlements import DUE_SHARDS, entitlement_item, microseconds, View
 from chalicelib.errors import AccountNotConnected, StripeFailure
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
-from chalicelib.stripe_gateway import StripeGateway
+from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ PAGE_SIZE = 100
 # A bound per run keeps one run inside the function's timeout; what is left
 # stays due and the next run takes it.
 MAX_PER_RUN = 1000
-# Stop taking new entitlements this long before the function's timeout.
-STOP_WITH_SECONDS_LEFT = 20
+# Beside the Stripe read, what one entitlement may take: the connection read
+# and the conditional write, each with DynamoDB's retries.
+WRITE_SECONDS = 5
 
 REVOKED = "revoked"
 KEPT = "kept"
@@ -49,8 +50,12 @@ class SweepReport:
 
 class Sweep:
     def __init__(self, connections: ConnectionStore, stripe: StripeGateway, clock: Clock = utc_now,
-                 max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE):
+                 max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE,
+                 longest_stripe_call: float = longest_call_seconds(HTTP_TIMEOUT_SECONDS)):
         self._connections = connections
+        # No new entitlement is taken with less time left than one may need
+        # when Stripe hangs: the function would be stopped in the middle.
+        self._stop_with_seconds_left = longest_stripe_call + WRITE_SECONDS
         self._stripe = stripe
         self._clock = clock
         self._max_per_run = max_per_run
@@ -70,7 +75,7 @@ class Sweep:
                     shard, EntitlementModel.due_at <= int(started.timestamp()),
                     page_size=min(self._page_size, per_shard)):
                 if (report.due >= self._max_per_run or taken >= per_shard
-                        or (time_left is not None and time_left() < STOP_WITH_SECONDS_LEFT)):
+                        or (time_left is not None and time_left() < self._stop_with_seconds_left)):
                     report.complete = False
                     break
                 taken += 1

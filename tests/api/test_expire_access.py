@@ -292,6 +292,18 @@ def test_a_run_close_to_its_timeout_takes_nothing_more_and_the_next_run_does(cli
     assert expire_access(scheduled_event("us-east-1"), FunctionContext(seconds_left=300))["revoked"] == 1
 
 
+def test_a_run_stops_taking_work_while_one_hung_stripe_read_could_still_outlast_it(client, studio, monkeypatch):
+    """At the default 8 s timeout a hung Stripe holds a read about 25.5 s
+    (three attempts and the back-off between) and the write may need 5 s more:
+    with 28 s left a run takes nothing. At a 2 s timeout, 13 s left is enough."""
+    subscription = subscribe(client, studio, "user_ana", int(time.time()) + 30 * DAY, cancel_at_period_end=True)
+    make_due(studio, subscription, "user_ana")
+    assert expire_access(scheduled_event("us-east-1"), FunctionContext(seconds_left=28))["due"] == 0
+    monkeypatch.setenv("STRIPE_TIMEOUT_SECONDS", "2")
+    services.reset()
+    assert expire_access(scheduled_event("us-east-1"), FunctionContext(seconds_left=13))["revoked"] == 1
+
+
 def test_expire_access_is_the_scheduled_function_and_reports_its_run(client, studio, access_events):
     period_end = int(time.time()) + 30 * DAY
     subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)

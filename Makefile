@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test sweep bench clean
+.PHONY: install run test fuzz sweep bench clean
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -19,6 +19,10 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# schemathesis against openapi.yaml and a local stack of its own, on free ports.
+fuzz: $(INSTALLED)
+	$(BIN)/python -m fuzz
+
 # Runs expire_access once against the local stack `make run` is serving.
 sweep: $(INSTALLED)
 	$(BIN)/python -m local.sweep
@@ -27,4 +31,4 @@ bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .fuzz

@@ -239,7 +239,9 @@ def member_access(user_id):
     return services.get_access_service().entitlements_of(admin.site_id, unquote(user_id))
 
 
-@app.route(CALLBACK_PATH, methods=["GET"])
+# The bounce reads no body: whatever Content-Type the browser names, it
+# answers its 302 (Chalice would refuse all but JSON with a 415).
+@app.route(CALLBACK_PATH, methods=["GET"], content_types=["*/*"])
 @answers_errors
 def oauth_callback_bounce():
     """Stripe sends the admin's browser here; the UI's page completes the

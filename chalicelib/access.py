@@ -1,11 +1,22 @@
 """Subscription → access: the contract's access rules as pure functions of a
 subscription (as a plain dict, the way Stripe sends it) and a moment."""
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 USER_ID_METADATA_KEY = "customerhub_user_id"
 PRODUCT_ID_METADATA_KEY = "customerhub_product_id"
+# As long as a token's `sub` may be: a longer id could never be a member.
+MAX_USER_ID_LENGTH = 256
+# Stripe's own limit on a metadata value.
+MAX_METADATA_VALUE_LENGTH = 500
+# Stripe's ids: letters, digits and `_`. Anything else (a `/`, 3,000
+# characters) could never be read from Stripe or stored as a key, and would
+# fail on every one of Stripe's retries.
+STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+# A Unix time a date can hold (up to the end of year 9999).
+LATEST_UNIX_TIME = 253402300799
 
 ACTIVE = "active"
 CANCELING = "canceling"
@@ -52,7 +63,8 @@ def access_of(subscription: Dict[str, Any], now: datetime) -> Access:
     products = products_of(subscription)
     if status not in GRANTING_STATUSES:
         ended = _moment(subscription.get("ended_at"))
-        return Access(EXPIRED, False, ended, ENDING_REASONS.get(status, SUBSCRIPTION_CANCELED), products)
+        reason = ENDING_REASONS.get(status) if isinstance(status, str) else None
+        return Access(EXPIRED, False, ended, reason or SUBSCRIPTION_CANCELED, products)
     period_end = _latest_period_end(subscription)
     cancel_at = _moment(subscription.get("cancel_at"))
     scheduled = bool(subscription.get("cancel_at_period_end")) or cancel_at is not None
@@ -83,18 +95,17 @@ def products_of(subscription: Dict[str, Any]) -> Tuple[Product, ...]:
     found: List[Product] = []
     seen = set()
     for item in _items(subscription):
-        product = ((item.get("price") or {}).get("product")
-                   or (item.get("plan") or {}).get("product"))
-        if isinstance(product, str):
+        product = _field(item.get("price"), "product") or _field(item.get("plan"), "product")
+        if is_stripe_id(product):
             stripe_id, metadata = product, {}
-        elif isinstance(product, dict) and isinstance(product.get("id"), str):
-            stripe_id, metadata = product["id"], product.get("metadata") or {}
+        elif isinstance(product, dict) and is_stripe_id(product.get("id")):
+            stripe_id, metadata = product["id"], product.get("metadata")
         else:
             continue
         if stripe_id in seen:
             continue
         seen.add(stripe_id)
-        found.append(Product(_text(metadata.get(PRODUCT_ID_METADATA_KEY)) or stripe_id, stripe_id))
+        found.append(Product(_metadata_value(metadata, PRODUCT_ID_METADATA_KEY) or stripe_id, stripe_id))
     return tuple(found)
 
 
@@ -108,16 +119,26 @@ def user_of(subscription: Dict[str, Any]) -> Optional[str]:
     return user_named_by(subscription.get("metadata"))
 
 
-def user_named_by(metadata: Optional[Dict[str, Any]]) -> Optional[str]:
+def user_named_by(metadata: Any) -> Optional[str]:
     """The CustomerHub user a Stripe object's metadata names, if any."""
-    return _text((metadata or {}).get(USER_ID_METADATA_KEY))
+    user_id = _metadata_value(metadata, USER_ID_METADATA_KEY)
+    return user_id if user_id and len(user_id) <= MAX_USER_ID_LENGTH else None
 
 
 def customer_id_of(subscription: Dict[str, Any]) -> Optional[str]:
     customer = subscription.get("customer")
     if isinstance(customer, dict):
         customer = customer.get("id")
-    return customer if isinstance(customer, str) else None
+    return customer if is_stripe_id(customer) else None
+
+
+def is_stripe_id(value: Any) -> bool:
+    return isinstance(value, str) and STRIPE_ID.fullmatch(value) is not None
+
+
+def is_unix_time(value: Any) -> bool:
+    # A bool is an int to Python, not a time to anyone.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= LATEST_UNIX_TIME
 
 
 def is_readable(access_until: Optional[datetime], grants: bool, now: datetime) -> bool:
@@ -127,9 +148,8 @@ def is_readable(access_until: Optional[datetime], grants: bool, now: datetime) -
 
 
 def _items(subscription: Dict[str, Any]) -> List[Dict[str, Any]]:
-    items = subscription.get("items")
-    data = items.get("data") if isinstance(items, dict) else None
-    return [item for item in data or [] if isinstance(item, dict)]
+    data = _field(subscription.get("items"), "data")
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
 
 
 def _latest_period_end(subscription: Dict[str, Any]) -> Optional[datetime]:
@@ -139,9 +159,20 @@ def _latest_period_end(subscription: Dict[str, Any]) -> Optional[datetime]:
 
 
 def _moment(value: Any) -> Optional[datetime]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= LATEST_UNIX_TIME:
         return None
     return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def _field(value: Any, name: str) -> Any:
+    """A field of a Stripe object; of anything else (an event's copy may hold
+    any JSON), nothing."""
+    return value.get(name) if isinstance(value, dict) else None
+
+
+def _metadata_value(metadata: Any, key: str) -> Optional[str]:
+    value = _text(_field(metadata, key))
+    return value if value and len(value) <= MAX_METADATA_VALUE_LENGTH else None
 
 
 def _text(value: Any) -> Optional[str]:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 import stripe
 
-from chalicelib.access import user_named_by
+from chalicelib.access import is_stripe_id, is_unix_time, user_named_by
 from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
                                PortalConfigurationGone, StripeFailure)
 
@@ -212,14 +212,17 @@ class StripeGateway:
         ids), with what Stripe still has of its customer and products filled
         in, as `subscription()` would have expanded them."""
         expanded = copy.deepcopy(subscription)
+        # Only what could be Stripe's is looked up: the copy is the sender's.
         customer = expanded.get("customer")
-        if isinstance(customer, str):
+        if is_stripe_id(customer):
             expanded["customer"] = self.customer(account_id, customer) or customer
         products: Dict[str, Any] = {}
-        for item in ((expanded.get("items") or {}).get("data") or []):
+        items = expanded.get("items")
+        data = items.get("data") if isinstance(items, dict) else None
+        for item in (data if isinstance(data, list) else []):
             price = item.get("price") if isinstance(item, dict) else None
             product = price.get("product") if isinstance(price, dict) else None
-            if isinstance(product, str):
+            if is_stripe_id(product):
                 if product not in products:
                     products[product] = self.product(account_id, product) or product
                 price["product"] = products[product]
@@ -268,7 +271,7 @@ class StripeGateway:
             raise InvalidPayload("The body is not JSON") from exc
         if (not isinstance(event, dict) or event.get("object") != "event"
                 or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str)
-                or not isinstance(event.get("created"), int)
+                or not is_unix_time(event.get("created"))
                 or not isinstance(event.get("data"), dict)):
             raise InvalidPayload("The body is not a Stripe event")
         return event

@@ -1,10 +1,9 @@
 """Stripe's Connect webhook: verify, drop duplicates, dispatch by event type."""
 import logging
-import re
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
 
-from chalicelib.access import access_of, customer_id_of, user_of
+from chalicelib.access import access_of, customer_id_of, is_stripe_id, user_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
 from chalicelib.entitlements import (EntitlementStore, EventAlreadyDone, View, entitlement_item,
@@ -24,11 +23,6 @@ HANDLED = "handled"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
 
-# Stripe's ids: letters, digits and `_`. Anything else (a `/`, 3,000
-# characters) could never be read from Stripe or stored as a key, and would
-# fail on every one of Stripe's retries.
-STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
-
 # Statuses a subscription never leaves.
 FINAL_STATUSES = ("canceled", "incomplete_expired")
 
@@ -46,10 +40,6 @@ def event_record(event: Dict[str, Any], now: datetime) -> WebhookEventModel:
         event["id"], event_type=event["type"], account_id=event.get("account"),
         created=event["created"], handled_at=now, expires_at=now + REMEMBER_EVENTS_FOR,
     )
-
-
-def is_stripe_id(value: Any) -> bool:
-    return isinstance(value, str) and STRIPE_ID.fullmatch(value) is not None
 
 
 def object_id(event: Dict[str, Any]) -> Any:

@@ -105,6 +105,63 @@ def test_a_signed_event_with_ids_not_shaped_like_stripes_is_acknowledged_and_ign
     assert card(client)["status"] == "connected"
 
 
+# ------------------------------------- a signed event Stripe could not have made
+# Only a holder of the webhook secret can send these; each gets the same
+# answer on every delivery, so a retry never changes it.
+
+@pytest.mark.parametrize("created", [True, 1.5, -1, 10 ** 40 + 1, "1796054400"],
+                         ids=["boolean", "fraction", "before 1970", "past year 9999", "string"])
+def test_a_signed_event_whose_created_is_not_a_unix_time_is_invalid_payload(client, sandbox, created):
+    sandbox.create_account(id="acct_gym")
+    connect(client, sandbox, "acct_gym")
+    for event in (revoked_event("acct_gym", created=created),
+                  stripe_event("customer.subscription.deleted", "acct_gym",
+                               {"id": "sub_gone", "object": "subscription", "status": "canceled",
+                                "metadata": {"customerhub_user_id": "user_1"}}, created=created)):
+        assert_error(deliver(client, event), 400, "invalid_payload")
+    assert nothing_recorded()
+    assert card(client)["status"] == "connected"
+
+
+@pytest.mark.parametrize("copy", [
+    {"customer": ""},
+    {"customer": "cus_1/../../v1/accounts"},
+    {"customer": 5},
+    {"metadata": "customerhub_user_id"},
+    {"metadata": {"customerhub_user_id": "u" * 5000}},
+    {"customer": {"id": "cus_1", "metadata": ["customerhub_user_id"]}},
+    {"items": "x"},
+    {"items": {"data": 5}},
+    {"items": {"data": [{"price": "price_1"}]}},
+    {"items": {"data": [{"price": {"product": ""}}]}},
+    {"items": {"data": [{"price": {"product": {"id": "prod_1", "metadata": "yoga"}}}]}},
+    {"items": {"data": [{"plan": ["prod_1"]}]}},
+    {"status": ["canceled"]},
+    {"status": "active", "items": {"data": [{"price": {"product": "prod_1"}, "current_period_end": 10 ** 40}]}},
+    {"status": "active", "ended_at": 1e300, "cancel_at": -10 ** 30},
+    {"customer": "cus_" + "c" * 300000},
+    {"items": {"data": [{"price": {"product": "prod_" + "p" * 300000}}]}},
+    {"items": {"data": [{"price": {"product": {"id": "prod_1",
+                                               "metadata": {"customerhub_product_id": "y" * 300000}}}}]}},
+], ids=["empty customer id", "customer id with slashes", "customer a number", "metadata a string",
+        "user id 5000 long", "customer metadata a list", "items a string", "item data a number",
+        "price a string", "empty product id", "product metadata a string", "plan a list",
+        "status a list", "period end past year 9999", "times out of range", "customer id 300 kB",
+        "product id 300 kB", "product metadata id 300 kB"])
+def test_a_signed_copy_not_shaped_like_stripes_is_acknowledged_and_grants_nothing(client, sandbox, copy):
+    sandbox.create_account(id="acct_gym")
+    connect(client, sandbox, "acct_gym")
+    # Stripe has no sub_gone: the connector falls back on the event's copy.
+    subscription = {"id": "sub_gone", "object": "subscription", "status": "canceled",
+                    "metadata": {"customerhub_user_id": "user_1"}}
+    subscription.update(copy)
+    event = stripe_event("customer.subscription.deleted", "acct_gym", subscription)
+    for _ in range(2):  # the same answer on every delivery: Stripe stops retrying
+        response = deliver(client, event)
+        assert response.status_code == 200, response.json_body
+    assert not [item for item in EntitlementModel.scan() if item.grants or len(item.user_id) > 256]
+
+
 # ------------------------------------------------------------ the token's claims
 
 def test_a_token_whose_exp_is_a_numeric_string_writes_no_settings(client, sandbox):

@@ -69,6 +69,14 @@ def test_the_get_callback_reads_no_state_and_stores_nothing(client, sandbox):
     assert complete(client, come_back(client, location)).json_body["status"] == "connected"
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/html"])
+def test_the_get_callback_bounces_whatever_content_type_the_browser_names(client, content_type):
+    response = client.get("/connectors/stripe/oauth/callback?code=ac_1&state=s1",
+                          headers={"Content-Type": content_type})
+    assert response.status_code == 302
+    assert response.headers["Location"] == CALLBACK_PAGE + "?code=ac_1&state=s1"
+
+
 def test_the_get_callback_answers_no_cors_headers(client):
     response = bounce(client, "code=x&state=y")
     assert not any(name.lower().startswith("access-control") for name in response.headers)

@@ -1,0 +1,1 @@
+"""`make fuzz`: schemathesis against openapi.yaml and the running local stack."""

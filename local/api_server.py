@@ -121,11 +121,6 @@ class ContractRequestHandler(ChaliceRequestHandler):
         body = json.dumps({"error": {"code": "not_found", "message": "No such route"}})
         self._send_http_response(404, {"Content-Type": "application/json"}, body)
 
-    def _unsupported_method(self) -> None:
-        body = json.dumps({"error": {"code": "method_not_allowed",
-                                     "message": "This route does not answer that method"}})
-        self._send_http_response(405, {"Content-Type": "application/json"}, body)
-
     def _send_http_response(self, code: int, headers: Dict[str, Any],
                             body: Optional[Union[str, bytes]]) -> None:
         if self.command != "HEAD":
@@ -141,7 +136,15 @@ class ContractRequestHandler(ChaliceRequestHandler):
         self._send_headers(headers)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _generic_handle
-    do_TRACE = do_CONNECT = _unsupported_method
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up do_<METHOD> and answers a method it lacks
+        # before reading the body, which then reads as the next request on a
+        # kept-alive connection. Any other method (TRACE, CONNECT, QUERY) goes
+        # to the route like these: the app answers 405 with the route's Allow.
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return self._generic_handle
+        raise AttributeError(name)
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         # A request that could not be read has no path (or the previous one's).

@@ -286,6 +286,24 @@ def test_head_answers_the_get_headers_without_a_body_on_a_kept_alive_connection(
     assert json.loads(after.read()) == json.loads(get_body)
 
 
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "PROPFIND"])
+def test_any_other_method_reads_its_body_and_answers_405_with_the_routes_allow(api, method):
+    client = connection(api)
+    client.request(method, "/billing/portal/sessions", body=b'{"return_url": ""}',
+                   headers={"Content-Type": "application/json"})
+    refused = client.getresponse()
+    body = json.loads(refused.read())
+    # The body was read: the next request on the same connection is answered as itself.
+    client.request("GET", "/connectors/stripe", headers=bearer())
+    after = client.getresponse()
+    after.read()
+
+    assert refused.status == 405
+    assert body["error"]["code"] == "method_not_allowed"
+    assert "POST" in refused.getheader("Allow")
+    assert after.status == 200
+
+
 # OPTIONS
 
 def test_a_preflight_to_the_webhook_gets_no_cors_headers(api):

@@ -94,7 +94,7 @@ def products_of(subscription: Dict[str, Any]) -> Tuple[Product, ...]:
     """The products on the subscription's items, in item order, once each."""
     found: List[Product] = []
     seen = set()
-    for item in _items(subscription):
+    for item in items_of(subscription):
         product = _field(item.get("price"), "product") or _field(item.get("plan"), "product")
         if is_stripe_id(product):
             stripe_id, metadata = product, {}
@@ -147,13 +147,13 @@ def is_readable(access_until: Optional[datetime], grants: bool, now: datetime) -
     return grants and (access_until is None or now < access_until)
 
 
-def _items(subscription: Dict[str, Any]) -> List[Dict[str, Any]]:
+def items_of(subscription: Dict[str, Any]) -> List[Dict[str, Any]]:
     data = _field(subscription.get("items"), "data")
     return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
 
 
 def _latest_period_end(subscription: Dict[str, Any]) -> Optional[datetime]:
-    ends = [_moment(item.get("current_period_end")) for item in _items(subscription)]
+    ends = [_moment(item.get("current_period_end")) for item in items_of(subscription)]
     ends = [end for end in ends if end is not None]
     return max(ends) if ends else None
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 import stripe
 
-from chalicelib.access import is_stripe_id, is_unix_time, user_named_by
+from chalicelib.access import is_stripe_id, is_unix_time, items_of, user_named_by
 from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
                                PortalConfigurationGone, StripeFailure)
 
@@ -217,10 +217,8 @@ class StripeGateway:
         if is_stripe_id(customer):
             expanded["customer"] = self.customer(account_id, customer) or customer
         products: Dict[str, Any] = {}
-        items = expanded.get("items")
-        data = items.get("data") if isinstance(items, dict) else None
-        for item in (data if isinstance(data, list) else []):
-            price = item.get("price") if isinstance(item, dict) else None
+        for item in items_of(expanded):
+            price = item.get("price")
             product = price.get("product") if isinstance(price, dict) else None
             if is_stripe_id(product):
                 if product not in products:

@@ -61,11 +61,9 @@ def local_environment(environ: dict) -> dict:
 
 
 def start_embedded_aws(port: int):
-    from moto.server import ThreadedMotoServer
+    from local.embedded_aws import EmbeddedAWS
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    return server
+    return EmbeddedAWS("127.0.0.1", port).start()
 
 
 def start_sandbox(env: dict):

@@ -15,6 +15,7 @@ notifications equal the flips; 1 otherwise; 2 when the run itself failed."""
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -66,8 +67,9 @@ def main(argv=None) -> int:
     parser.add_argument("--subscriptions", type=int, default=700)
     parser.add_argument("--senders", type=int, default=8)
     args = parser.parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix="soak-")
     sandbox = start_sandbox()
-    stack = LocalStack(sandbox, os.path.join(tempfile.mkdtemp(prefix="soak-"), "stack.log"))
+    stack = LocalStack(sandbox, os.path.join(workdir, "stack.log"))
     try:
         run = soak(args, stack)
     except (StackError, requests.RequestException) as exc:
@@ -77,7 +79,11 @@ def main(argv=None) -> int:
     finally:
         stack.stop()
         sandbox.stop()
-    return report(run)
+    status = report(run)
+    if status == 0:
+        # The stack's log is kept only when there is something to look for in it.
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
 
 
 def soak(args: argparse.Namespace, stack: LocalStack) -> Run:

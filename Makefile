@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test fuzz sweep bench clean
+.PHONY: install run test fuzz sweep bench soak clean
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -29,6 +29,10 @@ sweep: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
+
+# Starts its own local stack on free ports; a few minutes.
+soak: $(INSTALLED)
+	$(BIN)/python -m soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .fuzz

@@ -95,6 +95,9 @@ class Sweep:
         connection = sites[item.site_id]
         still_connected = (connection is not None and connection.status == CONNECTED
                            and connection.account_id == item.account_id)
+        # Timed before Stripe is asked, as a webhook's view is: a delivery that
+        # asked after this read must pass what this run writes.
+        now = self._clock()
         subscription = None
         if still_connected:
             try:
@@ -107,7 +110,6 @@ class Sweep:
                 logger.warning("Sweep left %s of %s for the next run: %s",
                                item.subscription_id, item.site_id, exc)
                 return LEFT
-        now = self._clock()
         if subscription is not None:
             replacement = self._from_stripe(item, subscription, now)
         else:

@@ -121,8 +121,12 @@ class WebhookReceiver:
             return IGNORED
         # Stripe's order of delivery is not the order of changes: what
         # Stripe has now is the truth, the event only says where to look.
-        subscription = self._stripe.subscription(account_id, subscription_id)
+        # The view is timed when it is asked for: an answer may arrive after a
+        # later read's view was written, and must then not pass it, while the
+        # delivery of the last change, asked for after it, passes every view
+        # of an earlier state.
         now = self._clock()
+        subscription = self._stripe.subscription(account_id, subscription_id)
         view_time = microseconds(now)
         from_copy = subscription is None
         if from_copy:

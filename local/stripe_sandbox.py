@@ -693,6 +693,12 @@ class StripeSandbox:
         with self._lock:
             return [self._event_view(e) for e in self._events]
 
+    def events_after(self, count: int) -> List[Dict[str, Any]]:
+        """The events recorded after the first `count`, oldest first: what
+        happened since a caller last looked, without copying all of them."""
+        with self._lock:
+            return [self._event_view(e) for e in self._events[count:]]
+
     def portal_configurations(self, account_id: Optional[str]) -> List[Dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(list(self._portal_configurations.get(account_id, {}).values()))

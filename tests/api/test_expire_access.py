@@ -1,18 +1,21 @@
 """The scheduled sweep ends access whose paid period is over, after asking
 Stripe, and only once."""
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from app import expire_access
 from chalicelib import services
+from chalicelib.clock import utc_now
 from chalicelib.connections import ConnectionStore
 from chalicelib.entitlements import DUE_SHARDS
 from chalicelib.models import EntitlementModel
 from chalicelib.sweep import Sweep
+from chalicelib.webhooks import EventLog, WebhookReceiver
 from tests.api.test_connect_lifecycle import ADMIN, connect
 from local.sweep import scheduled_event
-from tests.helpers import AWS_CALLS, bearer, deliver
+from tests.helpers import AWS_CALLS, bearer, deliver, signed
 
 ACCOUNT = "acct_studio"
 DAY = 24 * 3600
@@ -228,26 +231,64 @@ def test_a_webhook_that_arrives_during_the_sweep_wins(client, studio, access_eve
     period_end = int(time.time()) + 30 * DAY
     subscription = subscribe(client, studio, "user_ana", period_end, cancel_at_period_end=True)
     access_events.drain()
-    moment = at(period_end + 60)
-    ticks = []
 
-    def clock_during_which_the_member_renews():
+    def member_renews():
         # Between the sweep's read of Stripe and its write, the member undoes
         # the cancellation, Stripe renews, and the webhook is handled.
-        ticks.append(moment)
-        if len(ticks) == 2:
-            studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=False)
-            studio.renew_subscription(ACCOUNT, subscription["id"])
-            delivered(client, studio.events[-1])
-        return moment
+        studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=False)
+        studio.renew_subscription(ACCOUNT, subscription["id"])
+        delivered(client, studio.events[-1])
 
-    report = Sweep(ConnectionStore(), services.get_stripe_gateway(),
-                   clock=clock_during_which_the_member_renews).run()
+    studio.before_answering_next("GET", "/v1/subscriptions/" + subscription["id"], member_renews)
+    report = sweep_at(at(period_end + 60)).run()
 
     assert report.changed_meanwhile == 1
     item = entitlement("user_ana", subscription)
     assert (item.grants, item.state) == (True, "active")
     assert access_events.drain() == []
+
+
+def test_a_webhook_that_asked_stripe_after_the_sweep_did_wins_though_the_sweep_writes_first(
+        client, studio, access_events):
+    now = int(time.time())
+    subscription = studio.create_subscription(ACCOUNT, member(studio, "user_ana"), ["prod_yoga"],
+                                              period_start=now - 30 * DAY, period_end=now - 60,
+                                              cancel_at_period_end=True)
+    # Its delivery was handled while the period still ran.
+    receiver = lambda clock=utc_now: WebhookReceiver(  # noqa: E731
+        services.get_stripe_gateway(), EventLog(), services.get_connector_service(), ConnectionStore(),
+        services.get_entitlement_store(), clock=clock)
+    payload, headers = signed(studio.events[-1])
+    receiver(lambda: at(now - 120)).receive(payload.encode(), headers["Stripe-Signature"])
+    access_events.drain()
+    swept = threading.Event()
+    webhook = []
+
+    def member_renews():
+        # The sweep's read is answered (cancels at a period end now past).
+        # Before the answer arrives, the member undoes the cancellation,
+        # Stripe renews, and that webhook asks Stripe, its answer arriving
+        # only after the sweep has written.
+        studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=False)
+        studio.renew_subscription(ACCOUNT, subscription["id"], period_end=now + 30 * DAY)
+        studio.before_answering_next("GET", "/v1/subscriptions/" + subscription["id"],
+                                     lambda: swept.wait(10))
+        payload, headers = signed(studio.events[-1])
+        webhook.append(threading.Thread(target=receiver().receive,
+                                        args=(payload.encode(), headers["Stripe-Signature"])))
+        webhook[0].start()
+        time.sleep(0.2)  # the webhook's read is under way
+
+    studio.before_answering_next("GET", "/v1/subscriptions/" + subscription["id"], member_renews)
+    report = Sweep(ConnectionStore(), services.get_stripe_gateway()).run()
+    swept.set()
+    webhook[0].join(10)
+
+    assert report.revoked == 1
+    entry = access_of(client, "user_ana")[0]
+    assert (entry["state"], entry["access"]) == ("active", True)
+    assert [(e["type"], e["reason"]) for e in access_events.drain()] == [
+        ("AccessRevoked", "period_ended"), ("AccessGranted", "subscription_active")]
 
 
 def test_the_sweep_reads_only_what_is_due_plus_one_page_per_shard(client, studio):

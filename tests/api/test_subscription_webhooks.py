@@ -280,6 +280,25 @@ def test_a_view_read_before_the_stored_one_is_left_out_and_the_event_is_still_do
     assert WebhookEventModel.get(created["id"]).event_type == "customer.subscription.created"
 
 
+def test_a_read_answered_before_a_change_but_arriving_after_its_delivery_does_not_undo_it(client, studio):
+    subscription = studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
+    created = last_event(studio)
+
+    def canceled_meanwhile():
+        # Stripe has answered this read (active); before the answer arrives,
+        # the subscription is canceled and that event's delivery is handled.
+        studio.cancel_subscription(ACCOUNT, subscription["id"])
+        payload, headers = signed(last_event(studio))
+        other = WebhookReceiver(services.get_stripe_gateway(), EventLog(), services.get_connector_service(),
+                                ConnectionStore(), services.get_entitlement_store())
+        assert other.receive(payload.encode(), headers["Stripe-Signature"]) == "handled"
+
+    studio.before_answering_next("GET", "/v1/subscriptions/" + subscription["id"], canceled_meanwhile)
+    assert deliver(client, created).status_code == 200
+    entry = access(client)[0]
+    assert (entry["access"], entry["state"]) == (False, "expired")
+
+
 def test_a_subscription_with_more_items_than_stripe_embeds_grants_every_product(client, studio, access_events):
     products = ["prod_yoga", "prod_pilates"] + [studio.create_product(ACCOUNT, id="prod_extra_%d" % n)["id"]
                                                 for n in range(10)]

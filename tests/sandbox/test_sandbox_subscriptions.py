@@ -222,6 +222,15 @@ def test_status_change_records_updated_with_the_old_status(sandbox, gym):
     assert event["data"]["object"]["status"] == "past_due"
 
 
+def test_events_after_a_count_are_those_recorded_since_oldest_first(sandbox, gym):
+    before = len(sandbox.events_after(0))
+    sandbox.update_subscription(gym["account"], gym["subscription"], status="past_due")
+    sandbox.cancel_subscription(gym["account"], gym["subscription"])
+    assert sandbox.events_after(before) == sandbox.events[before:]
+    assert [e["type"] for e in sandbox.events_after(before)] == ["customer.subscription.updated",
+                                                                 "customer.subscription.deleted"]
+
+
 def test_pausing_records_paused_and_resuming_records_resumed(sandbox, gym):
     before = len(sandbox.events)
     sandbox.update_subscription(gym["account"], gym["subscription"], status="paused")

@@ -1,0 +1,1 @@
+"""make soak: a bounded load and correctness run against the local stack."""

@@ -1,0 +1,287 @@
+"""The local stack the soak runs against.
+
+`python -m local.run`, as `make run` starts it, in a process of its own on
+free loopback ports: its embedded AWS, its stream pump and its API server.
+Stripe is a sandbox in the soak's own process, given to the stack the way
+Stripe test-mode keys would be (`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, ...).
+The sandbox has no webhook URL, so it records events and sends none: the
+soak delivers every one itself."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import parse_qsl, urlsplit
+
+import boto3
+import requests
+from boto3.dynamodb.types import TypeDeserializer
+
+from local.run import (LOCAL_ACCOUNT, LOCAL_JWT_SECRET, LOCAL_SITE, SANDBOX_CLIENT_ID, SANDBOX_SECRET_KEY,
+                       SANDBOX_WEBHOOK_SECRET, local_environment, local_tokens)
+from local.stripe_sandbox import StripeSandbox
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CALLBACK_PATH = "/connectors/stripe/oauth/callback"
+# What a developer's shell may hold that would point the stack elsewhere or
+# change what it is configured with: the soak's stack uses local defaults.
+CLEARED = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+           "STRIPE_SECRET_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
+           "STRIPE_CONNECT_BASE", "STRIPE_SECRET_KEY_PARAM", "STRIPE_WEBHOOK_SECRET_PARAM",
+           "AUTH_JWT_SECRET", "AUTH_JWT_SECRET_PARAM", "AUTH_JWT_ISSUER", "APP_BASE_URL", "RETURN_URL_ORIGINS",
+           "OAUTH_REDIRECT_URI", "ACCESS_EVENT_BUS", "CONNECTIONS_TABLE", "OAUTH_STATES_TABLE",
+           "WEBHOOK_EVENTS_TABLE", "MEMBER_CUSTOMERS_TABLE", "ENTITLEMENTS_TABLE", "PORT", "LOCAL_AWS_PORT",
+           "STRIPE_SANDBOX_PORT", "UI_PORT")
+SOURCE = "customerhub.stripe-connector"
+QUEUE = "soak-access-events"
+
+
+class StackError(Exception):
+    """The stack did not start or did not do what the soak needs of it."""
+
+
+def free_ports(count: int) -> List[int]:
+    """Ports nothing listens on now (the defaults 8000, 5000 and 12111 may
+    be another developer's `make run`)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def start_sandbox() -> StripeSandbox:
+    sandbox = StripeSandbox(secret_key=SANDBOX_SECRET_KEY, client_id=SANDBOX_CLIENT_ID).start()
+    sandbox.create_account(id=LOCAL_ACCOUNT, display_name="Local Fitness Studio",
+                           email="owner@localfitness.test")
+    return sandbox
+
+
+class LocalStack:
+    def __init__(self, sandbox: StripeSandbox, log_path: str):
+        api_port, aws_port, ui_port = free_ports(3)
+        env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+        env.update({
+            "PORT": str(api_port), "LOCAL_AWS_PORT": str(aws_port), "UI_PORT": str(ui_port),
+            "STRIPE_SECRET_KEY": sandbox.secret_key, "STRIPE_CLIENT_ID": sandbox.client_id,
+            "STRIPE_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
+            "STRIPE_API_BASE": sandbox.url, "STRIPE_CONNECT_BASE": sandbox.url,
+            "AUTH_JWT_SECRET": LOCAL_JWT_SECRET, "PYTHONUNBUFFERED": "1",
+        })
+        # What the stack will make of it, for the soak's own clients.
+        self.env = local_environment(env)
+        self._given = env
+        self.sandbox = sandbox
+        self.webhook_secret = SANDBOX_WEBHOOK_SECRET
+        self.api_url = "http://127.0.0.1:%d" % api_port
+        self.aws_url = self.env["AWS_ENDPOINT_URL"]
+        self.site_id = LOCAL_SITE
+        self.account_id = LOCAL_ACCOUNT
+        self.admin_token = local_tokens(self.env)["admin"]
+        self.log_path = log_path
+        self._process: Optional[subprocess.Popen] = None
+        self._log = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 90.0) -> None:
+        self._log = open(self.log_path, "w")
+        self._process = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=ROOT, env=self._given,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise StackError("python -m local.run exited with %d (log: %s)"
+                                 % (self._process.returncode, self.log_path))
+            try:
+                # Up once the API answers; 401 is its answer without a token.
+                if requests.get(self.api_url + "/connectors/stripe", timeout=2).status_code == 401:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        raise StackError("The API did not answer on %s within %d s (log: %s)"
+                         % (self.api_url, timeout, self.log_path))
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            # As Ctrl-C stops `make run`: the stack stops its pump and servers.
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._log is not None:
+            self._log.close()
+
+    # ------------------------------------------------------------ the API
+
+    def admin_headers(self) -> Dict[str, str]:
+        return {"Authorization": "Bearer " + self.admin_token, "Content-Type": "application/json"}
+
+    def connect(self) -> Dict[str, Any]:
+        """Connect the site to the sandbox account as an admin does: the
+        connect call, Stripe's authorize page, the GET callback's bounce to
+        the UI page, and the page's POST with the admin's token."""
+        started = requests.post(self.api_url + "/connectors/stripe/connect", headers=self.admin_headers(),
+                                data="{}", timeout=30)
+        _expect(started, 200, "POST /connectors/stripe/connect")
+        query = dict(parse_qsl(urlsplit(started.json()["authorize_url"]).query))
+        approved = requests.post(self.sandbox.url + "/oauth/authorize", allow_redirects=False, timeout=30, data={
+            "client_id": query["client_id"], "scope": query["scope"], "state": query["state"],
+            "redirect_uri": query["redirect_uri"], "decision": "approve", "account_id": self.account_id})
+        _expect(approved, 302, "the sandbox's authorize page")
+        back = requests.get(approved.headers["Location"], allow_redirects=False, timeout=30)
+        _expect(back, 302, "GET %s" % CALLBACK_PATH)
+        page = dict(parse_qsl(urlsplit(back.headers["Location"]).query))
+        completed = requests.post(self.api_url + CALLBACK_PATH, headers=self.admin_headers(), timeout=30,
+                                  data=json.dumps({"state": page["state"], "code": page["code"]}))
+        _expect(completed, 200, "POST %s" % CALLBACK_PATH)
+        card = completed.json()
+        if card.get("status") != "connected":
+            raise StackError("The site is not connected after the callback: %s" % card)
+        return card
+
+    def access_of(self, user_id: str, session: Optional[requests.Session] = None) -> Dict[str, Any]:
+        answer = (session or requests).get("%s/access/%s" % (self.api_url, user_id),
+                                           headers=self.admin_headers(), timeout=30)
+        _expect(answer, 200, "GET /access/%s" % user_id)
+        return answer.json()
+
+    def run_sweep(self) -> Dict[str, Any]:
+        """`make sweep`: expire_access once, against this stack."""
+        done = subprocess.run([sys.executable, "-m", "local.sweep"], cwd=ROOT, env=self._given,
+                              capture_output=True, text=True, timeout=300)
+        with open(self.log_path, "a") as log:
+            log.write(done.stderr)
+        if done.returncode != 0:
+            raise StackError("python -m local.sweep exited with %d: %s" % (done.returncode, done.stderr[-2000:]))
+        return json.loads(done.stdout[done.stdout.index("{"):])
+
+    # ------------------------------------------------------------ AWS
+
+    def aws(self, service: str):
+        return boto3.client(service, endpoint_url=self.aws_url, region_name=self.env["AWS_DEFAULT_REGION"],
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+    def stream_images(self) -> List[Tuple[Optional[dict], Optional[dict]]]:
+        """Every write of the entitlements table, in order, as (old, new)
+        images in plain Python."""
+        dynamodb, streams = self.aws("dynamodb"), self.aws("dynamodbstreams")
+        table = dynamodb.describe_table(TableName="stripe-connector-entitlements")["Table"]
+        shards = streams.describe_stream(StreamArn=table["LatestStreamArn"])["StreamDescription"]["Shards"]
+        images = []
+        for shard in shards:
+            for record in _records(streams, table["LatestStreamArn"], shard["ShardId"]):
+                change = record["dynamodb"]
+                images.append((_plain(change.get("OldImage")), _plain(change.get("NewImage"))))
+        return images
+
+
+class AccessEventsQueue:
+    """A queue subscribed to the access event bus by a rule, as a consumer of
+    AccessGranted / AccessRevoked would be (tests.helpers.AccessEventsInbox
+    does the same in-process). It is read all along, not only at the end:
+    moto's ReceiveMessage looks at every message in the queue each time,
+    and reading 1,400 waiting messages took over a minute."""
+
+    def __init__(self, stack: LocalStack):
+        self._sqs = stack.aws("sqs")
+        events = stack.aws("events")
+        self._queue = self._sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._queue, AttributeNames=["QueueArn"])
+        events.put_rule(Name=QUEUE, EventBusName="default", EventPattern=json.dumps({"source": [SOURCE]}))
+        events.put_targets(Rule=QUEUE, EventBusName="default",
+                           Targets=[{"Id": "queue", "Arn": arn["Attributes"]["QueueArn"]}])
+        self.received: List[Dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self, interval: float = 1.0) -> "AccessEventsQueue":
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.read()
+        self._thread = threading.Thread(target=loop, name="soak-access-events", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def read(self) -> int:
+        """Take what has arrived since the last read; how many messages that was."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> int:
+        taken = 0
+        while True:
+            messages = self._sqs.receive_message(QueueUrl=self._queue, MaxNumberOfMessages=10,
+                                                 VisibilityTimeout=300).get("Messages") or []
+            if not messages:
+                return taken
+            for message in messages:
+                body = json.loads(message["Body"])
+                self.received.append(dict(body["detail"], type=body["detail-type"]))
+            self._sqs.delete_message_batch(QueueUrl=self._queue, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+            taken += len(messages)
+
+    def settle(self, enough: int, quiet: float = 3.0, limit: float = 60.0) -> None:
+        """Read until nothing new has come for `quiet` seconds with at least
+        `enough` messages in hand, or for `limit` seconds at most. The stack's
+        stream pump announces every 0.5 s."""
+        self.stop()
+        started = last = time.monotonic()
+        while time.monotonic() - started < limit:
+            if self.read():
+                last = time.monotonic()
+            elif time.monotonic() - last >= quiet and len(self.received) >= enough:
+                return
+            time.sleep(0.25)
+
+
+def _records(streams, arn: str, shard_id: str) -> Iterator[dict]:
+    after = None
+    while True:
+        if after is None:
+            iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id,
+                                                  ShardIteratorType="TRIM_HORIZON")
+        else:
+            iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id,
+                                                  ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                                                  SequenceNumber=after)
+        records = streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
+        if not records:
+            return
+        yield from records
+        after = records[-1]["dynamodb"]["SequenceNumber"]
+
+
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+def _plain(image: Optional[dict]) -> Optional[dict]:
+    if not image:
+        return None
+    return {name: _DESERIALIZE(value) for name, value in image.items()}
+
+
+def _expect(answer: requests.Response, status: int, what: str) -> None:
+    if answer.status_code != status:
+        raise StackError("%s answered %d: %s" % (what, answer.status_code, answer.text[:500]))

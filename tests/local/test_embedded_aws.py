@@ -10,16 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.dynamodb.models.table import Table
 
-from local.embedded_aws import EmbeddedAWS
 
 STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
-
-
-@pytest.fixture(scope="module")
-def embedded_aws():
-    aws = EmbeddedAWS(port=0).start()
-    yield aws
-    aws.stop()
 
 
 @pytest.fixture

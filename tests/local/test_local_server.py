@@ -22,7 +22,6 @@ from chalicelib import models, services
 from chalicelib.models import WebhookEventModel
 from chalicelib.settings import get_settings
 from local.api_server import make_server
-from local.embedded_aws import EmbeddedAWS
 from tests.helpers import APP_BASE_URL, bearer, signed, stripe_event
 
 NO_RETRIES = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1},
@@ -58,13 +57,6 @@ def run_together(count, work):
     for thread in threads:
         thread.join(60)
     return outcomes
-
-
-@pytest.fixture(scope="module")
-def embedded_aws():
-    aws = EmbeddedAWS(port=0).start()
-    yield aws
-    aws.stop()
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from chalice import Chalice, Rate, Response
 from chalicelib import services
 from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
 from chalicelib.connections import parse_connect_request
-from chalicelib.errors import (AccessDenied, ConfigurationError, ConnectionChanged, ConnectorError, Forbidden,
-                               InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
+from chalicelib.errors import (AccessDenied, ConfigurationError, ConnectionChanged, ConnectorError,
+                               Forbidden, InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
                                NoBillingAccount, NotConnected, PayloadTooLarge, PortalDisabled,
                                StripeFailure, Unauthorized)
 from chalicelib.portal import parse_portal_settings, parse_session_request

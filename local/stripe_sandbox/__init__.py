@@ -1,13 +1,42 @@
-"""A local stand-in for Stripe that speaks its wire format (see sandbox.py).
+"""A local stand-in for Stripe that speaks its wire format.
+
+The real stripe-python client talks to it unchanged through
+``base_addresses={"api": url, "connect": url}``: form-encoded requests with
+Stripe's nested keys, JSON objects with ``object`` and ``id``, Stripe's error
+bodies (and the OAuth ones on ``/oauth/*``), ``Request-Id`` headers,
+idempotent replays of POSTs, ``Stripe-Should-Retry`` (and ``Retry-After`` when
+asked) on injected failures, and injected delays, so the client's own
+retries, timeouts and exception classes are exercised.
+
+Tests start it in-process on a free port; the local stack runs it with
+``python -m local.stripe_sandbox`` and a person uses its pages in a browser
+(the Connect authorize page, a small dashboard at ``/`` that also moves
+subscriptions along, and portal pages).
+
+The package follows Stripe's own layout:
+
+- ``wire``: form decoding, requests and responses, errors, pagination
+- ``server``: the HTTP server, the route table, dispatch, injected failures
+- ``core``: the state every part shares, its lock and reset
+- ``oauth``: accounts and Connect OAuth
+- ``customers``, ``products``, ``subscriptions``, ``billing_portal``: one
+  module per resource family, its helpers and its API handlers
+- ``events``: the event log and webhook delivery
+- ``dashboard``: the pages a person sees (authorize, portal, dashboard)
+- ``sandbox``: ``StripeSandbox``, made of the parts above, and ``main()``
 
 Standard library only: it must never import stripe, chalice or boto3.
 """
-from local.stripe_sandbox.sandbox import (API_VERSION, CODE_TTL_SECONDS, DEFAULT_PAGE_LIMIT, DEFAULT_PERIOD_SECONDS,
-                                          DEFAULT_UNIT_AMOUNT, EMBEDDED_ITEMS, MAX_PAGE_LIMIT, ROUTES,
-                                          SUBSCRIPTION_ACTIONS, SUBSCRIPTION_STATUSES, WEBHOOK_TIMEOUT_SECONDS,
-                                          Request, Response, Route, SandboxError, StripeSandbox, html_response,
-                                          json_response, main, mask_key, oauth_error, parse_form, parse_nested,
-                                          redirect, sign_payload, stripe_error)
+from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS, sign_payload
+from local.stripe_sandbox.dashboard import SUBSCRIPTION_ACTIONS
+from local.stripe_sandbox.oauth import CODE_TTL_SECONDS
+from local.stripe_sandbox.products import DEFAULT_UNIT_AMOUNT
+from local.stripe_sandbox.sandbox import StripeSandbox, main
+from local.stripe_sandbox.server import ROUTES, Route
+from local.stripe_sandbox.subscriptions import DEFAULT_PERIOD_SECONDS, EMBEDDED_ITEMS, SUBSCRIPTION_STATUSES
+from local.stripe_sandbox.wire import (API_VERSION, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Request, Response,
+                                       SandboxError, html_response, json_response, mask_key, oauth_error,
+                                       parse_form, parse_nested, redirect, stripe_error)
 
 __all__ = [
     "API_VERSION", "CODE_TTL_SECONDS", "DEFAULT_PAGE_LIMIT", "DEFAULT_PERIOD_SECONDS", "DEFAULT_UNIT_AMOUNT",

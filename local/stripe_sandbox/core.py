@@ -1,0 +1,74 @@
+"""The sandbox's state: what it is configured with, its lock, every store
+of objects (by account), and the helpers that scope an object to an account."""
+import queue
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from local.stripe_sandbox.oauth import _Code
+from local.stripe_sandbox.server import _Delay, _Failure
+from local.stripe_sandbox.wire import Response
+
+
+_PLATFORM = None  # the scope key for objects that belong to the platform itself
+
+
+class SandboxCore:
+    """The state every part of the sandbox shares, and its reset."""
+
+    def __init__(self, secret_key: str = "sk_test_sandbox", client_id: str = "ca_sandbox",
+                 host: str = "127.0.0.1", port: int = 0, webhook_url: Optional[str] = None,
+                 webhook_secret: Optional[str] = None, platform_name: str = "CustomerHub",
+                 clock: Callable[[], float] = time.time, log_requests: bool = False):
+        self.secret_key = secret_key
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.platform_name = platform_name
+        # Replaceable so tests can move time past a code's expiry.
+        self.clock = clock
+        self.log_requests = log_requests
+        self.url = ""
+        self._lock = threading.RLock()
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self._deliveries: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
+        self._delivery_thread: Optional[threading.Thread] = None
+        self._undelivered = 0
+        self._delivered = threading.Condition(self._lock)
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            # A delayed request that outlives a reset is not carried out in the new world.
+            self._generation = getattr(self, "_generation", 0) + 1
+            self._accounts: Dict[str, Dict[str, Any]] = {}
+            self._connected: Dict[str, float] = {}
+            self._codes: Dict[str, _Code] = {}
+            self._failures: List[_Failure] = []
+            self._before_answer: List[Tuple[str, str, Callable[[], Any]]] = []
+            self._delays: List[_Delay] = []
+            self._requests: List[Dict[str, Any]] = []
+            self._events: List[Dict[str, Any]] = []
+            self._event_delivered: Dict[str, bool] = {}
+            self._idempotent: Dict[Tuple[Optional[str], str], Tuple[str, str, Dict[str, Any], Response]] = {}
+            # Objects living on an account, by scope (account id, or None for the platform).
+            self._customers: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            self._portal_configurations: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            self._portal_sessions: Dict[str, Dict[str, Any]] = {}
+            self._products: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            # One recurring price per product, made when a subscription first uses it.
+            self._prices: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            # Stored unexpanded: customer and product as ids.
+            self._subscriptions: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+
+    def _scope(self, account_id: Optional[str]) -> Optional[str]:
+        if account_id is not None:
+            self._account_or_raise(account_id)
+        return account_id
+
+    def _livemode(self, scope: Optional[str]) -> bool:
+        return bool(self._accounts.get(scope, {}).get("_livemode", False)) if scope else False

@@ -1,0 +1,161 @@
+"""Events and webhooks: recording events, /v1/events, and delivering each
+event, signed, to the webhook endpoint."""
+import copy
+import hashlib
+import hmac
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Optional
+
+from local.stripe_sandbox.wire import (API_VERSION, Request, Response, _created_matches, _missing, _page, _random_id,
+                                       json_response)
+
+WEBHOOK_TIMEOUT_SECONDS = 5
+
+
+def sign_payload(payload: str, secret: str, timestamp: Optional[int] = None) -> str:
+    """A Stripe-Signature header value for payload, Stripe's own scheme."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signed = ("%d.%s" % (timestamp, payload)).encode("utf-8")
+    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+    return "t=%d,v1=%s" % (timestamp, digest)
+
+
+def _previous_attributes(before: Dict[str, Any], after: Dict[str, Any]) -> Dict[str, Any]:
+    """An update event's previous_attributes: the old value of each changed
+    top-level field; for metadata only the changed keys (null where a key was new)."""
+    previous: Dict[str, Any] = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if old == value:
+            continue
+        if key == "metadata":
+            old = old or {}
+            previous[key] = {k: old.get(k) for k in sorted(set(old) | set(value)) if old.get(k) != value.get(k)}
+        else:
+            previous[key] = copy.deepcopy(old)
+    return previous
+
+
+class Events:
+    """The event log and webhook delivery."""
+
+    @property
+    def events(self) -> List[Dict[str, Any]]:
+        with self._lock:
+            return [self._event_view(e) for e in self._events]
+
+    def events_after(self, count: int) -> List[Dict[str, Any]]:
+        """The events recorded after the first `count`, oldest first: what
+        happened since a caller last looked, without copying all of them."""
+        with self._lock:
+            return [self._event_view(e) for e in self._events[count:]]
+
+    def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
+        """Block until every queued webhook delivery was attempted."""
+        deadline = time.monotonic() + timeout
+        with self._delivered:
+            while self._undelivered:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._delivered.wait(left)
+            return True
+
+    def _event_view(self, event: Dict[str, Any]) -> Dict[str, Any]:
+        view = copy.deepcopy(event)
+        # Until a delivery succeeded the event counts as pending, which is also
+        # what `delivery_success=false` lists.
+        view["pending_webhooks"] = 0 if self._event_delivered.get(event["id"]) else 1
+        return view
+
+    def _record_event(self, type: str, account_id: Optional[str], obj: Dict[str, Any],
+                      previous_attributes: Optional[Dict[str, Any]] = None,
+                      request: Optional[Request] = None) -> Dict[str, Any]:
+        data: Dict[str, Any] = {"object": copy.deepcopy(obj)}
+        if previous_attributes is not None:
+            data["previous_attributes"] = previous_attributes
+        livemode = bool(self._accounts.get(account_id, {}).get("_livemode", False)) if account_id else False
+        event = {
+            "id": _random_id("evt_", 24),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(self.clock()),
+            "livemode": livemode,
+            "account": account_id,
+            "type": type,
+            "data": data,
+            "pending_webhooks": 1,
+            "request": {"id": request.request_id if request else None,
+                        "idempotency_key": request.idempotency_key if request else None},
+        }
+        self._events.append(event)
+        self._event_delivered[event["id"]] = False
+        if self.webhook_url and self.webhook_secret:
+            self._undelivered += 1
+            self._deliveries.put(copy.deepcopy(event))
+        return event
+
+    def _deliver_loop(self) -> None:
+        while True:
+            event = self._deliveries.get()
+            if event is None:
+                return
+            try:
+                ok = self._deliver(event)
+                with self._lock:
+                    if ok:
+                        self._event_delivered[event["id"]] = True
+            finally:
+                with self._delivered:
+                    self._undelivered -= 1
+                    self._delivered.notify_all()
+
+    def _deliver(self, event: Dict[str, Any]) -> bool:
+        payload = json.dumps(event, indent=2)
+        header = sign_payload(payload, self.webhook_secret or "", int(time.time()))
+        request = urllib.request.Request(
+            self.webhook_url or "", data=payload.encode("utf-8"), method="POST",
+            headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header,
+                     "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
+        try:
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except Exception as exc:  # a dead endpoint must not stop the sandbox
+            print("stripe-sandbox: webhook %s for %s failed: %s" % (event["type"], event["id"], exc),
+                  file=sys.stderr)
+            return False
+        if not 200 <= status < 300:
+            print("stripe-sandbox: webhook %s for %s answered %d" % (event["type"], event["id"], status),
+                  file=sys.stderr)
+            return False
+        return True
+
+    # API
+
+    def _api_list_events(self, request: Request) -> Response:
+        params = request.query
+        events = [self._event_view(e) for e in reversed(self._events)]
+        if request.stripe_account:
+            events = [e for e in events if e["account"] == request.stripe_account]
+        types = params.get("types") or ([params["type"]] if params.get("type") else [])
+        if types:
+            patterns = [re.compile("^" + re.escape(t).replace(r"\*", ".*") + "$") for t in types]
+            events = [e for e in events if any(p.match(e["type"]) for p in patterns)]
+        if params.get("delivery_success") in ("true", "false"):
+            wanted = params["delivery_success"] == "true"
+            events = [e for e in events if (e["pending_webhooks"] == 0) == wanted]
+        events = [e for e in events if _created_matches(e["created"], params.get("created"))]
+        return json_response(_page(events, params, "/v1/events", "event"))
+
+    def _api_retrieve_event(self, request: Request, event_id: str) -> Response:
+        for event in self._events:
+            if event["id"] == event_id and (not request.stripe_account or event["account"] == request.stripe_account):
+                return json_response(self._event_view(event))
+        raise _missing("event", event_id)

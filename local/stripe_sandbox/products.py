@@ -1,0 +1,114 @@
+"""Products and their prices: /v1/products, and the one recurring price per
+product a subscription's items use."""
+import copy
+from typing import Any, Dict, List, Optional
+
+from local.stripe_sandbox.wire import (Request, Response, SandboxError, _form_bool, _form_metadata, _merge_metadata,
+                                       _missing, _random_id, _refuse_unknown, json_response)
+
+DEFAULT_UNIT_AMOUNT = 1500
+
+
+class Products:
+    """Products and prices, on an account or on the platform."""
+
+    def create_product(self, account_id: Optional[str], name: Optional[str] = None,
+                       metadata: Optional[Dict[str, str]] = None, id: Optional[str] = None) -> Dict[str, Any]:
+        with self._lock:
+            scope = self._scope(account_id)
+            product_id = id or _random_id("prod_", 14)
+            if any(product_id in products for products in self._products.values()):
+                raise ValueError("product %s already exists" % product_id)
+            now = int(self.clock())
+            product = {
+                "id": product_id,
+                "object": "product",
+                "active": True,
+                "created": now,
+                "description": None,
+                "livemode": self._livemode(scope),
+                "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+                "name": name or "Sandbox product",
+                "updated": now,
+            }
+            self._products.setdefault(scope, {})[product_id] = product
+            return copy.deepcopy(product)
+
+    def update_product(self, account_id: Optional[str], product_id: str, **fields: Any) -> Dict[str, Any]:
+        """Changes name, active, description or metadata (merged: a value "" deletes the key)."""
+        with self._lock:
+            product = self._product_or_raise(self._scope(account_id), product_id)
+            changed = copy.deepcopy(product)
+            for name, value in fields.items():
+                if name == "metadata":
+                    changed["metadata"] = _merge_metadata(changed["metadata"], value or {})
+                elif name in ("name", "active", "description"):
+                    changed[name] = value
+                else:
+                    raise ValueError("a product's %s cannot be changed here" % name)
+            changed["updated"] = int(self.clock())
+            product.clear()
+            product.update(changed)
+            return copy.deepcopy(product)
+
+    def products(self, account_id: Optional[str]) -> List[Dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._products.get(self._scope(account_id), {}).values()))
+
+    def _product_or_raise(self, scope: Optional[str], product_id: str) -> Dict[str, Any]:
+        try:
+            return self._products.get(scope, {})[product_id]
+        except KeyError:
+            raise KeyError("no product %s on %s" % (product_id, scope or "the platform")) from None
+
+    def _price_for(self, scope: Optional[str], product_id: str) -> Dict[str, Any]:
+        prices = self._prices.setdefault(scope, {})
+        if product_id not in prices:
+            prices[product_id] = {
+                "id": _random_id("price_", 14),
+                "object": "price",
+                "active": True,
+                "billing_scheme": "per_unit",
+                "created": int(self.clock()),
+                "currency": "usd",
+                "livemode": self._livemode(scope),
+                "lookup_key": None,
+                "metadata": {},
+                "nickname": None,
+                "product": product_id,
+                "recurring": {"interval": "month", "interval_count": 1, "meter": None, "trial_period_days": None,
+                              "usage_type": "licensed"},
+                "tax_behavior": "unspecified",
+                "type": "recurring",
+                "unit_amount": DEFAULT_UNIT_AMOUNT,
+                "unit_amount_decimal": str(DEFAULT_UNIT_AMOUNT),
+            }
+        return prices[product_id]
+
+    # API
+
+    def _api_create_product(self, request: Request) -> Response:
+        params = request.params
+        _refuse_unknown(params, ("name", "metadata", "id", "description", "active", "expand"))
+        name = params.get("name")
+        if not name or not isinstance(name, str):
+            raise SandboxError(400, "Missing required param: name.", code="parameter_missing", param="name")
+        metadata = _form_metadata(params.get("metadata"), {})
+        product_id = params.get("id") or None
+        if product_id and any(product_id in products for products in self._products.values()):
+            raise SandboxError(400, "Product already exists.", code="resource_already_exists", param="id")
+        product = self.create_product(request.stripe_account, name=name, metadata=metadata, id=product_id)
+        fields: Dict[str, Any] = {}
+        if isinstance(params.get("description"), str):
+            fields["description"] = params["description"] or None
+        if "active" in params:
+            fields["active"] = _form_bool(params["active"], "active")
+        if fields:
+            product = self.update_product(request.stripe_account, product["id"], **fields)
+        return json_response(product)
+
+    def _api_retrieve_product(self, request: Request, product_id: str) -> Response:
+        product = self._products.get(request.stripe_account, {}).get(product_id)
+        if product is None:
+            raise _missing("product", product_id)
+        return json_response(product)

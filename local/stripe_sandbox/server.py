@@ -1,0 +1,376 @@
+"""The HTTP side: the route table, the request handler, dispatch (API keys,
+Stripe-Account, idempotent replays) and the injected failures and delays."""
+import copy
+import hmac
+import html
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS
+from local.stripe_sandbox.wire import (API_VERSION, Request, Response, SandboxError, html_response, json_response,
+                                       mask_key, oauth_error, parse_form, stripe_error)
+
+if TYPE_CHECKING:
+    from local.stripe_sandbox.sandbox import StripeSandbox
+
+
+# Who may call a route: "api" needs the secret key and honours Stripe-Account,
+# "oauth" needs the secret key and answers OAuth-style errors, "page" is for a
+# browser and needs nothing.
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: "re.Pattern[str]"
+    handler: str
+    kind: str
+
+
+def _route(method: str, pattern: str, handler: str, kind: str) -> Route:
+    return Route(method, re.compile("^" + pattern + "$"), handler, kind)
+
+
+_ID = r"([A-Za-z0-9_]+)"
+
+
+ROUTES: List[Route] = [
+    _route("GET", r"/oauth/authorize", "_page_authorize", "page"),
+    _route("POST", r"/oauth/authorize", "_page_authorize_decision", "page"),
+    _route("POST", r"/oauth/token", "_oauth_token", "oauth"),
+    _route("POST", r"/oauth/deauthorize", "_oauth_deauthorize", "oauth"),
+    _route("GET", r"/v1/account", "_api_current_account", "api"),
+    _route("GET", r"/v1/accounts/" + _ID, "_api_retrieve_account", "api"),
+    _route("GET", r"/v1/events", "_api_list_events", "api"),
+    _route("GET", r"/v1/events/" + _ID, "_api_retrieve_event", "api"),
+    _route("GET", r"/v1/customers", "_api_list_customers", "api"),
+    _route("POST", r"/v1/customers", "_api_create_customer", "api"),
+    _route("GET", r"/v1/customers/" + _ID, "_api_retrieve_customer", "api"),
+    _route("GET", r"/v1/billing_portal/configurations", "_api_list_portal_configurations", "api"),
+    _route("POST", r"/v1/billing_portal/configurations", "_api_create_portal_configuration", "api"),
+    _route("GET", r"/v1/billing_portal/configurations/" + _ID, "_api_retrieve_portal_configuration", "api"),
+    _route("POST", r"/v1/billing_portal/configurations/" + _ID, "_api_update_portal_configuration", "api"),
+    _route("POST", r"/v1/billing_portal/sessions", "_api_create_portal_session", "api"),
+    _route("GET", r"/v1/products/" + _ID, "_api_retrieve_product", "api"),
+    _route("POST", r"/v1/products", "_api_create_product", "api"),
+    _route("GET", r"/v1/subscriptions", "_api_list_subscriptions", "api"),
+    _route("GET", r"/v1/subscriptions/" + _ID, "_api_retrieve_subscription", "api"),
+    _route("POST", r"/v1/subscriptions/" + _ID, "_api_update_subscription", "api"),
+    _route("DELETE", r"/v1/subscriptions/" + _ID, "_api_cancel_subscription", "api"),
+    _route("GET", r"/v1/subscription_items", "_api_list_subscription_items", "api"),
+    _route("GET", r"/p/session/" + _ID, "_page_portal_session", "page"),
+    _route("POST", r"/p/session/" + _ID + r"/subscriptions/" + _ID + r"/(cancel|keep)",
+           "_page_portal_subscription", "page"),
+    _route("GET", r"/", "_page_dashboard", "page"),
+    _route("POST", r"/dashboard/accounts/" + _ID + r"/revoke", "_page_dashboard_revoke", "page"),
+    _route("POST", r"/dashboard/accounts/" + _ID + r"/update", "_page_dashboard_update", "page"),
+    _route("POST", r"/dashboard/accounts/" + _ID + r"/customers", "_page_dashboard_customer", "page"),
+    _route("POST", r"/dashboard/accounts/" + _ID + r"/subscriptions", "_page_dashboard_subscription", "page"),
+    _route("POST", r"/dashboard/subscriptions/" + _ID + r"/([a-z_]+)", "_page_dashboard_subscription_action",
+           "page"),
+]
+
+
+@dataclass
+class _Failure:
+    method: str
+    path: str
+    status: int
+    error: Dict[str, Any]
+    remaining: int
+    should_retry: Optional[bool]
+    retry_after: Optional[int]
+
+
+@dataclass
+class _Delay:
+    method: str
+    path: str
+    seconds: float
+    remaining: int
+
+
+class Server:
+    """Serving HTTP, dispatching requests to the handlers, and what tests inject."""
+
+    # running
+
+    def start(self) -> "StripeSandbox":
+        sandbox = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.sandbox = sandbox
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = "http://%s:%d" % (self.host, self.port)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="stripe-sandbox", daemon=True)
+        self._thread.start()
+        self._delivery_thread = threading.Thread(target=self._deliver_loop, name="stripe-sandbox-webhooks",
+                                                 daemon=True)
+        self._delivery_thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._delivery_thread is not None:
+            self._deliveries.put(None)
+            self._delivery_thread.join(timeout=WEBHOOK_TIMEOUT_SECONDS + 1)
+            self._delivery_thread = None
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (the CLI's loop)."""
+        try:
+            while self._thread is not None and self._thread.is_alive():
+                self._thread.join(timeout=0.5)
+        finally:
+            self.stop()
+
+    def __enter__(self) -> "StripeSandbox":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # what tests inject and read back
+
+    def fail_next(self, method: str, path: str, status: int = 500, error: Optional[Dict[str, Any]] = None,
+                  times: int = 1, should_retry: Optional[bool] = None,
+                  retry_after: Optional[int] = None) -> None:
+        """The next `times` requests to method + path answer `status`.
+
+        5xx and 409 answers carry ``Stripe-Should-Retry: true`` unless
+        should_retry says otherwise, so the client's retries are exercised;
+        every other status carries ``false`` unless should_retry is True.
+        A 429 is Stripe's rate limit error (code ``rate_limit``); with
+        `retry_after` it also carries ``Retry-After`` (seconds).
+        On /oauth/* keep `error["error"]` to one of Stripe's OAuth codes
+        (invalid_request, invalid_grant, invalid_client, ...): stripe-python
+        fails with an AttributeError on any other string."""
+        with self._lock:
+            self._failures.append(_Failure(method.upper(), path, status, dict(error or {}), times, should_retry,
+                                           retry_after))
+
+    def delay_next(self, method: str, path: str, seconds: float, times: int = 1) -> None:
+        """The next `times` requests to method + path wait `seconds` before
+        they are handled and answered, as a Stripe that hangs would; other
+        requests go on meanwhile. A client that gave up waiting has still
+        made the request: it is recorded when it arrives and carried out
+        after the wait."""
+        with self._lock:
+            self._delays.append(_Delay(method.upper(), path, seconds, times))
+
+    def before_answering_next(self, method: str, path: str, action: Callable[[], Any]) -> None:
+        """Run `action` once, after the next request to method + path has
+        taken effect and before it is answered: what happens when Stripe's
+        webhook about a change reaches the API before the answer to the
+        request that made it."""
+        with self._lock:
+            self._before_answer.append((method.upper(), path, action))
+
+    @property
+    def requests(self) -> List[Dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._requests)
+
+    def requests_to(self, method: str, path_prefix: str) -> List[Dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == method.upper() and r["path"].startswith(path_prefix)]
+
+    # dispatch
+
+    def handle(self, request: Request) -> Response:
+        with self._lock:
+            self._requests.append({
+                "method": request.method, "path": request.path, "query": copy.deepcopy(request.query),
+                "params": copy.deepcopy(request.params), "headers": dict(request.headers),
+                "stripe_account": request.stripe_account,
+            })
+            delay = self._take_delay(request)
+            generation = self._generation
+        if delay:
+            # Without the lock: the other requests, and the test's own calls,
+            # are not held up by one that hangs.
+            time.sleep(delay)
+        with self._lock:
+            if generation != self._generation:
+                response = stripe_error(500, "The sandbox was reset while this request waited", type="api_error")
+            else:
+                response = self._dispatch(request)
+            actions = [hook for hook in self._before_answer if hook[:2] == (request.method, request.path)]
+            for hook in actions:
+                self._before_answer.remove(hook)
+        for _, _, action in actions:
+            action()
+        response.headers.setdefault("Request-Id", request.request_id)
+        response.headers.setdefault("Stripe-Version", API_VERSION)
+        return response
+
+    def _dispatch(self, request: Request) -> Response:
+        route, args = self._match(request)
+        kind = route.kind if route else ("api" if request.path.startswith("/v1/") else "page")
+        failure = self._take_failure(request)
+        if failure is not None:
+            return failure
+        if route is None:
+            if kind == "page" and not request.path.startswith("/oauth/"):
+                return html_response("Not found", "<h1>Not found</h1><p>Nothing lives at %s.</p>"
+                                     % html.escape(request.path), 404)
+            return stripe_error(404, "Unrecognized request URL (%s: %s). Please see https://stripe.com/docs "
+                                "or we can help at https://support.stripe.com/." % (request.method, request.path))
+        if kind in ("api", "oauth"):
+            refused = self._check_key(request, kind)
+            if refused is not None:
+                return refused
+        if kind == "api" and request.stripe_account and request.stripe_account not in self._connected:
+            return stripe_error(403, "The provided key '%s' does not have access to account '%s' (or that "
+                                "account does not exist). Application access may have been revoked."
+                                % (mask_key(self.secret_key), request.stripe_account), code="account_invalid")
+        replay_key = None
+        if request.method == "POST" and kind != "page" and request.idempotency_key:
+            replay_key = (request.stripe_account, request.idempotency_key)
+            stored = self._idempotent.get(replay_key)
+            if stored is not None:
+                method, path, params, response = stored
+                if (method, path, params) != (request.method, request.path, request.params):
+                    return stripe_error(400, "Keys for idempotent requests can only be used with the same "
+                                        "parameters they were first used with. Try using a key other than '%s' "
+                                        "if you meant to execute a different request." % request.idempotency_key,
+                                        type="idempotency_error")
+                replayed = Response(response.status, response.body, dict(response.headers))
+                replayed.headers["Idempotent-Replayed"] = "true"
+                return replayed
+        try:
+            response = getattr(self, route.handler)(request, *args)
+        except SandboxError as exc:
+            response = exc.response
+        if replay_key is not None and response.status < 500:
+            self._idempotent[replay_key] = (request.method, request.path, copy.deepcopy(request.params),
+                                            Response(response.status, response.body, dict(response.headers)))
+        return response
+
+    def _match(self, request: Request) -> Tuple[Optional[Route], Tuple[str, ...]]:
+        for route in ROUTES:
+            if route.method == request.method:
+                found = route.pattern.match(request.path)
+                if found:
+                    return route, found.groups()
+        return None, ()
+
+    def _take_delay(self, request: Request) -> float:
+        for delay in self._delays:
+            if delay.method == request.method and delay.path == request.path:
+                delay.remaining -= 1
+                if delay.remaining <= 0:
+                    self._delays.remove(delay)
+                return delay.seconds
+        return 0.0
+
+    def _take_failure(self, request: Request) -> Optional[Response]:
+        for failure in self._failures:
+            if failure.method == request.method and failure.path == request.path:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failures.remove(failure)
+                break
+        else:
+            return None
+        if request.path.startswith("/oauth/"):
+            body: Dict[str, Any] = {"error": "invalid_request", "error_description": "Sandbox failure"}
+            body.update(failure.error)
+            response = json_response(body, failure.status)
+        else:
+            if failure.status == 429:
+                error = {"type": "invalid_request_error", "code": "rate_limit",
+                         "message": "Request rate limit exceeded. Learn more about rate limits here "
+                                    "https://stripe.com/docs/rate-limits."}
+            else:
+                error = {"type": "api_error", "message": "Sandbox failure"}
+            error.update(failure.error)
+            response = json_response({"error": error}, failure.status)
+        retry = failure.should_retry
+        if retry is None:
+            retry = failure.status >= 500 or failure.status == 409
+        response.headers["Stripe-Should-Retry"] = "true" if retry else "false"
+        if failure.retry_after is not None:
+            response.headers["Retry-After"] = str(failure.retry_after)
+        return response
+
+    def _check_key(self, request: Request, kind: str) -> Optional[Response]:
+        authorization = request.headers.get("authorization", "")
+        scheme, _, presented = authorization.partition(" ")
+        if kind == "oauth" and request.params.get("client_secret"):
+            presented, scheme = request.params["client_secret"], "Bearer"
+        if scheme.lower() == "bearer" and presented.strip():
+            if hmac.compare_digest(presented.strip().encode(), self.secret_key.encode()):
+                return None
+            message = "Invalid API Key provided: %s" % mask_key(presented.strip())
+        else:
+            message = ("You did not provide an API key. You need to provide your API key in the "
+                       "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').")
+        if kind == "oauth":
+            return oauth_error(401, "invalid_client", message)
+        return stripe_error(401, message)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sandbox: "StripeSandbox"
+    protocol_version = "HTTP/1.1"
+    server_version = "StripeSandbox/1.0"
+    # Headers and body go out in two writes; with Nagle on, a keep-alive
+    # client waits for its delayed ACK (~40 ms) on every request.
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        query = parse_form(parts.query)
+        params = parse_form(raw) if self.command == "POST" else dict(query)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        request = Request(self.command, parts.path or "/", query, params, headers)
+        try:
+            response = self.sandbox.handle(request)
+        except Exception as exc:  # answer like Stripe's own outage rather than drop the connection
+            print("stripe-sandbox: %s %s failed: %r" % (self.command, parts.path, exc), file=sys.stderr)
+            response = stripe_error(500, "Sandbox internal error", type="api_error")
+            response.headers["Request-Id"] = request.request_id
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client stopped waiting (its timeout, during a delay): as at
+            # Stripe, the request was carried out and nobody hears the answer.
+            self.close_connection = True
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        if self.sandbox.log_requests:
+            # The path only: queries carry codes and emails, and headers the key.
+            sys.stderr.write("stripe-sandbox: %s %s %s\n" % (self.command, urlsplit(self.path).path, code))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.sandbox.log_requests:
+            sys.stderr.write("stripe-sandbox: %s\n" % (format % args))

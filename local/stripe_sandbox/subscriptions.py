@@ -1,0 +1,376 @@
+"""Subscriptions and their items: /v1/subscriptions, /v1/subscription_items,
+expansion, and the helpers that create, change, renew and cancel them."""
+import copy
+from typing import Any, Dict, List, Optional, Tuple
+
+from local.stripe_sandbox.events import _previous_attributes
+from local.stripe_sandbox.wire import (Request, Response, SandboxError, _created_matches, _expansions, _form_bool,
+                                       _form_int, _form_metadata, _merge_metadata, _missing, _page, _random_id,
+                                       _refuse_unknown, json_response)
+
+DEFAULT_PERIOD_SECONDS = 30 * 24 * 3600
+SUBSCRIPTION_STATUSES = ("incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled",
+                         "unpaid", "paused")
+# What `status` may be on GET /v1/subscriptions, besides the statuses themselves.
+_LIST_STATUSES = SUBSCRIPTION_STATUSES + ("all", "ended")
+# Expand paths a subscription answers to ("items.data.price" is always inline).
+_SUBSCRIPTION_EXPANDABLE = ("customer", "items.data.price", "items.data.price.product")
+
+# How many items a subscription embeds in an API answer.
+EMBEDDED_ITEMS = 10
+
+
+class Subscriptions:
+    """Subscriptions, their items and their lifecycle."""
+
+    def create_subscription(self, account_id: Optional[str], customer_id: str, products: List[str],
+                            status: str = "active", period_end: Optional[int] = None,
+                            period_start: Optional[int] = None, metadata: Optional[Dict[str, str]] = None,
+                            cancel_at_period_end: bool = False, cancel_at: Optional[int] = None,
+                            id: Optional[str] = None) -> Dict[str, Any]:
+        """A subscription of customer_id to products (ids on that account), one
+        item and price each, every item in the period period_start (now) to
+        period_end (30 days later). Records customer.subscription.created."""
+        with self._lock:
+            scope = self._scope(account_id)
+            customer = self._customer_or_raise(scope, customer_id)
+            if customer.get("deleted"):
+                raise ValueError("customer %s is deleted" % customer_id)
+            if isinstance(products, str):
+                products = [products]
+            product_ids = list(dict.fromkeys(products))
+            if not product_ids:
+                raise ValueError("a subscription needs at least one product")
+            for product_id in product_ids:
+                self._product_or_raise(scope, product_id)
+            if status not in SUBSCRIPTION_STATUSES:
+                raise ValueError("unknown subscription status %r" % status)
+            subscription_id = id or _random_id("sub_", 14)
+            if self._find_subscription(subscription_id) is not None:
+                raise ValueError("subscription %s already exists" % subscription_id)
+            now = int(self.clock())
+            start = now if period_start is None else int(period_start)
+            end = start + DEFAULT_PERIOD_SECONDS if period_end is None else int(period_end)
+            canceled = status == "canceled"
+            subscription = {
+                "id": subscription_id,
+                "object": "subscription",
+                "cancel_at": None if cancel_at is None else int(cancel_at),
+                "cancel_at_period_end": bool(cancel_at_period_end) and not canceled,
+                "canceled_at": now if cancel_at_period_end or canceled else None,
+                "collection_method": "charge_automatically",
+                "created": now,
+                "currency": "usd",
+                "customer": customer_id,
+                "ended_at": now if canceled else None,
+                "items": _item_list(subscription_id, [
+                    self._new_item(scope, subscription_id, product_id, start, end) for product_id in product_ids]),
+                "livemode": self._livemode(scope),
+                "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+                "start_date": start,
+                "status": status,
+            }
+            self._subscriptions.setdefault(scope, {})[subscription_id] = subscription
+            self._record_event("customer.subscription.created", scope, subscription)
+            return copy.deepcopy(subscription)
+
+    def update_subscription(self, account_id: Optional[str], subscription_id: str,
+                            **changes: Any) -> Dict[str, Any]:
+        """Changes status, cancel_at_period_end, cancel_at, metadata (merged:
+        "" deletes a key), products (the new item set) or period_end (of every
+        item). Records customer.subscription.updated with previous_attributes,
+        or .paused / .resumed when the status enters or leaves paused."""
+        with self._lock:
+            return self._update_subscription(self._scope(account_id), subscription_id, changes)
+
+    def renew_subscription(self, account_id: Optional[str], subscription_id: str,
+                           period_end: Optional[int] = None) -> Dict[str, Any]:
+        """The current period ended: every item's next period starts at the old
+        end and lasts as long (or ends at period_end); past_due, unpaid and
+        trialing become active. One set to cancel at that moment (by
+        cancel_at_period_end or cancel_at) is canceled instead, as Stripe does."""
+        with self._lock:
+            scope = self._scope(account_id)
+            subscription = self._subscription_or_raise(scope, subscription_id)
+            if subscription["status"] in ("canceled", "incomplete_expired"):
+                raise ValueError("subscription %s has ended" % subscription_id)
+            old_end = _period_end(subscription)
+            if subscription["cancel_at_period_end"] or (
+                    subscription["cancel_at"] is not None and subscription["cancel_at"] <= old_end):
+                return self._cancel_subscription(scope, subscription_id)
+            if period_end is not None and int(period_end) <= old_end:
+                raise ValueError("the next period must end after the current one (%d)" % old_end)
+            changed = copy.deepcopy(subscription)
+            for item in changed["items"]["data"]:
+                start, end = item["current_period_start"], item["current_period_end"]
+                item["current_period_start"] = end
+                item["current_period_end"] = int(period_end) if period_end is not None else end + (end - start)
+            if changed["status"] in ("past_due", "unpaid", "trialing"):
+                changed["status"] = "active"
+            return self._store_update(scope, subscription, changed)
+
+    def cancel_subscription(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        """Cancels now. Records customer.subscription.deleted."""
+        with self._lock:
+            return self._cancel_subscription(self._scope(account_id), subscription_id)
+
+    def forget_subscription(self, account_id: Optional[str], subscription_id: str) -> None:
+        """Removes the subscription entirely (retrieving it answers 404), without an event."""
+        with self._lock:
+            scope = self._scope(account_id)
+            self._subscription_or_raise(scope, subscription_id)
+            del self._subscriptions[scope][subscription_id]
+
+    def subscription(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._subscription_or_raise(self._scope(account_id), subscription_id))
+
+    def subscriptions(self, account_id: Optional[str]) -> List[Dict[str, Any]]:
+        """The account's subscriptions, oldest first, canceled ones included."""
+        with self._lock:
+            return copy.deepcopy(list(self._subscriptions.get(self._scope(account_id), {}).values()))
+
+    def _subscription_or_raise(self, scope: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        try:
+            return self._subscriptions.get(scope, {})[subscription_id]
+        except KeyError:
+            raise KeyError("no subscription %s on %s" % (subscription_id, scope or "the platform")) from None
+
+    def _find_subscription(self, subscription_id: str) -> Optional[Tuple[Optional[str], Dict[str, Any]]]:
+        for scope, subscriptions in self._subscriptions.items():
+            if subscription_id in subscriptions:
+                return scope, subscriptions[subscription_id]
+        return None
+
+    def _new_item(self, scope: Optional[str], subscription_id: str, product_id: str, start: int,
+                  end: int) -> Dict[str, Any]:
+        return {
+            "id": _random_id("si_", 14),
+            "object": "subscription_item",
+            "created": int(self.clock()),
+            "current_period_end": end,
+            "current_period_start": start,
+            "metadata": {},
+            "price": copy.deepcopy(self._price_for(scope, product_id)),
+            "quantity": 1,
+            "subscription": subscription_id,
+        }
+
+    def _update_subscription(self, scope: Optional[str], subscription_id: str, changes: Dict[str, Any],
+                             request: Optional[Request] = None) -> Dict[str, Any]:
+        subscription = self._subscription_or_raise(scope, subscription_id)
+        order = ("status", "cancel_at_period_end", "cancel_at", "metadata", "products", "period_end")
+        unknown = sorted(set(changes) - set(order))
+        if unknown:
+            raise ValueError("a subscription's %s cannot be changed here" % ", ".join(unknown))
+        changed = copy.deepcopy(subscription)
+        now = int(self.clock())
+        for name in (n for n in order if n in changes):
+            value = changes[name]
+            if name == "status":
+                if value not in SUBSCRIPTION_STATUSES:
+                    raise ValueError("unknown subscription status %r" % value)
+                if value == "canceled" and changed["status"] != "canceled":
+                    raise ValueError("cancel a subscription with cancel_subscription")
+                changed["status"] = value
+            elif name == "cancel_at_period_end":
+                value = bool(value)
+                if value != changed["cancel_at_period_end"]:
+                    changed["cancel_at_period_end"] = value
+                    if changed["status"] != "canceled":
+                        changed["canceled_at"] = now if value else None
+            elif name == "cancel_at":
+                changed["cancel_at"] = None if value is None else int(value)
+            elif name == "metadata":
+                changed["metadata"] = _merge_metadata(changed["metadata"], value or {})
+            elif name == "products":
+                product_ids = list(dict.fromkeys([value] if isinstance(value, str) else value))
+                if not product_ids:
+                    raise ValueError("a subscription needs at least one product")
+                for product_id in product_ids:
+                    self._product_or_raise(scope, product_id)
+                items = changed["items"]["data"]
+                kept = [item for item in items if item["price"]["product"] in product_ids]
+                present = {item["price"]["product"] for item in kept}
+                if items:
+                    start, end = items[0]["current_period_start"], items[0]["current_period_end"]
+                else:
+                    start, end = now, now + DEFAULT_PERIOD_SECONDS
+                added = [self._new_item(scope, subscription_id, product_id, start, end)
+                         for product_id in product_ids if product_id not in present]
+                changed["items"] = _item_list(subscription_id, kept + added)
+            elif name == "period_end":
+                for item in changed["items"]["data"]:
+                    item["current_period_end"] = int(value)
+        return self._store_update(scope, subscription, changed, request)
+
+    def _store_update(self, scope: Optional[str], subscription: Dict[str, Any], changed: Dict[str, Any],
+                      request: Optional[Request] = None) -> Dict[str, Any]:
+        previous = _previous_attributes(subscription, changed)
+        if not previous:
+            return copy.deepcopy(subscription)
+        was = subscription["status"]
+        subscription.clear()
+        subscription.update(changed)
+        status = subscription["status"]
+        if status == "paused" and was != "paused":
+            self._record_event("customer.subscription.paused", scope, subscription, request=request)
+        elif was == "paused" and status in ("active", "trialing"):
+            self._record_event("customer.subscription.resumed", scope, subscription, request=request)
+        else:
+            self._record_event("customer.subscription.updated", scope, subscription,
+                               previous_attributes=previous, request=request)
+        return copy.deepcopy(subscription)
+
+    def _cancel_subscription(self, scope: Optional[str], subscription_id: str,
+                             request: Optional[Request] = None) -> Dict[str, Any]:
+        subscription = self._subscription_or_raise(scope, subscription_id)
+        if subscription["status"] == "canceled":
+            raise ValueError("subscription %s is already canceled" % subscription_id)
+        now = int(self.clock())
+        subscription["status"] = "canceled"
+        subscription["canceled_at"] = subscription["canceled_at"] or now
+        subscription["ended_at"] = now
+        subscription["cancel_at_period_end"] = False
+        self._record_event("customer.subscription.deleted", scope, subscription, request=request)
+        return copy.deepcopy(subscription)
+
+    # API
+
+    def _scoped_subscription(self, request: Request, subscription_id: str) -> Dict[str, Any]:
+        subscription = self._subscriptions.get(request.stripe_account, {}).get(subscription_id)
+        if subscription is None:
+            raise _missing("subscription", subscription_id)
+        return subscription
+
+    def _expand_subscription(self, scope: Optional[str], subscription: Dict[str, Any], paths: List[str],
+                             prefix: str = "") -> Dict[str, Any]:
+        _check_expandable(paths, prefix)
+        view = copy.deepcopy(subscription)
+        # Like Stripe, an answer embeds the first items only; the rest are
+        # listed at /v1/subscription_items.
+        items = view["items"]
+        items["has_more"] = len(items["data"]) > EMBEDDED_ITEMS
+        items["data"] = items["data"][:EMBEDDED_ITEMS]
+        if "customer" in paths:
+            customer = self._customers.get(scope, {}).get(view["customer"])
+            if customer is not None:
+                view["customer"] = copy.deepcopy(customer)
+        if "items.data.price.product" in paths:
+            for item in view["items"]["data"]:
+                product = self._products.get(scope, {}).get(item["price"]["product"])
+                if product is not None:
+                    item["price"]["product"] = copy.deepcopy(product)
+        return view
+
+    def _api_retrieve_subscription(self, request: Request, subscription_id: str) -> Response:
+        subscription = self._scoped_subscription(request, subscription_id)
+        return json_response(self._expand_subscription(request.stripe_account, subscription,
+                                                       _expansions(request.query)))
+
+    def _api_list_subscriptions(self, request: Request) -> Response:
+        params = request.query
+        paths = []
+        for path in _expansions(params):
+            if not path.startswith("data."):
+                raise SandboxError(400, "This property cannot be expanded (%s). You may want to try expanding "
+                                   "'data.%s' instead." % (path, path))
+            paths.append(path[len("data."):])
+        _check_expandable(paths, "data.")
+        subscriptions = list(reversed(list(self._subscriptions.get(request.stripe_account, {}).values())))
+        status = params.get("status")
+        if status is None:
+            subscriptions = [s for s in subscriptions if s["status"] != "canceled"]
+        elif status not in _LIST_STATUSES:
+            raise SandboxError(400, "Invalid status: must be one of %s, or %s" % (
+                ", ".join(sorted(_LIST_STATUSES)[:-1]), sorted(_LIST_STATUSES)[-1]), param="status")
+        elif status == "ended":
+            subscriptions = [s for s in subscriptions if s["status"] in ("canceled", "incomplete_expired")]
+        elif status != "all":
+            subscriptions = [s for s in subscriptions if s["status"] == status]
+        if params.get("customer"):
+            subscriptions = [s for s in subscriptions if s["customer"] == params["customer"]]
+        if params.get("price"):
+            subscriptions = [s for s in subscriptions
+                             if any(i["price"]["id"] == params["price"] for i in s["items"]["data"])]
+        subscriptions = [s for s in subscriptions if _created_matches(s["created"], params.get("created"))]
+        page = _page(subscriptions, params, "/v1/subscriptions", "subscription")
+        page["data"] = [self._expand_subscription(request.stripe_account, s, paths, "data.") for s in page["data"]]
+        return json_response(page)
+
+    def _api_list_subscription_items(self, request: Request) -> Response:
+        params = request.query
+        _refuse_unknown(params, ("subscription", "limit", "starting_after", "ending_before", "expand"))
+        if not params.get("subscription"):
+            raise SandboxError(400, "Missing required param: subscription.", code="parameter_missing",
+                               param="subscription")
+        subscription = self._scoped_subscription(request, params["subscription"])
+        paths = _expansions(params)
+        for path in paths:
+            if path != "data.price.product":
+                raise SandboxError(400, "This property cannot be expanded (%s)." % path)
+        page = _page(subscription["items"]["data"], params,
+                     "/v1/subscription_items", "subscription_item")
+        page["data"] = copy.deepcopy(page["data"])
+        if paths:
+            for item in page["data"]:
+                product = self._products.get(request.stripe_account, {}).get(item["price"]["product"])
+                if product is not None:
+                    item["price"]["product"] = copy.deepcopy(product)
+        return json_response(page)
+
+    def _api_update_subscription(self, request: Request, subscription_id: str) -> Response:
+        subscription = self._scoped_subscription(request, subscription_id)
+        params = request.params
+        # Accepted and without effect here: there are no invoices to prorate.
+        _refuse_unknown(params, ("cancel_at_period_end", "cancel_at", "metadata", "expand", "proration_behavior",
+                                 "proration_date", "cancellation_details"))
+        paths = _expansions(params)
+        _check_expandable(paths)
+        changes: Dict[str, Any] = {}
+        if "cancel_at_period_end" in params:
+            changes["cancel_at_period_end"] = _form_bool(params["cancel_at_period_end"], "cancel_at_period_end")
+        if "cancel_at" in params:
+            value = params["cancel_at"]
+            if value == "":
+                changes["cancel_at"] = None
+            elif value == "min_period_end":
+                changes["cancel_at"] = min(i["current_period_end"] for i in subscription["items"]["data"])
+            elif value == "max_period_end":
+                changes["cancel_at"] = _period_end(subscription)
+            else:
+                changes["cancel_at"] = _form_int(value, "cancel_at")
+        if "metadata" in params:
+            changes["metadata"] = _form_metadata(params["metadata"], subscription["metadata"])
+        if subscription["status"] == "canceled" and set(changes) - {"metadata"}:
+            raise SandboxError(400, "A canceled subscription can only update its cancellation_details and "
+                               "metadata.")
+        updated = self._update_subscription(request.stripe_account, subscription_id, changes, request=request)
+        return json_response(self._expand_subscription(request.stripe_account, updated, paths))
+
+    def _api_cancel_subscription(self, request: Request, subscription_id: str) -> Response:
+        subscription = self._scoped_subscription(request, subscription_id)
+        _refuse_unknown(request.params, ("expand", "invoice_now", "prorate", "cancellation_details"))
+        paths = _expansions(request.params)
+        _check_expandable(paths)
+        if subscription["status"] == "canceled":
+            # Stripe treats a canceled subscription as gone for this call.
+            raise _missing("subscription", subscription_id)
+        canceled = self._cancel_subscription(request.stripe_account, subscription_id, request=request)
+        return json_response(self._expand_subscription(request.stripe_account, canceled, paths))
+
+
+def _item_list(subscription_id: str, items: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {"object": "list", "data": items, "has_more": False, "total_count": len(items),
+            "url": "/v1/subscription_items?subscription=%s" % subscription_id}
+
+
+def _period_end(subscription: Dict[str, Any]) -> int:
+    """The latest current_period_end of the subscription's items."""
+    return max((item["current_period_end"] for item in subscription["items"]["data"]), default=0)
+
+
+def _check_expandable(paths: List[str], prefix: str = "") -> None:
+    for path in paths:
+        if path not in _SUBSCRIPTION_EXPANDABLE:
+            raise SandboxError(400, "This property cannot be expanded (%s)." % (prefix + path))

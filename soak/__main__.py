@@ -219,20 +219,32 @@ def say(message: str) -> None:
 
 def final_subscriptions(stack: LocalStack) -> List[dict]:
     """Every subscription on the account as Stripe has it now, customer and
-    products expanded, through the sandbox's API."""
+    products expanded, through the sandbox's API. Stripe refuses expansions
+    deeper than four levels, so a list cannot expand data.items.data.price.product:
+    the products are read once each and filled in."""
     found: List[dict] = []
-    params = [("status", "all"), ("limit", "100"), ("expand[]", "data.customer"),
-              ("expand[]", "data.items.data.price.product")]
+    params = [("status", "all"), ("limit", "100"), ("expand[]", "data.customer")]
     headers = {"Authorization": "Bearer " + stack.sandbox.secret_key, "Stripe-Account": stack.account_id}
+    products: Dict[str, dict] = {}
     with requests.Session() as session:
-        while True:
-            answer = session.get(stack.sandbox.url + "/v1/subscriptions", params=params, headers=headers, timeout=30)
+        def get(path: str, query=None) -> dict:
+            answer = session.get(stack.sandbox.url + path, params=query, headers=headers, timeout=30)
             answer.raise_for_status()
-            page = answer.json()
+            return answer.json()
+
+        while True:
+            page = get("/v1/subscriptions", params)
             found.extend(page["data"])
             if not page["has_more"]:
-                return found
+                break
             params = [p for p in params if p[0] != "starting_after"] + [("starting_after", page["data"][-1]["id"])]
+        for subscription in found:
+            for item in subscription["items"]["data"]:
+                product_id = item["price"]["product"]
+                if product_id not in products:
+                    products[product_id] = get("/v1/products/" + product_id)
+                item["price"]["product"] = products[product_id]
+    return found
 
 
 def observed_holdings(stack: LocalStack, life: StripeLife) -> Dict[verdict.Pair, verdict.Holding]:

@@ -176,16 +176,27 @@ def _missing(kind: str, object_id: str, param: str = "id") -> SandboxError:
     return SandboxError(404, "No such %s: '%s'" % (kind, object_id), code="resource_missing", param=param)
 
 
+MAX_EXPAND_LEVELS = 4
+
+
 def _expansions(params: Dict[str, Any]) -> List[str]:
     """The expand paths of a request: expand[0]=a&expand[1]=b, expand[]=a or expand=a."""
     value = params.get("expand")
     if value is None or value == "":
         return []
     if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise SandboxError(400, "Invalid array", param="expand")
+        paths = [value]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        paths = value
+    else:
+        raise SandboxError(400, "Invalid array", param="expand")
+    for path in paths:
+        # Stripe counts the levels from the top of the answer, `data` of a
+        # list included: data.items.data.price.product is five.
+        if len(path.split(".")) > MAX_EXPAND_LEVELS:
+            raise SandboxError(400, "You cannot expand more than %d levels of a property. Property: %s"
+                               % (MAX_EXPAND_LEVELS, path), param="expand")
+    return paths
 
 
 def _refuse_unknown(params: Dict[str, Any], known: Tuple[str, ...]) -> None:

@@ -353,13 +353,24 @@ def test_list_leaves_out_canceled_unless_asked_and_filters_by_customer(sandbox, 
 
 
 def test_list_expands_with_the_data_prefix_only(stripe_client, gym):
-    listed = stripe_client.v1.subscriptions.list({"expand": ["data.customer", "data.items.data.price.product"]},
+    listed = stripe_client.v1.subscriptions.list({"expand": ["data.customer", "data.items.data.price"]},
                                                  gym["opts"])
     assert listed.data[0].customer.email == "member@localfitness.test"
-    assert listed.data[0]["items"].data[0].price.product.name == "Yoga"
+    assert listed.data[0]["items"].data[0].price.product.startswith("prod_")
     with pytest.raises(stripe.InvalidRequestError) as caught:
         stripe_client.v1.subscriptions.list({"expand": ["customer"]}, gym["opts"])
     assert "data.customer" in caught.value.user_message
+
+
+def test_an_expansion_deeper_than_four_levels_is_refused_as_stripe_does(stripe_client, gym):
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        stripe_client.v1.subscriptions.list({"expand": ["data.items.data.price.product"]}, gym["opts"])
+    assert caught.value.http_status == 400
+    assert caught.value.param == "expand"
+    assert "more than 4 levels" in caught.value.user_message
+    retrieved = stripe_client.v1.subscriptions.retrieve(
+        gym["subscription"], {"expand": ["items.data.price.product"]}, gym["opts"])
+    assert retrieved["items"].data[0].price.product.name == "Yoga"
 
 
 def test_list_with_an_unknown_status_is_a_400(stripe_client, gym):

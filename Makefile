@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test fuzz sweep bench soak clean
+.PHONY: install run test fuzz sweep catch-up bench soak clean
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -26,6 +26,10 @@ fuzz: $(INSTALLED)
 # Runs expire_access once against the local stack `make run` is serving.
 sweep: $(INSTALLED)
 	$(BIN)/python -m local.sweep
+
+# Runs catch_up once against the local stack `make run` is serving.
+catch-up: $(INSTALLED)
+	$(BIN)/python -m local.catch_up
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench

@@ -14,7 +14,10 @@ from chalicelib.errors import (AccessDenied, ConfigurationError, ConnectionChang
                                Forbidden, InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
                                NoBillingAccount, NotConnected, PayloadTooLarge, PortalDisabled,
                                StripeFailure, Unauthorized)
+from chalicelib.catch_up import CATCH_UP_MESSAGE
+from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
+from chalicelib.queues import SYNC_QUEUE, receive_count
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="stripe-connector")
@@ -30,6 +33,7 @@ WEBHOOK_PATH = "/webhooks/stripe"
 # How often expire_access runs: a member loses access at most this long after
 # access_until in CustomerHub's own view (GET /access never shows it past then).
 SWEEP_SCHEDULE = Rate(15, unit=Rate.MINUTES)
+CATCH_UP_SCHEDULE = Rate(1, unit=Rate.HOURS)
 
 ERRORS = (
     (Unauthorized, 401, "unauthorized"),
@@ -172,6 +176,7 @@ def preflight(path: str, methods: str):
 preflight("/connectors/stripe", "GET,DELETE")
 preflight("/connectors/stripe/connect", "POST")
 preflight("/connectors/stripe/settings", "PUT")
+preflight("/connectors/stripe/sync", "POST")
 preflight(CALLBACK_PATH, "POST")
 preflight("/billing/portal", "GET")
 preflight("/billing/portal/sessions", "POST")
@@ -208,6 +213,15 @@ def save_portal_settings():
     admin = caller(ADMIN_ROLES)
     settings = parse_portal_settings(json_body(required=True))
     return services.get_portal_service().save_settings(admin.site_id, settings)
+
+
+@app.route("/connectors/stripe/sync", methods=["POST"])
+@answers_errors
+def sync_now():
+    admin = caller(ADMIN_ROLES)
+    connector = services.get_connector_service()
+    services.get_import_service().sync(admin.site_id)
+    return Response(body=connector.card(admin.site_id), status_code=202)
 
 
 @app.route("/billing/portal", methods=["GET"])
@@ -308,3 +322,24 @@ def expire_access(event):
     context = event.context
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else None
     return services.get_sweep().run(time_left).as_dict()
+
+
+@app.schedule(CATCH_UP_SCHEDULE, name="catch_up")
+def catch_up(event):
+    """One catch-up message per connected account on the work queue."""
+    return services.get_catch_up().fan_out()
+
+
+@app.on_sqs_message(queue=SYNC_QUEUE, batch_size=1, name="sync_worker")
+def sync_worker(event):
+    """Imports, a page per message, and each account's catch-up. What raises
+    comes again (and after MAX_RECEIVES tries goes to the dead-letter queue)."""
+    for record in event:
+        message = json.loads(record.body)
+        kind = message.get("kind") if isinstance(message, dict) else None
+        if kind == IMPORT_MESSAGE:
+            services.get_import_worker().handle(message, receive_count(record.to_dict()))
+        elif kind == CATCH_UP_MESSAGE:
+            services.get_catch_up().catch_up(message)
+        else:
+            raise ValueError("Unknown work message kind %r" % (kind,))

@@ -4,14 +4,14 @@ import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError
 
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import (AccessDenied, AccountNotConnected, ConnectionChanged, InvalidRequest,
                                InvalidState, StripeFailure)
-from chalicelib.models import LOST_RACE, ConnectionModel, OAuthStateModel
+from chalicelib.models import CONNECTED, DISCONNECTED, LOST_RACE, ConnectionModel, OAuthStateModel
 from chalicelib.stripe_gateway import AuthorizedAccount, StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -23,10 +23,16 @@ UPDATE_ATTEMPTS = 3
 LANDINGS = ("login", "register")
 MAX_EMAIL_LENGTH = 254
 
-CONNECTED = "connected"
-DISCONNECTED = "disconnected"
 BY_ADMIN = "disconnected_by_admin"
 REVOKED = "revoked_in_stripe"
+
+class Importer(Protocol):
+    """What the connector needs of imports (chalicelib/imports.py)."""
+
+    def start(self, connection: ConnectionModel) -> Optional[dict]: ...
+
+    def sync_of(self, connection: Optional[ConnectionModel]) -> Optional[dict]: ...
+
 
 class ConnectionStore:
     def get(self, site_id: str) -> Optional[ConnectionModel]:
@@ -87,7 +93,7 @@ def _hash(state: str) -> str:
     return hashlib.sha256(state.encode("utf-8")).hexdigest()
 
 
-def connector_card(connection: Optional[ConnectionModel]) -> dict:
+def connector_card(connection: Optional[ConnectionModel], sync: Optional[dict] = None) -> dict:
     connected = connection is not None and connection.status == CONNECTED
     return {
         "status": CONNECTED if connected else DISCONNECTED,
@@ -104,8 +110,8 @@ def connector_card(connection: Optional[ConnectionModel]) -> dict:
             "terms_of_service_url": connection.terms_of_service_url if connection else None,
             "allow_cancel": bool(connection.allow_cancel) if connection else False,
         },
-        # The import of the account's subscriptions: none has run yet.
-        "sync": None,
+        # The latest import of the connected account's subscriptions.
+        "sync": sync if connected else None,
     }
 
 
@@ -132,15 +138,18 @@ def parse_connect_request(body: Optional[dict]) -> dict:
 
 class ConnectorService:
     def __init__(self, connections: ConnectionStore, states: OAuthStateStore,
-                 stripe: StripeGateway, redirect_uri: str, clock: Clock = utc_now):
+                 stripe: StripeGateway, redirect_uri: str, imports: "Importer",
+                 clock: Clock = utc_now):
         self._connections = connections
+        self._imports = imports
         self._states = states
         self._stripe = stripe
         self._redirect_uri = redirect_uri
         self._clock = clock
 
     def card(self, site_id: str) -> dict:
-        return connector_card(self._connections.get(site_id))
+        connection = self._connections.get(site_id)
+        return connector_card(connection, self._imports.sync_of(connection))
 
     def begin_connect(self, site_id: str, user_id: str, email: Optional[str] = None,
                       landing: Optional[str] = None, always_prompt: bool = False) -> str:
@@ -178,7 +187,9 @@ class ConnectorService:
         if replaced and replaced != authorized.account_id:
             self._release(replaced, site_id)
         logger.info("Site %s connected to %s", site_id, authorized.account_id)
-        return connector_card(connection)
+        # Whatever the account held before it was connected here: the import
+        # runs in the background and the card follows it.
+        return connector_card(connection, self._imports.start(connection))
 
     def _store_connection(self, connection: ConnectionModel, user_id: str,
                           authorized: AuthorizedAccount, display_name: str) -> None:

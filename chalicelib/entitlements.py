@@ -4,7 +4,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
@@ -13,6 +13,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.access import EXPIRED, Access, is_readable
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import InvalidRequest
+from chalicelib.member_customers import FROM_SUBSCRIPTION
 from chalicelib.models import EntitlementModel, MemberCustomerModel, ProductAttribute, WebhookEventModel
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,11 @@ SITES_PER_TRANSACTION = 49
 def member_key(site_id: str, user_id: str) -> str:
     # The site is escaped so that no (site, user) pair shares a key with another.
     return site_id.replace("\\", "\\\\").replace("#", "\\#") + "#" + user_id
+
+
+def grant_key(site_id: str, account_id: str) -> str:
+    """The grants index's key: a site's access on one Stripe account."""
+    return member_key(site_id, account_id)
 
 
 def due_shard_of(key: str, subscription_id: str) -> int:
@@ -73,10 +79,43 @@ def entitlement_item(view: View, now: datetime) -> EntitlementModel:
                   for p in access.products],
         view_time=view.view_time, stripe_event_id=view.stripe_event_id, changed_at=now,
     )
-    if access.grants and access.access_until is not None:
-        item.due_shard = due_shard_of(key, view.subscription_id)
-        item.due_at = int(access.access_until.timestamp())
+    if access.grants:
+        item.grant_key = grant_key(view.site_id, view.account_id)
+        if access.access_until is not None:
+            item.due_shard = due_shard_of(key, view.subscription_id)
+            item.due_at = int(access.access_until.timestamp())
     return item
+
+
+def ended_item(item: EntitlementModel, now: datetime, reason: str,
+               stripe_status: Optional[str] = None) -> EntitlementModel:
+    """The entitlement with its access ended now, a newer view than item's."""
+    ended = EntitlementModel.from_raw_data(item.serialize())
+    ended.grants = False
+    ended.state = EXPIRED
+    ended.reason = reason
+    ended.stripe_event_id = None
+    ended.stripe_status = stripe_status or item.stripe_status
+    ended.view_time = max(microseconds(now), item.view_time + 1)
+    ended.changed_at = now
+    # Out of the due and grants indexes: there is nothing left to end.
+    ended.due_shard = None
+    ended.due_at = None
+    ended.grant_key = None
+    return ended
+
+
+def member_writes(views: Sequence[View], now: datetime) -> Tuple[List[EntitlementModel], List[MemberCustomerModel]]:
+    """The entitlements and the members' customer records that views make:
+    one record per site and member (a transaction may write an item once)."""
+    items, customers = [], {}
+    for view in views:
+        items.append(entitlement_item(view, now))
+        if view.customer_id:
+            customers[(view.site_id, view.user_id)] = MemberCustomerModel(
+                view.site_id, view.user_id, account_id=view.account_id, customer_id=view.customer_id,
+                source=FROM_SUBSCRIPTION, recorded_at=now)
+    return items, list(customers.values())
 
 
 def newer_than_stored(view_time: int):

@@ -25,6 +25,10 @@ class AccountIndex(GlobalSecondaryIndex):
     site_id = UnicodeAttribute(range_key=True)
 
 
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
+
+
 class ConnectionModel(Model):
     """A site's Stripe connector: the connected account and the admin's settings."""
 
@@ -33,7 +37,7 @@ class ConnectionModel(Model):
         billing_mode = "PAY_PER_REQUEST"
 
     site_id = UnicodeAttribute(hash_key=True)
-    status = UnicodeAttribute(default="disconnected")
+    status = UnicodeAttribute(default=DISCONNECTED)
     account_id = UnicodeAttribute(null=True)
     last_account_id = UnicodeAttribute(null=True)
     display_name = UnicodeAttribute(null=True)
@@ -119,6 +123,19 @@ class DueIndex(GlobalSecondaryIndex):
     due_at = NumberAttribute(range_key=True)
 
 
+class GrantsIndex(GlobalSecondaryIndex):
+    """Entitlements that grant access, by site and account, oldest view first:
+    what an import re-reads when its listing did not show them. Sparse, as
+    the due index: `grant_key` is set only while access is granted."""
+
+    class Meta:
+        index_name = "grants-index"
+        projection = AllProjection()
+
+    grant_key = UnicodeAttribute(hash_key=True)
+    view_time = NumberAttribute(range_key=True)
+
+
 class EntitlementModel(Model):
     """What one subscription grants a member of a site: every product on it
     shares the subscription's state and access_until. `view_time` is when the
@@ -148,11 +165,57 @@ class EntitlementModel(Model):
     changed_at = UTCDateTimeAttribute()
     due_shard = NumberAttribute(null=True)
     due_at = NumberAttribute(null=True)
+    grant_key = UnicodeAttribute(null=True)
 
     due_index = DueIndex()
+    grants_index = GrantsIndex()
 
 
-MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel)
+class ImportModel(Model):
+    """A site's latest import of its connected account's subscriptions: where
+    it is (the phase, the page it waits for, Stripe's cursor) and its counts.
+    A new import replaces it, and messages of the one replaced are dropped."""
+
+    class Meta:
+        table_name = "stripe-connector-imports"
+        billing_mode = "PAY_PER_REQUEST"
+
+    site_id = UnicodeAttribute(hash_key=True)
+    import_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    livemode = BooleanAttribute(default=False)
+    state = UnicodeAttribute()
+    started_at = UTCDateTimeAttribute()
+    # Views read before this moment (microseconds) were not made by this import.
+    started_view_time = NumberAttribute()
+    finished_at = UTCDateTimeAttribute(null=True)
+    updated_at = UTCDateTimeAttribute()
+    phase = UnicodeAttribute()
+    page = NumberAttribute(default=0)
+    cursor = UnicodeAttribute(null=True)
+    subscriptions = NumberAttribute(default=0)
+    matched = NumberAttribute(default=0)
+    unmatched = NumberAttribute(default=0)
+    reread = NumberAttribute(default=0)
+    # Stripe product id → CustomerHub product id: products are read once per import.
+    products = MapAttribute(default=dict)
+    failure = UnicodeAttribute(null=True)
+
+
+class CatchUpModel(Model):
+    """Up to when a connected account's undelivered events were caught up."""
+
+    class Meta:
+        table_name = "stripe-connector-catch-ups"
+        billing_mode = "PAY_PER_REQUEST"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    caught_up_to = NumberAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+
+MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel,
+          ImportModel, CatchUpModel)
 
 
 def bind(settings: Settings) -> None:
@@ -163,6 +226,8 @@ def bind(settings: Settings) -> None:
         WebhookEventModel: settings.webhook_events_table,
         MemberCustomerModel: settings.member_customers_table,
         EntitlementModel: settings.entitlements_table,
+        ImportModel: settings.imports_table,
+        CatchUpModel: settings.catch_ups_table,
     }
     for model, table_name in tables.items():
         place = (table_name, settings.aws_region, settings.aws_endpoint_url)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from chalicelib.auth import Caller
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, connector_card
+from chalicelib.import_records import ImportStore
 from chalicelib.errors import (CustomerGone, InvalidRequest, InvalidReturnUrl, InvalidSettings,
                                NoBillingAccount, NotConnected, PortalConfigurationGone,
                                PortalDisabled)
@@ -172,8 +173,9 @@ def portal_open(connection: Optional[ConnectionModel]) -> bool:
 class PortalService:
     def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
                  stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
-                 clock: Clock = utc_now):
+                 imports: Optional[ImportStore] = None, clock: Clock = utc_now):
         self._connections = connections
+        self._imports = imports or ImportStore()
         self._customers = customers
         self._stripe = stripe
         self._app_base_url = app_base_url
@@ -206,7 +208,7 @@ class PortalService:
                 self._abandon(account_id, configuration_id)
             raise
         logger.info("Site %s saved its portal settings (enabled: %s)", site_id, settings.portal_enabled)
-        return connector_card(connection)
+        return connector_card(connection, self._imports.sync_of(connection))
 
     def _activate(self, site_id: str, account_id: str, stored_id: Optional[str],
                   settings: PortalSettings) -> str:

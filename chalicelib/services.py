@@ -7,10 +7,14 @@ from pynamodb.connection import Connection
 
 from chalicelib import models
 from chalicelib.announcements import AccessEventBus, Announcer
+from chalicelib.catch_up import CatchUp
 from chalicelib.connections import ConnectionStore, ConnectorService, OAuthStateStore
 from chalicelib.entitlements import AccessService, EntitlementStore
+from chalicelib.import_records import ImportStore
+from chalicelib.imports import ImportService, ImportWorker
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.portal import PortalService
+from chalicelib.queues import WorkQueue
 from chalicelib.settings import get_settings
 from chalicelib.stripe_gateway import StripeGateway, longest_call_seconds, make_client
 from chalicelib.sweep import Sweep
@@ -32,10 +36,33 @@ def get_bound_models() -> None:
 
 
 @functools.lru_cache(maxsize=1)
+def get_work_queue() -> WorkQueue:
+    settings = get_settings()
+    return WorkQueue(boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url))
+
+
+@functools.lru_cache(maxsize=1)
+def get_import_service() -> ImportService:
+    get_bound_models()
+    return ImportService(ImportStore(), ConnectionStore(), get_work_queue())
+
+
+@functools.lru_cache(maxsize=1)
+def get_import_worker() -> ImportWorker:
+    return ImportWorker(ImportStore(), ConnectionStore(), get_stripe_gateway(), get_entitlement_store(),
+                        get_work_queue())
+
+
+@functools.lru_cache(maxsize=1)
+def get_catch_up() -> CatchUp:
+    return CatchUp(ConnectionStore(), get_stripe_gateway(), get_webhook_receiver(), get_work_queue())
+
+
+@functools.lru_cache(maxsize=1)
 def get_connector_service() -> ConnectorService:
     get_bound_models()
     return ConnectorService(ConnectionStore(), OAuthStateStore(), get_stripe_gateway(),
-                            get_settings().oauth_redirect_uri)
+                            get_settings().oauth_redirect_uri, get_import_service())
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,5 +110,6 @@ def reset() -> None:
     """Forget every built service and the settings (tests change the environment)."""
     for factory in (get_settings, get_stripe_gateway, get_bound_models, get_connector_service,
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
-                    get_access_service, get_announcer, get_sweep):
+                    get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
+                    get_import_worker, get_catch_up):
         factory.cache_clear()

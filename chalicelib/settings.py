@@ -39,6 +39,8 @@ class Settings:
     webhook_events_table: str
     member_customers_table: str
     entitlements_table: str
+    imports_table: str
+    catch_ups_table: str
 
     def __repr__(self) -> str:
         # Settings end up in tracebacks and debug logs; the secrets must not.
@@ -127,6 +129,8 @@ def load_settings(environ: Mapping[str, str],
         webhook_events_table=value("WEBHOOK_EVENTS_TABLE", "stripe-connector-webhook-events"),
         member_customers_table=value("MEMBER_CUSTOMERS_TABLE", "stripe-connector-member-customers"),
         entitlements_table=value("ENTITLEMENTS_TABLE", "stripe-connector-entitlements"),
+        imports_table=value("IMPORTS_TABLE", "stripe-connector-imports"),
+        catch_ups_table=value("CATCH_UPS_TABLE", "stripe-connector-catch-ups"),
     )
     _validate(settings)
     return settings

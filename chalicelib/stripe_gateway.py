@@ -27,6 +27,20 @@ MAX_LIST_LIMIT = 100
 # Customer and product metadata name the CustomerHub user and product: one
 # read of the subscription gets both.
 SUBSCRIPTION_EXPANSIONS = ["customer", "items.data.price.product"]
+# On a list Stripe counts `data` as a level and expands at most four:
+# data.items.data.price.product is refused, so an import reads products apart.
+LISTED_SUBSCRIPTION_EXPANSIONS = ["data.customer"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a Stripe list, as plain dicts."""
+    data: List[Dict[str, Any]]
+    has_more: bool
+
+    @property
+    def last_id(self) -> Optional[str]:
+        return self.data[-1]["id"] if self.data else None
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,45 @@ class StripeGateway:
             items["data"] = self._all_items(account_id, subscription_id)
             items["has_more"] = False
         return subscription
+
+    def subscriptions_page(self, account_id: str, status: str, starting_after: Optional[str],
+                           limit: int = MAX_LIST_LIMIT) -> Page:
+        """One page of the account's subscriptions in `status`, newest first,
+        customers expanded; a subscription with more items than the page
+        embeds gets all of them."""
+        params: Dict[str, Any] = {"status": status, "limit": limit, "expand": LISTED_SUBSCRIPTION_EXPANSIONS}
+        if starting_after:
+            params["starting_after"] = starting_after
+        try:
+            page = self._client.v1.subscriptions.list(params, {"stripe_account": account_id})
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not list the %s subscriptions of %s" % (status, account_id)) from exc
+        subscriptions = [subscription.to_dict() for subscription in page.data]
+        for subscription in subscriptions:
+            items = subscription.get("items") or {}
+            if isinstance(items, dict) and items.get("has_more"):
+                items["data"] = self._all_items(account_id, subscription["id"])
+                items["has_more"] = False
+        return Page(subscriptions, bool(page.has_more))
+
+    def undelivered_events(self, account_id: str, types: List[str], since: int) -> List[Dict[str, Any]]:
+        """The account's events of `types` created at or after `since` that
+        Stripe has not delivered (failed or still pending), oldest first."""
+        params: Dict[str, Any] = {"delivery_success": False, "types": types, "created": {"gte": since},
+                                  "limit": MAX_LIST_LIMIT}
+        found: List[Dict[str, Any]] = []
+        try:
+            while True:
+                page = self._client.v1.events.list(params, {"stripe_account": account_id})
+                found.extend(event.to_dict() for event in page.data)
+                if not page.has_more or not page.data:
+                    break
+                params["starting_after"] = page.data[-1].id
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not list the undelivered events of %s" % account_id) from exc
+        # Stripe lists newest first.
+        found.reverse()
+        return found
 
     def _all_items(self, account_id: str, subscription_id: str) -> List[Dict[str, Any]]:
         params: Dict[str, Any] = {"subscription": subscription_id, "limit": MAX_LIST_LIMIT,

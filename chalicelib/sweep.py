@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
-from chalicelib.access import EXPIRED, PERIOD_ENDED, access_of, user_of
+from chalicelib.access import PERIOD_ENDED, access_of, user_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
-from chalicelib.entitlements import DUE_SHARDS, entitlement_item, microseconds, View
+from chalicelib.entitlements import DUE_SHARDS, View, ended_item, entitlement_item, microseconds
 from chalicelib.errors import AccountNotConnected, StripeFailure
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
@@ -113,7 +113,7 @@ class Sweep:
         if subscription is not None:
             replacement = self._from_stripe(item, subscription, now)
         else:
-            replacement = _ended(item, now)
+            replacement = ended_item(item, now, PERIOD_ENDED)
         outcome = KEPT if replacement.grants else REVOKED
         # Only if nothing was written since the index showed it: a webhook
         # that arrived meanwhile wins, and of two sweeps at once one writes.
@@ -126,24 +126,10 @@ class Sweep:
         if not access.grants or user_of(subscription) != item.user_id:
             # Whatever Stripe's status now, this access ended with its period
             # (also when the subscription now names another member, or none).
-            return _ended(item, now, stripe_status=str(subscription.get("status")))
+            return ended_item(item, now, PERIOD_ENDED, stripe_status=str(subscription.get("status")))
         return entitlement_item(View(
             site_id=item.site_id, user_id=item.user_id, account_id=item.account_id,
             customer_id=item.customer_id, subscription_id=item.subscription_id,
             stripe_status=str(subscription.get("status")), access=access,
             view_time=max(microseconds(now), item.view_time + 1), stripe_event_id=None), now)
 
-
-def _ended(item: EntitlementModel, now: datetime, stripe_status: Optional[str] = None) -> EntitlementModel:
-    ended = EntitlementModel.from_raw_data(item.serialize())
-    ended.grants = False
-    ended.state = EXPIRED
-    ended.reason = PERIOD_ENDED
-    ended.stripe_event_id = None
-    ended.stripe_status = stripe_status or item.stripe_status
-    ended.view_time = max(microseconds(now), item.view_time + 1)
-    ended.changed_at = now
-    # Out of the due index: there is nothing left to end.
-    ended.due_shard = None
-    ended.due_at = None
-    return ended

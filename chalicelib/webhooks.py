@@ -6,11 +6,9 @@ from typing import Any, Callable, Dict, List, Optional
 from chalicelib.access import access_of, customer_id_of, is_stripe_id, user_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
-from chalicelib.entitlements import (EntitlementStore, EventAlreadyDone, View, entitlement_item,
-                                     microseconds)
+from chalicelib.entitlements import EntitlementStore, EventAlreadyDone, View, member_writes, microseconds
 from chalicelib.errors import PayloadTooLarge
-from chalicelib.member_customers import FROM_SUBSCRIPTION
-from chalicelib.models import ConnectionModel, MemberCustomerModel, WebhookEventModel, save_if
+from chalicelib.models import ConnectionModel, WebhookEventModel, save_if
 from chalicelib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -33,6 +31,8 @@ SUBSCRIPTION_EVENTS = (
     "customer.subscription.paused",
     "customer.subscription.resumed",
 )
+ACCOUNT_EVENTS = ("account.application.deauthorized", "account.updated")
+HANDLED_EVENTS = SUBSCRIPTION_EVENTS + ACCOUNT_EVENTS
 
 
 def event_record(event: Dict[str, Any], now: datetime) -> WebhookEventModel:
@@ -83,7 +83,11 @@ class WebhookReceiver:
         means the event was not recorded and Stripe should send it again."""
         if len(payload) > MAX_BODY_BYTES:
             raise PayloadTooLarge("The body is over %d bytes" % MAX_BODY_BYTES)
-        event = self._stripe.verify_event(payload, signature_header)
+        return self.handle(self._stripe.verify_event(payload, signature_header))
+
+    def handle(self, event: Dict[str, Any]) -> str:
+        """Handle one event, delivered or listed from Stripe (the catch-up):
+        the same rules, and a duplicate changes nothing."""
         handler = self._handlers.get(event["type"])
         if handler is None or not event.get("account"):
             logger.info("Ignoring %s %s", event["type"], event["id"][:255])
@@ -151,17 +155,11 @@ class WebhookReceiver:
                            subscription_id, event["id"])
             return IGNORED
         customer_id = customer_id_of(subscription)
-        items, customers = [], []
-        for site in sites:
-            items.append(entitlement_item(View(
-                site_id=site.site_id, user_id=user_id, account_id=account_id,
-                customer_id=customer_id, subscription_id=subscription_id,
-                stripe_status=str(subscription.get("status")), access=access,
-                view_time=view_time, stripe_event_id=event["id"]), now))
-            if customer_id:
-                customers.append(MemberCustomerModel(
-                    site.site_id, user_id, account_id=account_id, customer_id=customer_id,
-                    source=FROM_SUBSCRIPTION, recorded_at=now))
+        items, customers = member_writes([View(
+            site_id=site.site_id, user_id=user_id, account_id=account_id,
+            customer_id=customer_id, subscription_id=subscription_id,
+            stripe_status=str(subscription.get("status")), access=access,
+            view_time=view_time, stripe_event_id=event["id"]) for site in sites], now)
         try:
             stale = self._entitlements.write(items, customers, event_record(event, now))
         except EventAlreadyDone:

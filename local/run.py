@@ -108,6 +108,19 @@ def start_announcements(settings, replay: bool):
     return pump.start(interval=0.5)
 
 
+def start_work_queue(settings):
+    """The import and catch-up work: the queue (with its dead-letter queue)
+    and the consumer Lambda's event source mapping would be in AWS."""
+    import boto3
+
+    from app import sync_worker
+    from local.queues import QueuePump, create_work_queues
+
+    sqs = boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    create_work_queues(sqs, visibility_timeout=60)
+    return QueuePump(sqs, sync_worker).start(interval=0.5)
+
+
 def local_tokens(env: dict, site_id: str = LOCAL_SITE, hours: int = 12) -> dict:
     import jwt
 
@@ -153,6 +166,7 @@ def main() -> int:
     models.bind(settings)
     models.create_tables()
     pump = start_announcements(settings, replay=bool(env.get("LOCAL_EMBEDDED_AWS")))
+    work = start_work_queue(settings)
 
     from app import app
     from local.api_server import make_server
@@ -176,6 +190,7 @@ def main() -> int:
         pass
     finally:
         pump.stop()
+        work.stop()
         if sandbox:
             sandbox.stop()
         for server in servers:

@@ -1,61 +1,7 @@
-"""`make sweep`: run `expire_access` once against the local stack that
-`make run` is serving (same environment, same embedded AWS), as the
-schedule would in AWS. Its revocations are announced by the running stack."""
-import json
-import logging
-import os
+"""`make sweep`: expire_access once against the running local stack."""
 import sys
-import urllib.error
-import urllib.request
-import uuid
-from datetime import datetime, timezone
 
-from local.run import local_environment
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
-    env = local_environment(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    if env.get("LOCAL_EMBEDDED_AWS") and not _answers(env["AWS_ENDPOINT_URL"]):
-        print("Nothing answers at %s: start the local stack with `make run` first "
-              "(its AWS keeps data in memory only while it runs)." % env["AWS_ENDPOINT_URL"],
-              file=sys.stderr)
-        return 2
-
-    from app import expire_access
-    from chalicelib.errors import ConfigurationError
-    from chalicelib.settings import get_settings
-
-    try:
-        settings = get_settings()
-    except ConfigurationError as exc:
-        print("The sweep will not run: %s" % exc, file=sys.stderr)
-        return 2
-    report = expire_access(scheduled_event(settings.aws_region), None)
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-def scheduled_event(region: str) -> dict:
-    """What EventBridge's schedule hands the function."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": "000000000000", "time": now, "region": region,
-            "resources": [], "detail": {}}
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2).close()
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
+from local.scheduled import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("expire_access"))

@@ -1,10 +1,12 @@
+import boto3
 import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from app import app
+from app import app, sync_worker
 from chalicelib import models, services
 from chalicelib.settings import get_settings
+from local.queues import QueuePump, create_work_queues
 from local.stripe_sandbox import StripeSandbox
 from tests import helpers
 from tests.helpers import AccessEventsInbox
@@ -38,11 +40,23 @@ def environment(monkeypatch, sandbox_server):
 
 @pytest.fixture
 def aws():
-    """DynamoDB and the rest of AWS, in-process, with the tables created."""
+    """DynamoDB and the rest of AWS, in-process, with the tables and the
+    work queue created."""
     with mock_aws():
-        models.bind(get_settings())
+        settings = get_settings()
+        models.bind(settings)
         models.create_tables()
+        create_work_queues(boto3.client("sqs", region_name=settings.aws_region))
         yield
+
+
+@pytest.fixture
+def work(aws):
+    """The work queue's consumer, run when a test says so: `work.drain()`
+    hands every waiting message to `sync_worker` as Lambda would (a failed
+    one comes again at once, and goes to the dead-letter queue after its
+    last try)."""
+    return QueuePump(boto3.client("sqs", region_name=get_settings().aws_region), sync_worker, retry_after=0)
 
 
 @pytest.fixture

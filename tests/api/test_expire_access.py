@@ -14,7 +14,7 @@ from chalicelib.models import EntitlementModel
 from chalicelib.sweep import Sweep
 from chalicelib.webhooks import EventLog, WebhookReceiver
 from tests.api.test_connect_lifecycle import ADMIN, connect
-from local.sweep import scheduled_event
+from local.scheduled import scheduled_event
 from tests.helpers import AWS_CALLS, bearer, deliver, signed
 
 ACCOUNT = "acct_studio"

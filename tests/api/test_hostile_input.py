@@ -254,7 +254,7 @@ def test_revocation_reading_a_copy_older_than_the_admins_disconnect_changes_noth
     from chalicelib import services
     real = services.get_connector_service()
     lagging = ConnectorService(LaggingIndex(real._connections, stale), OAuthStateStore(), real._stripe,
-                               get_settings().oauth_redirect_uri)
+                               get_settings().oauth_redirect_uri, real._imports)
     assert lagging.account_deauthorized("acct_gym", False, int(time.time())) == 0
     assert card(client)["disconnected_reason"] == BY_ADMIN
 

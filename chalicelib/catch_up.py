@@ -1,0 +1,86 @@
+"""The hourly catch-up of events Stripe could not deliver.
+
+The scheduled function puts one message per connected account on the work
+queue; the worker lists that account's undelivered events of the handled
+types since its last catch-up and hands each, oldest first, to the webhook's
+own handling (a duplicate of a delivered event changes nothing). With nothing
+missed it costs one Stripe request per account and writes nothing."""
+import logging
+from datetime import timedelta
+from typing import Any, Dict, List, Optional
+
+from chalicelib.access import is_stripe_id
+from chalicelib.clock import Clock, utc_now
+from chalicelib.connections import ConnectionStore
+from chalicelib.models import CatchUpModel, ConnectionModel, save_if
+from chalicelib.queues import WorkQueue
+from chalicelib.stripe_gateway import StripeGateway
+from chalicelib.webhooks import HANDLED_EVENTS, WebhookReceiver
+
+logger = logging.getLogger(__name__)
+
+CATCH_UP_MESSAGE = "catch_up"
+# Stripe lists events for 30 days.
+LOOK_BACK_AT_MOST = timedelta(days=30)
+# An event is stamped `created` a moment before it can be listed: the next
+# catch-up looks again this far before the last one's listing began.
+OVERLAP = timedelta(minutes=5)
+
+
+class CatchUp:
+    def __init__(self, connections: ConnectionStore, stripe: StripeGateway, receiver: WebhookReceiver,
+                 queue: WorkQueue, clock: Clock = utc_now):
+        self._connections = connections
+        self._stripe = stripe
+        self._receiver = receiver
+        self._queue = queue
+        self._clock = clock
+
+    def fan_out(self) -> Dict[str, int]:
+        """One message per connected account (several sites may share one)."""
+        accounts = sorted({connection.account_id for connection in ConnectionModel.account_index.scan()
+                           if connection.account_id})
+        self._queue.send_all([{"kind": CATCH_UP_MESSAGE, "account_id": account} for account in accounts])
+        logger.info("Catch-up queued for %d connected accounts", len(accounts))
+        return {"accounts": len(accounts)}
+
+    def catch_up(self, message: Dict[str, Any]) -> Dict[str, int]:
+        account_id = message.get("account_id")
+        if not is_stripe_id(account_id):
+            raise ValueError("Not a catch-up message: %r" % (message,))
+        now = self._clock()
+        since = self._since(account_id, now)
+        if since is None:
+            logger.info("Catch-up of %s: no site is connected to it any more", account_id)
+            return {"events": 0}
+        events = self._stripe.undelivered_events(account_id, list(HANDLED_EVENTS), since)
+        outcomes: Dict[str, int] = {}
+        for event in events:
+            # Listed with Stripe-Account, an event may not say whose it is.
+            event.setdefault("account", account_id)
+            outcome = self._receiver.handle(event)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if events:
+            # Only after every event was handled: a failure above leaves the
+            # mark where it was and the message is tried again. Nothing found,
+            # nothing written: the same window is asked again next time.
+            mark = int((now - OVERLAP).timestamp())
+            save_if(CatchUpModel(account_id, caught_up_to=mark, updated_at=now),
+                    CatchUpModel.account_id.does_not_exist() | (CatchUpModel.caught_up_to < mark))
+            logger.info("Catch-up of %s: %d undelivered events (%s)", account_id, len(events),
+                        ", ".join("%s %d" % item for item in sorted(outcomes.items())))
+        return {"events": len(events)}
+
+    def _since(self, account_id: str, now) -> Optional[int]:
+        """Where this account's catch-up starts: its last mark, else its
+        earliest connection; never more than 30 days back."""
+        earliest = int((now - LOOK_BACK_AT_MOST).timestamp())
+        try:
+            return max(int(CatchUpModel.get(account_id, consistent_read=True).caught_up_to), earliest)
+        except CatchUpModel.DoesNotExist:
+            pass
+        connected: List[int] = [int(site.connected_at.timestamp())
+                                for site in self._connections.sites_connected_to(account_id) if site.connected_at]
+        if not connected:
+            return None
+        return max(min(connected), earliest)

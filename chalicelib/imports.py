@@ -1,0 +1,278 @@
+"""The import of a connected account's subscriptions: what was there before
+the connection, or happened while nobody listened.
+
+It runs in the background, one page per queue message. The import's record
+says which page it waits for; a message for another page (a redelivery, or
+an import replaced since) is dropped, and a page's writes and counts land
+once: the record moves on only with a conditional write.
+
+First the subscriptions that may grant access are listed, status by status,
+and written under the webhook's rules (a view never overwrites a newer one).
+Then every entitlement the site still grants on the account with a view older
+than the import's start was not shown by the listing (a listed one was
+written, or a newer view came meanwhile): it is read again from Stripe, so
+access that ended while nobody listened ends now."""
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Dict, List, Optional
+
+from pynamodb.attributes import MapAttribute
+
+from chalicelib.access import (GRANTING_STATUSES, PRODUCT_ID_METADATA_KEY, SUBSCRIPTION_CANCELED,
+                               access_of, customer_id_of, is_stripe_id, items_of, user_of)
+from chalicelib.clock import Clock, utc_now
+from chalicelib.connections import CONNECTED, ConnectionStore
+from chalicelib.entitlements import (EntitlementStore, View, ended_item, entitlement_item, grant_key,
+                                     member_writes, microseconds)
+from chalicelib.errors import NotConnected
+from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
+from chalicelib.models import LOST_RACE, ConnectionModel, EntitlementModel, ImportModel, save_if
+from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
+from chalicelib.stripe_gateway import StripeGateway
+
+logger = logging.getLogger(__name__)
+
+IMPORT_MESSAGE = "import"
+# The listing's phases, one per status that may grant access, then the re-reads.
+REREAD = "reread"
+PHASES = GRANTING_STATUSES + (REREAD,)
+REREADS_PER_PAGE = 25
+# An import that has not moved for this long is taken as lost: a new one may start.
+STALLED_AFTER = timedelta(minutes=15)
+
+
+class ImportService:
+    """Starts imports; the connector card and POST /connectors/stripe/sync use it."""
+
+    def __init__(self, imports: ImportStore, connections: ConnectionStore, queue: WorkQueue,
+                 clock: Clock = utc_now):
+        self._imports = imports
+        self._connections = connections
+        self._queue = queue
+        self._clock = clock
+
+    def sync_of(self, connection: Optional[ConnectionModel]) -> Optional[dict]:
+        return self._imports.sync_of(connection)
+
+    def start(self, connection: ConnectionModel) -> Optional[dict]:
+        """A new import of the connection's account, replacing any other: the card's `sync`."""
+        return sync_card(self._start(connection), connection)
+
+    def _start(self, connection: ConnectionModel) -> ImportModel:
+        now = self._clock()
+        record = ImportModel(
+            connection.site_id, import_id=uuid.uuid4().hex, account_id=connection.account_id,
+            livemode=bool(connection.livemode), state=IMPORTING, started_at=now,
+            started_view_time=microseconds(now), updated_at=now, phase=PHASES[0], page=0,
+            subscriptions=0, matched=0, unmatched=0, reread=0, products={})
+        record.save()
+        try:
+            self._queue.send(import_message(record, 0))
+        except QueueFailure:
+            logger.exception("The import of %s for site %s could not be queued", record.account_id,
+                             record.site_id)
+            record.update(actions=[ImportModel.state.set(FAILED), ImportModel.failure.set("not queued"),
+                                   ImportModel.finished_at.set(now)])
+        logger.info("Import %s of %s started for site %s", record.import_id, record.account_id, record.site_id)
+        return record
+
+    def sync(self, site_id: str) -> dict:
+        """POST /connectors/stripe/sync: the card's `sync`, importing. An
+        import of the same account still moving is not started twice."""
+        connection = self._connections.get(site_id)
+        if connection is None or connection.status != CONNECTED:
+            raise NotConnected("No Stripe account is connected")
+        current = self._imports.get(site_id)
+        if (current is not None and current.state == IMPORTING and current.account_id == connection.account_id
+                and self._clock() - current.updated_at < STALLED_AFTER):
+            return sync_card(current, connection)
+        return self.start(connection)
+
+
+def import_message(record: ImportModel, page: int) -> Dict[str, Any]:
+    return {"kind": IMPORT_MESSAGE, "site_id": record.site_id, "import_id": record.import_id, "page": page}
+
+
+@dataclass
+class PageResult:
+    phase: str
+    cursor: Optional[str]
+    subscriptions: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    reread: int = 0
+    products: Dict[str, str] = field(default_factory=dict)
+
+
+class ImportWorker:
+    """One page of an import per message."""
+
+    def __init__(self, imports: ImportStore, connections: ConnectionStore, stripe: StripeGateway,
+                 entitlements: EntitlementStore, queue: WorkQueue, clock: Clock = utc_now):
+        self._imports = imports
+        self._connections = connections
+        self._stripe = stripe
+        self._entitlements = entitlements
+        self._queue = queue
+        self._clock = clock
+
+    def handle(self, message: Dict[str, Any], receive_count: int = 1) -> str:
+        site_id, import_id, page = message.get("site_id"), message.get("import_id"), message.get("page")
+        if not isinstance(site_id, str) or not isinstance(import_id, str) or not isinstance(page, int):
+            raise ValueError("Not an import message: %r" % (message,))
+        record = self._imports.get(site_id)
+        if record is None or record.import_id != import_id or record.state != IMPORTING:
+            logger.info("Dropping page %d of import %s: the import ended or was replaced", page, import_id)
+            return "dropped"
+        if record.page != page:
+            if record.page == page + 1 and receive_count > 1:
+                # This page was written and counted by an earlier try that may
+                # have stopped before it queued the next one.
+                self._queue.send(import_message(record, page + 1))
+            return "dropped"
+        connection = self._connections.get(site_id)
+        if (connection is None or connection.status != CONNECTED or connection.account_id != record.account_id):
+            self._finish(record, FAILED, "the account is no longer connected")
+            return FAILED
+        try:
+            result = self._reread(record) if record.phase == REREAD else self._list(record)
+        except Exception:
+            if receive_count >= MAX_RECEIVES:
+                # The queue moves this message aside after this try: the card says so.
+                logger.exception("Page %d of import %s failed for the last time", page, import_id)
+                self._finish(record, FAILED, "page %d kept failing" % page)
+            raise
+        return self._advance(record, result)
+
+    def _list(self, record: ImportModel) -> PageResult:
+        now = self._clock()
+        # Timed before Stripe is asked, as a webhook's view is.
+        view_time = microseconds(now)
+        listed = self._stripe.subscriptions_page(record.account_id, record.phase, record.cursor)
+        known = record.products.as_dict() if isinstance(record.products, MapAttribute) else dict(record.products or {})
+        found = self._read_products(record.account_id, listed.data, known)
+        views = []
+        result = PageResult(record.phase, listed.last_id if listed.has_more else None,
+                            subscriptions=len(listed.data), products=found)
+        for subscription in listed.data:
+            if not is_stripe_id(subscription.get("id")):
+                continue
+            _fill_products(subscription, {**known, **found})
+            user_id = user_of(subscription)
+            if user_id is None:
+                result.unmatched += 1
+                continue
+            result.matched += 1
+            views.append(View(
+                site_id=record.site_id, user_id=user_id, account_id=record.account_id,
+                customer_id=customer_id_of(subscription), subscription_id=subscription["id"],
+                stripe_status=str(subscription.get("status")), access=access_of(subscription, now),
+                view_time=view_time, stripe_event_id=None))
+        items, customers = member_writes(views, now)
+        stale = self._entitlements.write(items, customers, None)
+        if stale:
+            logger.info("Import %s left %d subscriptions with newer views", record.import_id, len(stale))
+        if result.cursor is None:
+            result.phase = PHASES[PHASES.index(record.phase) + 1]
+        return result
+
+    def _read_products(self, account_id: str, subscriptions: List[Dict[str, Any]],
+                       known: Dict[str, str]) -> Dict[str, str]:
+        """CustomerHub's id of every product on the page not read yet in this import."""
+        found: Dict[str, str] = {}
+        for subscription in subscriptions:
+            for item in items_of(subscription):
+                product = (item.get("price") or {}).get("product")
+                if is_stripe_id(product) and product not in known and product not in found:
+                    read = self._stripe.product(account_id, product) or {}
+                    named = (read.get("metadata") or {}).get(PRODUCT_ID_METADATA_KEY)
+                    found[product] = named.strip() if isinstance(named, str) and named.strip() else product
+        return found
+
+    def _reread(self, record: ImportModel) -> PageResult:
+        query = EntitlementModel.grants_index.query(
+            grant_key(record.site_id, record.account_id),
+            EntitlementModel.view_time < record.started_view_time,
+            limit=REREADS_PER_PAGE, last_evaluated_key=json.loads(record.cursor) if record.cursor else None)
+        items = list(query)
+        for item in items:
+            self._reread_one(item)
+        more = query.last_evaluated_key
+        return PageResult(REREAD, json.dumps(more) if more else None, reread=len(items))
+
+    def _reread_one(self, item: EntitlementModel) -> None:
+        now = self._clock()
+        subscription = self._stripe.subscription(item.account_id, item.subscription_id)
+        if subscription is None:
+            replacement = ended_item(item, now, SUBSCRIPTION_CANCELED)
+        else:
+            access = access_of(subscription, now)
+            status = str(subscription.get("status"))
+            if user_of(subscription) != item.user_id:
+                # The subscription now names another member, or nobody.
+                replacement = ended_item(item, now, access.reason if not access.grants else SUBSCRIPTION_CANCELED,
+                                         stripe_status=status)
+            else:
+                replacement = entitlement_item(View(
+                    site_id=item.site_id, user_id=item.user_id, account_id=item.account_id,
+                    customer_id=customer_id_of(subscription) or item.customer_id,
+                    subscription_id=item.subscription_id, stripe_status=status, access=access,
+                    view_time=max(microseconds(now), item.view_time + 1), stripe_event_id=None), now)
+        # A write since the index showed it is newer than this read.
+        save_if(replacement, EntitlementModel.view_time == item.view_time)
+
+    def _advance(self, record: ImportModel, result: PageResult) -> str:
+        now = self._clock()
+        finished = result.phase == REREAD and result.cursor is None and record.phase == REREAD
+        actions = [
+            ImportModel.page.set(record.page + 1), ImportModel.phase.set(result.phase),
+            ImportModel.cursor.set(result.cursor) if result.cursor else ImportModel.cursor.remove(),
+            ImportModel.subscriptions.add(result.subscriptions), ImportModel.matched.add(result.matched),
+            ImportModel.unmatched.add(result.unmatched), ImportModel.reread.add(result.reread),
+            ImportModel.updated_at.set(now),
+        ]
+        for product, product_id in result.products.items():
+            actions.append(ImportModel.products[product].set(product_id))
+        if finished:
+            actions += [ImportModel.state.set(DONE), ImportModel.finished_at.set(now)]
+        try:
+            record.update(actions=actions, condition=(ImportModel.import_id == record.import_id)
+                          & (ImportModel.page == record.page) & (ImportModel.state == IMPORTING))
+        except Exception as exc:
+            if getattr(exc, "cause_response_code", None) == LOST_RACE:
+                logger.info("Page %d of import %s was counted by another try", record.page, record.import_id)
+                return "dropped"
+            raise
+        if finished:
+            logger.info("Import %s of %s for site %s done: %d subscriptions, %d matched, %d re-read",
+                        record.import_id, record.account_id, record.site_id, record.subscriptions,
+                        record.matched, record.reread)
+            return DONE
+        self._queue.send(import_message(record, record.page))
+        return IMPORTING
+
+    def _finish(self, record: ImportModel, state: str, why: str) -> None:
+        now = self._clock()
+        try:
+            record.update(actions=[ImportModel.state.set(state), ImportModel.failure.set(why),
+                                   ImportModel.finished_at.set(now), ImportModel.updated_at.set(now)],
+                          condition=(ImportModel.import_id == record.import_id) & (ImportModel.state == IMPORTING))
+        except Exception as exc:
+            if getattr(exc, "cause_response_code", None) != LOST_RACE:
+                raise
+        logger.warning("Import %s of %s for site %s %s: %s", record.import_id, record.account_id,
+                       record.site_id, state, why)
+
+
+def _fill_products(subscription: Dict[str, Any], products: Dict[str, str]) -> None:
+    """Put each item's product in as the expanded object access_of reads, with
+    the CustomerHub id read once for the import."""
+    for item in items_of(subscription):
+        price = item.get("price")
+        product = price.get("product") if isinstance(price, dict) else None
+        if is_stripe_id(product) and product in products:
+            price["product"] = {"id": product, "object": "product",
+                                "metadata": {PRODUCT_ID_METADATA_KEY: products[product]}}

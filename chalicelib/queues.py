@@ -1,0 +1,66 @@
+"""The work queue of imports and catch-ups: an SQS queue consumed by the
+`sync_worker` function, one message at a time. A message that keeps failing
+goes to the dead-letter queue after MAX_RECEIVES tries (the queue's redrive
+policy, declared with the infrastructure)."""
+import json
+import logging
+from typing import Any, Dict, List, Optional, Sequence
+
+logger = logging.getLogger(__name__)
+
+# Chalice names the queue in the function's event source at packaging time:
+# it is a constant, not a setting.
+SYNC_QUEUE = "stripe-connector-sync"
+SYNC_DEAD_LETTER_QUEUE = "stripe-connector-sync-dead-letter"
+# How often a message is tried before the redrive policy moves it aside;
+# the worker's last try marks its import failed.
+MAX_RECEIVES = 5
+# SQS takes at most ten entries per SendMessageBatch.
+ENTRIES_PER_SEND = 10
+SEND_ATTEMPTS = 3
+
+
+class QueueFailure(Exception):
+    """SQS did not take a message."""
+
+
+class WorkQueue:
+    def __init__(self, client: Any, queue_name: str = SYNC_QUEUE):
+        self._client = client
+        self._queue_name = queue_name
+        self._url: Optional[str] = None
+
+    def send(self, message: Dict[str, Any]) -> None:
+        self.send_all([message])
+
+    def send_all(self, messages: Sequence[Dict[str, Any]]) -> None:
+        """Send every message, ten to a call; entries SQS refuses are sent
+        again, and QueueFailure says that some never went."""
+        for start in range(0, len(messages), ENTRIES_PER_SEND):
+            pending: List[Dict[str, str]] = [
+                {"Id": str(index), "MessageBody": json.dumps(message, sort_keys=True)}
+                for index, message in enumerate(messages[start:start + ENTRIES_PER_SEND])]
+            for _ in range(SEND_ATTEMPTS):
+                try:
+                    answer = self._client.send_message_batch(QueueUrl=self._queue_url(), Entries=pending)
+                except Exception as exc:
+                    raise QueueFailure("SQS did not take the messages: %s" % exc) from exc
+                failed = {entry["Id"] for entry in answer.get("Failed") or []}
+                pending = [entry for entry in pending if entry["Id"] in failed]
+                if not pending:
+                    break
+            if pending:
+                raise QueueFailure("SQS refused %d messages" % len(pending))
+
+    def _queue_url(self) -> str:
+        if self._url is None:
+            self._url = self._client.get_queue_url(QueueName=self._queue_name)["QueueUrl"]
+        return self._url
+
+
+def receive_count(record: Dict[str, Any]) -> int:
+    """How many times SQS has handed out this message, this time included."""
+    try:
+        return int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+    except (TypeError, ValueError):
+        return 1

@@ -1,0 +1,261 @@
+"""An account connected with subscribers already paying: the import brings
+them in, in the background, page by page, under the webhook's rules."""
+import json
+import time
+
+import pytest
+
+from chalicelib.models import EntitlementModel, ImportModel
+from tests.api.test_connect_lifecycle import ADMIN, card, connect
+from tests.helpers import bearer, deliver, stripe_event
+
+ACCOUNT = "acct_existing"
+DAY = 24 * 3600
+GRANTED, REVOKED = "AccessGranted", "AccessRevoked"
+MEMBER = bearer(site="site_a", role="member", sub="user_x")
+
+
+def member(sandbox, name, account=ACCOUNT, named=True):
+    """A customer of the account, naming the CustomerHub member user_<name> unless named=False."""
+    return sandbox.create_customer(account, email=name + "@studio.test", id="cus_" + name + account[-4:],
+                                   metadata={"customerhub_user_id": "user_" + name} if named else {})["id"]
+
+
+def access(client, user):
+    answer = client.get("/access/" + user, headers=ADMIN)
+    assert answer.status_code == 200
+    return {(e["product_id"], e["state"], e["access"]) for e in answer.json_body["entitlements"]}
+
+
+def heard(access_events):
+    return sorted((e["type"], e["user_id"], e["product_id"], e["reason"], e["stripe_event_id"])
+                  for e in access_events.drain())
+
+
+@pytest.fixture
+def studio(sandbox):
+    sandbox.create_account(id=ACCOUNT, display_name="Existing Studio")
+    sandbox.create_product(ACCOUNT, name="Yoga", id="prod_yoga", metadata={"customerhub_product_id": "yoga"})
+    sandbox.create_product(ACCOUNT, name="Pilates", id="prod_pilates")
+    return sandbox
+
+
+def test_connecting_imports_the_subscriptions_that_grant_access_and_announces_each_once(
+        client, studio, work, access_events):
+    now = int(time.time())
+    studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    studio.create_subscription(ACCOUNT, member(studio, "ben"), ["prod_pilates"], status="trialing")
+    studio.create_subscription(ACCOUNT, member(studio, "cy"), ["prod_yoga", "prod_pilates"], status="past_due")
+    studio.create_subscription(ACCOUNT, member(studio, "di"), ["prod_yoga"], cancel_at_period_end=True)
+    studio.create_subscription(ACCOUNT, member(studio, "ed"), ["prod_yoga"], status="canceled")
+    studio.create_subscription(ACCOUNT, member(studio, "fay", named=False), ["prod_yoga"])
+    studio.create_subscription(ACCOUNT, member(studio, "gus", named=False), ["prod_pilates"],
+                               metadata={"customerhub_user_id": "user_gus"})
+
+    connected = connect(client, studio, ACCOUNT)
+    assert connected["sync"]["state"] == "importing"
+    assert connected["sync"]["finished_at"] is None
+    assert work.drain()["failed"] == 0
+
+    assert access(client, "user_ana") == {("yoga", "active", True)}
+    assert access(client, "user_ben") == {("prod_pilates", "active", True)}
+    assert access(client, "user_cy") == {("yoga", "past_due", True), ("prod_pilates", "past_due", True)}
+    assert access(client, "user_di") == {("yoga", "canceling", True)}
+    assert access(client, "user_ed") == set()
+    assert access(client, "user_gus") == {("prod_pilates", "active", True)}
+    sync = card(client)["sync"]
+    assert sync["state"] == "done"
+    assert (sync["subscriptions"], sync["matched"], sync["unmatched"]) == (6, 5, 1)
+    assert sync["started_at"] <= sync["finished_at"]
+    assert sync["started_at"] >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    assert heard(access_events) == sorted([
+        (GRANTED, "user_ana", "yoga", "subscription_active", None),
+        (GRANTED, "user_ben", "prod_pilates", "subscription_active", None),
+        (GRANTED, "user_cy", "yoga", "subscription_active", None),
+        (GRANTED, "user_cy", "prod_pilates", "subscription_active", None),
+        (GRANTED, "user_di", "yoga", "subscription_active", None),
+        (GRANTED, "user_gus", "prod_pilates", "subscription_active", None)])
+    # The member's billing portal finds the customer the import recorded.
+    assert client.get("/access", headers=bearer(site="site_a", role="member", sub="user_ana")).json_body[
+        "entitlements"][0]["product_id"] == "yoga"
+
+
+def test_an_import_lists_pages_of_a_hundred_and_reads_each_product_once(client, studio, work):
+    customers = [member(studio, "m%03d" % n) for n in range(230)]
+    for n, customer in enumerate(customers):
+        studio.create_subscription(ACCOUNT, customer, ["prod_yoga"] if n % 2 else ["prod_yoga", "prod_pilates"])
+    connect(client, studio, ACCOUNT)
+    before = len(studio.requests)
+    work.drain()
+    asked = [(r["method"], r["path"]) for r in studio.requests[before:]]
+    listed = [r for r in studio.requests[before:] if r["path"] == "/v1/subscriptions"]
+    assert len(listed) == 3 + 2          # active: 3 pages; trialing, past_due: 1 each
+    assert all(r["query"].get("limit") == "100" for r in listed)
+    assert sorted(p for m, p in asked if p.startswith("/v1/products/")) == [
+        "/v1/products/prod_pilates", "/v1/products/prod_yoga"]
+    assert len(asked) == len(listed) + 2
+    assert card(client)["sync"]["subscriptions"] == 230
+    assert access(client, "user_m229") == {("yoga", "active", True)}
+    assert access(client, "user_m000") == {("yoga", "active", True), ("prod_pilates", "active", True)}
+
+
+def test_switching_accounts_imports_the_new_one_and_the_old_members_keep_what_they_paid_for(
+        client, studio, work, access_events):
+    studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    connect(client, studio, ACCOUNT)
+    work.drain()
+    studio.create_account(id="acct_second", display_name="Second Studio")
+    studio.create_product("acct_second", name="Spin", id="prod_spin")
+    studio.create_subscription("acct_second", member(studio, "ben", account="acct_second"), ["prod_spin"])
+    heard(access_events)
+
+    switched = connect(client, studio, "acct_second")
+    assert switched["sync"]["state"] == "importing"
+    work.drain()
+
+    assert access(client, "user_ben") == {("prod_spin", "active", True)}
+    assert access(client, "user_ana") == {("yoga", "active", True)}
+    assert heard(access_events) == [(GRANTED, "user_ben", "prod_spin", "subscription_active", None)]
+    assert card(client)["sync"]["subscriptions"] == 1
+
+
+def test_a_reconnection_brings_in_what_changed_while_disconnected(client, studio, work, access_events):
+    kept = studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    ended = studio.create_subscription(ACCOUNT, member(studio, "ben"), ["prod_yoga"])
+    gone = studio.create_subscription(ACCOUNT, member(studio, "cy"), ["prod_pilates"])
+    moved = studio.create_subscription(ACCOUNT, member(studio, "di", named=False), ["prod_pilates"],
+                                       metadata={"customerhub_user_id": "user_di"})
+    connect(client, studio, ACCOUNT)
+    work.drain()
+    heard(access_events)
+    assert client.delete("/connectors/stripe", headers=ADMIN).status_code == 200
+
+    # While nobody listens: one cancels, one vanishes, one is handed to
+    # another member, one renews, and a new member subscribes.
+    studio.cancel_subscription(ACCOUNT, ended["id"])
+    studio.forget_subscription(ACCOUNT, gone["id"])
+    studio.update_subscription(ACCOUNT, moved["id"], metadata={"customerhub_user_id": "user_eve"})
+    studio.renew_subscription(ACCOUNT, kept["id"])
+    studio.create_subscription(ACCOUNT, member(studio, "fay"), ["prod_pilates"])
+
+    connect(client, studio, ACCOUNT)
+    assert work.drain()["failed"] == 0
+
+    assert access(client, "user_ana") == {("yoga", "active", True)}
+    assert access(client, "user_ben") == {("yoga", "expired", False)}
+    assert access(client, "user_cy") == {("prod_pilates", "expired", False)}
+    assert access(client, "user_di") == {("prod_pilates", "expired", False)}
+    assert access(client, "user_eve") == {("prod_pilates", "active", True)}
+    assert access(client, "user_fay") == {("prod_pilates", "active", True)}
+    assert heard(access_events) == sorted([
+        (REVOKED, "user_ben", "yoga", "subscription_canceled", None),
+        (REVOKED, "user_cy", "prod_pilates", "subscription_canceled", None),
+        (REVOKED, "user_di", "prod_pilates", "subscription_canceled", None),
+        (GRANTED, "user_eve", "prod_pilates", "subscription_active", None),
+        (GRANTED, "user_fay", "prod_pilates", "subscription_active", None)])
+    stored = ImportModel.get("site_a")
+    assert (stored.subscriptions, stored.reread) == (3, 3)
+
+
+def test_a_webhook_newer_than_the_import_s_read_wins(client, studio, work, access_events):
+    subscription = studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    connect(client, studio, ACCOUNT)
+
+    def cancel_and_deliver():
+        # While the import's page is on its way back, the member cancels and
+        # Stripe's event is delivered and handled first.
+        studio.cancel_subscription(ACCOUNT, subscription["id"])
+        assert deliver(client, studio.events[-1]).status_code == 200
+
+    studio.before_answering_next("GET", "/v1/subscriptions", cancel_and_deliver)
+    work.drain()
+    assert access(client, "user_ana") == {("yoga", "expired", False)}
+    assert EntitlementModel.get("site_a#user_ana", subscription["id"]).stripe_event_id == studio.events[-1]["id"]
+
+
+def test_a_page_redelivered_after_it_was_written_repeats_nothing(client, studio, work, access_events):
+    for name in ("ana", "ben"):
+        studio.create_subscription(ACCOUNT, member(studio, name), ["prod_yoga"])
+    connect(client, studio, ACCOUNT)
+    first_page = {"kind": "import", "site_id": "site_a", "import_id": ImportModel.get("site_a").import_id,
+                  "page": 0}
+    work.drain()
+    before = len(studio.requests)
+    # The same message again, as SQS may hand it out twice.
+    redelivery = {"Records": [{"messageId": "m1", "receiptHandle": "r1", "body": json.dumps(first_page),
+                               "attributes": {"ApproximateReceiveCount": "2"}}]}
+    from app import sync_worker
+    sync_worker(redelivery, None)
+    work.drain()
+    assert len(studio.requests) == before
+    assert card(client)["sync"]["subscriptions"] == 2
+    assert len([e for e in access_events.drain() if e["type"] == GRANTED]) == 2
+
+
+def test_a_page_that_stops_before_queueing_the_next_is_picked_up_by_its_redelivery(
+        client, studio, work, aws_faults):
+    for n in range(3):
+        studio.create_subscription(ACCOUNT, member(studio, "p%d" % n), ["prod_yoga"])
+    connect(client, studio, ACCOUNT)
+    # The first page is written and counted; queueing the next one fails.
+    aws_faults.fail("sqs", "SendMessageBatch", times=1)
+    counts = work.drain()
+    assert counts["failed"] == 1
+    assert card(client)["sync"]["state"] == "done"
+    assert card(client)["sync"]["subscriptions"] == 3
+
+
+def test_stripe_failing_once_on_a_page_is_retried(client, studio, work):
+    studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    connect(client, studio, ACCOUNT)
+    studio.fail_next("GET", "/v1/subscriptions", status=500, times=3)
+    counts = work.drain()
+    assert counts["failed"] == 1
+    assert card(client)["sync"]["state"] == "done"
+    assert access(client, "user_ana") == {("yoga", "active", True)}
+
+
+def test_a_page_that_keeps_failing_goes_to_the_dead_letter_queue_and_the_card_says_failed(
+        client, studio, work):
+    import boto3
+    studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    connect(client, studio, ACCOUNT)
+    studio.fail_next("GET", "/v1/subscriptions", status=500, times=100)
+    counts = work.drain()
+    assert counts["failed"] == 5
+    sync = card(client)["sync"]
+    assert sync["state"] == "failed" and sync["finished_at"] is not None
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dead = sqs.get_queue_url(QueueName="stripe-connector-sync-dead-letter")["QueueUrl"]
+    assert len(sqs.receive_message(QueueUrl=dead, MaxNumberOfMessages=10).get("Messages") or []) == 1
+
+
+def test_sync_now_starts_an_import_once_and_needs_a_connection(client, studio, work):
+    assert client.post("/connectors/stripe/sync", headers=ADMIN).status_code == 409
+    assert client.post("/connectors/stripe/sync", headers=ADMIN).json_body["error"]["code"] == "not_connected"
+    assert client.post("/connectors/stripe/sync", headers=MEMBER).status_code == 403
+    connect(client, studio, ACCOUNT)
+    running = ImportModel.get("site_a").import_id
+    again = client.post("/connectors/stripe/sync", headers=ADMIN)
+    assert again.status_code == 202
+    assert again.json_body["sync"]["state"] == "importing"
+    assert ImportModel.get("site_a").import_id == running
+    work.drain()
+    studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    resync = client.post("/connectors/stripe/sync", headers=ADMIN)
+    assert resync.status_code == 202 and resync.json_body["sync"]["state"] == "importing"
+    assert ImportModel.get("site_a").import_id != running
+    work.drain()
+    assert card(client)["sync"]["subscriptions"] == 1
+    assert access(client, "user_ana") == {("yoga", "active", True)}
+
+
+def test_an_import_of_an_account_disconnected_meanwhile_stops(client, studio, work):
+    studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    connect(client, studio, ACCOUNT)
+    assert client.delete("/connectors/stripe", headers=ADMIN).status_code == 200
+    before = len(studio.requests)
+    work.drain()
+    assert len(studio.requests) == before
+    assert ImportModel.get("site_a").state == "failed"
+    assert access(client, "user_ana") == set()

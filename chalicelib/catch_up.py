@@ -6,12 +6,13 @@ types since its last catch-up and hands each, oldest first, to the webhook's
 own handling (a duplicate of a delivered event changes nothing). With nothing
 missed it costs one Stripe request per account and writes nothing."""
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional
 
 from chalicelib.access import is_stripe_id
 from chalicelib.clock import Clock, utc_now
-from chalicelib.connections import ConnectionStore
+from chalicelib.connections import ConnectionStore, ConnectorService
+from chalicelib.errors import AccountNotConnected
 from chalicelib.models import CatchUpModel, ConnectionModel, save_if
 from chalicelib.queues import WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
@@ -28,9 +29,10 @@ OVERLAP = timedelta(minutes=5)
 
 
 class CatchUp:
-    def __init__(self, connections: ConnectionStore, stripe: StripeGateway, receiver: WebhookReceiver,
-                 queue: WorkQueue, clock: Clock = utc_now):
+    def __init__(self, connections: ConnectionStore, connector: ConnectorService, stripe: StripeGateway,
+                 receiver: WebhookReceiver, queue: WorkQueue, clock: Clock = utc_now):
         self._connections = connections
+        self._connector = connector
         self._stripe = stripe
         self._receiver = receiver
         self._queue = queue
@@ -53,7 +55,13 @@ class CatchUp:
         if since is None:
             logger.info("Catch-up of %s: no site is connected to it any more", account_id)
             return {"events": 0}
-        events = self._stripe.undelivered_events(account_id, list(HANDLED_EVENTS), since)
+        try:
+            events = self._stripe.undelivered_events(account_id, list(HANDLED_EVENTS), since)
+        except AccountNotConnected:
+            # Stripe refuses the platform the account: revoked while its
+            # deauthorization went undelivered (and its events are no longer
+            # ours to list).
+            return {"events": 0, "revoked": self._revoked(account_id, now)}
         outcomes: Dict[str, int] = {}
         for event in events:
             # Listed with Stripe-Account, an event may not say whose it is.
@@ -70,6 +78,13 @@ class CatchUp:
             logger.info("Catch-up of %s: %d undelivered events (%s)", account_id, len(events),
                         ", ".join("%s %d" % item for item in sorted(outcomes.items())))
         return {"events": len(events)}
+
+    def _revoked(self, account_id: str, now: datetime) -> int:
+        modes = {bool(site.livemode) for site in self._connections.sites_connected_to(account_id)}
+        revoked = sum(self._connector.account_deauthorized(account_id, livemode, int(now.timestamp()))
+                      for livemode in modes)
+        logger.warning("Catch-up of %s: Stripe gives no access to it; %d sites disconnected", account_id, revoked)
+        return revoked
 
     def _since(self, account_id: str, now) -> Optional[int]:
         """Where this account's catch-up starts: its last mark, else its

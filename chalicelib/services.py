@@ -55,7 +55,8 @@ def get_import_worker() -> ImportWorker:
 
 @functools.lru_cache(maxsize=1)
 def get_catch_up() -> CatchUp:
-    return CatchUp(ConnectionStore(), get_stripe_gateway(), get_webhook_receiver(), get_work_queue())
+    return CatchUp(ConnectionStore(), get_connector_service(), get_stripe_gateway(), get_webhook_receiver(),
+                   get_work_queue())
 
 
 @functools.lru_cache(maxsize=1)

@@ -188,8 +188,14 @@ class ConnectorService:
             self._release(replaced, site_id)
         logger.info("Site %s connected to %s", site_id, authorized.account_id)
         # Whatever the account held before it was connected here: the import
-        # runs in the background and the card follows it.
-        return connector_card(connection, self._imports.start(connection))
+        # runs in the background and the card follows it. The connection
+        # stands even when the import cannot start; the admin may start it again.
+        try:
+            sync = self._imports.start(connection)
+        except Exception:
+            logger.exception("The import for site %s could not start", site_id)
+            sync = None
+        return connector_card(connection, sync)
 
     def _store_connection(self, connection: ConnectionModel, user_id: str,
                           authorized: AuthorizedAccount, display_name: str) -> None:

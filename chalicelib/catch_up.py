@@ -77,6 +77,8 @@ class CatchUp:
                     CatchUpModel.account_id.does_not_exist() | (CatchUpModel.caught_up_to < mark))
             logger.info("Catch-up of %s: %d undelivered events (%s)", account_id, len(events),
                         ", ".join("%s %d" % item for item in sorted(outcomes.items())))
+        else:
+            logger.info("Catch-up of %s: nothing undelivered since %d", account_id, since)
         return {"events": len(events)}
 
     def _revoked(self, account_id: str, now: datetime) -> int:

@@ -77,7 +77,8 @@ class AccessEventBus:
 def changes_between(old: Optional[EntitlementModel], new: Optional[EntitlementModel]) -> List[Announcement]:
     """The announcements one write makes: a product whose access began or
     ended. A change of access_until alone is not announced."""
-    if new is None:
+    if new is None or new.user_id is None:
+        # An unmatched subscription grants no one anything to announce.
         return []
     before = _granted_products(old)
     after = _granted_products(new)

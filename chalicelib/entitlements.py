@@ -8,11 +8,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.access import EXPIRED, Access, is_readable
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import InvalidRequest
+from chalicelib.identity import NAMED_BY_METADATA, customer_member
 from chalicelib.member_customers import FROM_SUBSCRIPTION
 from chalicelib.models import EntitlementModel, MemberCustomerModel, ProductAttribute, WebhookEventModel
 
@@ -22,13 +24,23 @@ logger = logging.getLogger(__name__)
 # backfill of `due_shard`: the sweep only looks in shards below it.
 DUE_SHARDS = 16
 MAX_USER_ID_LENGTH = 256
-# Two puts per site and the event record stay under DynamoDB's 100 items.
-SITES_PER_TRANSACTION = 49
+# DynamoDB's limit on the items of one transaction, less the event's record.
+WRITES_PER_TRANSACTION = 99
 
 
 def member_key(site_id: str, user_id: str) -> str:
     # The site is escaped so that no (site, user) pair shares a key with another.
     return site_id.replace("\\", "\\\\").replace("#", "\\#") + "#" + user_id
+
+
+def unmatched_key(site_id: str) -> str:
+    """Where a site keeps the subscriptions that name no member: the site's
+    key with no user (a member's user id is never empty)."""
+    return member_key(site_id, "")
+
+
+def claim_key(site_id: str, email: str) -> str:
+    return member_key(site_id, email.strip().lower())
 
 
 def grant_key(site_id: str, account_id: str) -> str:
@@ -49,7 +61,8 @@ class View:
     """A subscription as read from Stripe (or, when Stripe no longer has it,
     as the event carried it), and what it grants."""
     site_id: str
-    user_id: str
+    # None: the subscription names no member (see chalicelib/identity.py).
+    user_id: Optional[str]
     account_id: str
     customer_id: Optional[str]
     subscription_id: str
@@ -57,6 +70,12 @@ class View:
     access: Access
     view_time: int
     stripe_event_id: Optional[str]
+    # The customer's email and name, kept for an unmatched subscription.
+    email: Optional[str] = None
+    name: Optional[str] = None
+    # True when the subscription's own metadata named the member: the
+    # customer is then recorded as theirs on the site.
+    named: bool = False
 
 
 class StaleView(Exception):
@@ -68,12 +87,14 @@ class EventAlreadyDone(Exception):
 
 
 def entitlement_item(view: View, now: datetime) -> EntitlementModel:
-    key = member_key(view.site_id, view.user_id)
+    unmatched = view.user_id is None
+    key = unmatched_key(view.site_id) if unmatched else member_key(view.site_id, view.user_id)
     access = view.access
     item = EntitlementModel(
         key, view.subscription_id,
         site_id=view.site_id, user_id=view.user_id, account_id=view.account_id,
-        customer_id=view.customer_id, stripe_status=view.stripe_status, state=access.state,
+        customer_id=view.customer_id, email=view.email if unmatched else None,
+        name=view.name if unmatched else None, stripe_status=view.stripe_status, state=access.state,
         grants=access.grants, access_until=access.access_until, reason=access.reason,
         products=[ProductAttribute(product_id=p.product_id, stripe_product_id=p.stripe_product_id)
                   for p in access.products],
@@ -81,6 +102,8 @@ def entitlement_item(view: View, now: datetime) -> EntitlementModel:
     )
     if access.grants:
         item.grant_key = grant_key(view.site_id, view.account_id)
+        if unmatched and view.email and view.customer_id:
+            item.claim_key = claim_key(view.site_id, view.email)
         if access.access_until is not None:
             item.due_shard = due_shard_of(key, view.subscription_id)
             item.due_at = int(access.access_until.timestamp())
@@ -102,24 +125,52 @@ def ended_item(item: EntitlementModel, now: datetime, reason: str,
     ended.due_shard = None
     ended.due_at = None
     ended.grant_key = None
+    ended.claim_key = None
     return ended
 
 
-def member_writes(views: Sequence[View], now: datetime) -> Tuple[List[EntitlementModel], List[MemberCustomerModel]]:
-    """The entitlements and the members' customer records that views make:
-    one record per site and member (a transaction may write an item once)."""
-    items, customers = [], {}
+@dataclass
+class Writes:
+    """What one view writes: its entitlement and the records beside it (the
+    member's customer for the billing portal and, where metadata named the
+    member, the customer's member on the site). They land together or,
+    when a newer view is stored, not at all."""
+    item: EntitlementModel
+    records: List[Model]
+
+
+def member_writes(views: Sequence[View], now: datetime) -> List[Writes]:
+    writes = []
     for view in views:
-        items.append(entitlement_item(view, now))
-        if view.customer_id:
-            customers[(view.site_id, view.user_id)] = MemberCustomerModel(
+        records: List[Model] = []
+        if view.user_id is not None and view.customer_id:
+            records.append(MemberCustomerModel(
                 view.site_id, view.user_id, account_id=view.account_id, customer_id=view.customer_id,
-                source=FROM_SUBSCRIPTION, recorded_at=now)
-    return items, list(customers.values())
+                source=FROM_SUBSCRIPTION, recorded_at=now))
+            if view.named:
+                records.append(customer_member(view.site_id, view.account_id, view.customer_id, view.user_id,
+                                               NAMED_BY_METADATA, now))
+        writes.append(Writes(entitlement_item(view, now), records))
+    return writes
+
+
+def _key_of(record: Model) -> tuple:
+    """The table and key of a record: what DynamoDB takes as one item."""
+    return (type(record).__name__, getattr(record, record._hash_keyname),
+            getattr(record, record._range_keyname) if record._range_keyname else None)
 
 
 def newer_than_stored(view_time: int):
     return EntitlementModel.member_key.does_not_exist() | (EntitlementModel.view_time < view_time)
+
+
+def write_condition(item: EntitlementModel):
+    """A view lands only over an older one; an unmatched one also not over a
+    subscription a member has claimed since (it is theirs now)."""
+    condition = newer_than_stored(item.view_time)
+    if item.user_id is None:
+        condition = condition & EntitlementModel.claimed_by.does_not_exist()
+    return condition
 
 
 class EntitlementStore:
@@ -129,43 +180,55 @@ class EntitlementStore:
     def of_member(self, site_id: str, user_id: str) -> List[EntitlementModel]:
         return list(EntitlementModel.query(member_key(site_id, user_id), consistent_read=True))
 
-    def write(self, items: Sequence[EntitlementModel], customers: Sequence[MemberCustomerModel],
-              done: Optional[WebhookEventModel]) -> List[EntitlementModel]:
-        """Write the entitlements, the members' customers and the event's
-        record together: either all of them land or none. An entitlement
-        whose stored view is newer is left out (and returned), the rest is
-        written; a record written by another delivery meanwhile raises
-        EventAlreadyDone and writes nothing."""
+    def write(self, writes: Sequence[Writes], done: Optional[WebhookEventModel]) -> List[EntitlementModel]:
+        """Write the entitlements, the records beside them and the event's
+        record: a transaction holds whole views, the event's record goes with
+        the last. An entitlement whose stored view is newer is left out with
+        its records (and returned), the rest is written; a record written by
+        another delivery meanwhile raises EventAlreadyDone and writes nothing."""
         stale: List[EntitlementModel] = []
-        pending = list(items)
+        pending = list(writes)
         while True:
             try:
-                self._write_chunks(pending, customers, done)
+                self._write_chunks(pending, done)
                 return stale
             except StaleView as exc:
                 stale.extend(exc.args[0])
-                pending = [item for item in pending if item not in exc.args[0]]
+                pending = [w for w in pending if w.item not in exc.args[0]]
 
-    def _write_chunks(self, items: List[EntitlementModel], customers: Sequence[MemberCustomerModel],
-                      done: Optional[WebhookEventModel]) -> None:
-        chunks = [(items[i:i + SITES_PER_TRANSACTION], customers[i:i + SITES_PER_TRANSACTION])
-                  for i in range(0, max(len(items), len(customers), 1), SITES_PER_TRANSACTION)]
-        for index, (chunk_items, chunk_customers) in enumerate(chunks):
+    def _write_chunks(self, writes: List[Writes], done: Optional[WebhookEventModel]) -> None:
+        chunks: List[Tuple[List[EntitlementModel], List[Model]]] = [([], [])]
+        seen = set()
+        for write in writes:
+            # A transaction may write an item once: a record two views share goes once.
+            records = []
+            for record in write.records:
+                key = _key_of(record)
+                if key not in seen:
+                    seen.add(key)
+                    records.append(record)
+            items, chunk_records = chunks[-1]
+            if items and len(items) + len(chunk_records) + 1 + len(records) > WRITES_PER_TRANSACTION:
+                chunks.append(([], []))
+                items, chunk_records = chunks[-1]
+            items.append(write.item)
+            chunk_records.extend(records)
+        for index, (items, records) in enumerate(chunks):
             # The record goes with the last chunk: an earlier crash leaves the
             # event undone, and Stripe's retry writes a newer view of the same.
             last = index == len(chunks) - 1
-            self._transact(chunk_items, chunk_customers, done if last else None)
+            self._transact(items, records, done if last else None)
 
-    def _transact(self, items: List[EntitlementModel], customers: Sequence[MemberCustomerModel],
+    def _transact(self, items: List[EntitlementModel], records: Sequence[Model],
                   done: Optional[WebhookEventModel]) -> None:
-        if not items and not customers and done is None:
+        if not items and not records and done is None:
             return
         try:
             with TransactWrite(connection=self._connection) as transaction:
                 for item in items:
-                    transaction.save(item, condition=newer_than_stored(item.view_time))
-                for customer in customers:
-                    transaction.save(customer)
+                    transaction.save(item, condition=write_condition(item))
+                for record in records:
+                    transaction.save(record)
                 if done is not None:
                     transaction.save(done, condition=WebhookEventModel.event_id.does_not_exist())
         except TransactWriteError as exc:

@@ -22,12 +22,13 @@ from typing import Any, Dict, List, Optional
 from pynamodb.attributes import MapAttribute
 
 from chalicelib.access import (GRANTING_STATUSES, PRODUCT_ID_METADATA_KEY, SUBSCRIPTION_CANCELED,
-                               access_of, customer_id_of, is_stripe_id, items_of, user_of)
+                               access_of, customer_id_of, is_stripe_id, items_of)
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
 from chalicelib.entitlements import (EntitlementStore, View, ended_item, entitlement_item, grant_key,
                                      member_writes, microseconds)
 from chalicelib.errors import NotConnected
+from chalicelib.identity import Identity, customer_email
 from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
 from chalicelib.models import LOST_RACE, ConnectionModel, EntitlementModel, ImportModel, save_if
 from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
@@ -111,7 +112,9 @@ class ImportWorker:
     """One page of an import per message."""
 
     def __init__(self, imports: ImportStore, connections: ConnectionStore, stripe: StripeGateway,
-                 entitlements: EntitlementStore, queue: WorkQueue, clock: Clock = utc_now):
+                 entitlements: EntitlementStore, queue: WorkQueue, identity: Identity,
+                 clock: Clock = utc_now):
+        self._identity = identity
         self._imports = imports
         self._connections = connections
         self._stripe = stripe
@@ -157,22 +160,23 @@ class ImportWorker:
         views = []
         result = PageResult(record.phase, listed.last_id if listed.has_more else None,
                             subscriptions=len(listed.data), products=found)
-        for subscription in listed.data:
-            if not is_stripe_id(subscription.get("id")):
-                continue
+        page = [subscription for subscription in listed.data if is_stripe_id(subscription.get("id"))]
+        for subscription in page:
             _fill_products(subscription, {**known, **found})
-            user_id = user_of(subscription)
+        members = self._identity.members_of(page, record.account_id, [record.site_id])
+        for subscription in page:
+            user_id, named = members[(record.site_id, subscription["id"])]
             if user_id is None:
                 result.unmatched += 1
-                continue
-            result.matched += 1
+            else:
+                result.matched += 1
+            email, name = customer_email(subscription)
             views.append(View(
                 site_id=record.site_id, user_id=user_id, account_id=record.account_id,
                 customer_id=customer_id_of(subscription), subscription_id=subscription["id"],
                 stripe_status=str(subscription.get("status")), access=access_of(subscription, now),
-                view_time=view_time, stripe_event_id=None))
-        items, customers = member_writes(views, now)
-        stale = self._entitlements.write(items, customers, None)
+                view_time=view_time, stripe_event_id=None, email=email, name=name, named=named))
+        stale = self._entitlements.write(member_writes(views, now), None)
         if stale:
             logger.info("Import %s left %d subscriptions with newer views", record.import_id, len(stale))
         if result.cursor is None:
@@ -211,8 +215,8 @@ class ImportWorker:
         else:
             access = access_of(subscription, now)
             status = str(subscription.get("status"))
-            if user_of(subscription) != item.user_id:
-                # The subscription now names another member, or nobody.
+            if self._identity.member_of(subscription, item.account_id, item.site_id) != item.user_id:
+                # The subscription is now another member's, or nobody's.
                 replacement = ended_item(item, now, access.reason if not access.grants else SUBSCRIPTION_CANCELED,
                                          stripe_status=status)
             else:

@@ -136,9 +136,25 @@ class GrantsIndex(GlobalSecondaryIndex):
     view_time = NumberAttribute(range_key=True)
 
 
+class ClaimIndex(GlobalSecondaryIndex):
+    """Unmatched subscriptions by site and their customer's email (lower
+    case): what a member with that verified email may claim. Sparse:
+    `claim_key` is set only while the subscription is unmatched, unclaimed
+    and would grant access."""
+
+    class Meta:
+        index_name = "claim-index"
+        projection = AllProjection()
+
+    claim_key = UnicodeAttribute(hash_key=True)
+    subscription_id = UnicodeAttribute(range_key=True)
+
+
 class EntitlementModel(Model):
     """What one subscription grants a member of a site: every product on it
-    shares the subscription's state and access_until. `view_time` is when the
+    shares the subscription's state and access_until. A subscription that
+    names no member is kept the same way under the site's unmatched key, with
+    no `user_id`: what it would grant, to no one, never announced. `view_time` is when the
     Stripe view it was computed from was read (microseconds); an older view
     never overwrites a newer one. The table's stream (old and new images) is
     the outbox the access announcements are made from."""
@@ -151,9 +167,16 @@ class EntitlementModel(Model):
     member_key = UnicodeAttribute(hash_key=True)
     subscription_id = UnicodeAttribute(range_key=True)
     site_id = UnicodeAttribute()
-    user_id = UnicodeAttribute()
+    # None while the subscription is unmatched.
+    user_id = UnicodeAttribute(null=True)
     account_id = UnicodeAttribute()
     customer_id = UnicodeAttribute(null=True)
+    # The customer's, shown to the admin for an unmatched subscription.
+    email = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    claim_key = UnicodeAttribute(null=True)
+    # The member an unmatched subscription went to (a claim or a link).
+    claimed_by = UnicodeAttribute(null=True)
     stripe_status = UnicodeAttribute()
     state = UnicodeAttribute()
     grants = BooleanAttribute()
@@ -169,6 +192,26 @@ class EntitlementModel(Model):
 
     due_index = DueIndex()
     grants_index = GrantsIndex()
+    claim_index = ClaimIndex()
+
+
+class CustomerMemberModel(Model):
+    """The member a site has recorded for a Stripe customer: from a
+    subscription whose metadata named them, a link by the admin, or a claim
+    by verified email. A subscription that names nobody is this member's."""
+
+    class Meta:
+        table_name = "stripe-connector-customer-members"
+        billing_mode = "PAY_PER_REQUEST"
+
+    site_id = UnicodeAttribute(hash_key=True)
+    # account_id#customer_id: the same customer id on another account is another customer.
+    customer_ref = UnicodeAttribute(range_key=True)
+    user_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    source = UnicodeAttribute()
+    recorded_at = UTCDateTimeAttribute()
 
 
 class ImportModel(Model):
@@ -215,7 +258,7 @@ class CatchUpModel(Model):
 
 
 MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel,
-          ImportModel, CatchUpModel)
+          ImportModel, CatchUpModel, CustomerMemberModel)
 
 
 def bind(settings: Settings) -> None:
@@ -228,6 +271,7 @@ def bind(settings: Settings) -> None:
         EntitlementModel: settings.entitlements_table,
         ImportModel: settings.imports_table,
         CatchUpModel: settings.catch_ups_table,
+        CustomerMemberModel: settings.customer_members_table,
     }
     for model, table_name in tables.items():
         place = (table_name, settings.aws_region, settings.aws_endpoint_url)

@@ -10,6 +10,7 @@ from chalicelib.announcements import AccessEventBus, Announcer
 from chalicelib.catch_up import CatchUp
 from chalicelib.connections import ConnectionStore, ConnectorService, OAuthStateStore
 from chalicelib.entitlements import AccessService, EntitlementStore
+from chalicelib.identity import CustomerMembers, Identity
 from chalicelib.import_records import ImportStore
 from chalicelib.imports import ImportService, ImportWorker
 from chalicelib.member_customers import MemberCustomerStore
@@ -50,7 +51,7 @@ def get_import_service() -> ImportService:
 @functools.lru_cache(maxsize=1)
 def get_import_worker() -> ImportWorker:
     return ImportWorker(ImportStore(), ConnectionStore(), get_stripe_gateway(), get_entitlement_store(),
-                        get_work_queue())
+                        get_work_queue(), get_identity())
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,9 +83,15 @@ def get_entitlement_store() -> EntitlementStore:
 
 
 @functools.lru_cache(maxsize=1)
+def get_identity() -> Identity:
+    get_bound_models()
+    return Identity(CustomerMembers())
+
+
+@functools.lru_cache(maxsize=1)
 def get_webhook_receiver() -> WebhookReceiver:
     return WebhookReceiver(get_stripe_gateway(), EventLog(), get_connector_service(),
-                           ConnectionStore(), get_entitlement_store())
+                           ConnectionStore(), get_entitlement_store(), get_identity())
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,7 +110,7 @@ def get_announcer() -> Announcer:
 @functools.lru_cache(maxsize=1)
 def get_sweep() -> Sweep:
     get_bound_models()
-    return Sweep(ConnectionStore(), get_stripe_gateway(),
+    return Sweep(ConnectionStore(), get_stripe_gateway(), identity=get_identity(),
                  longest_stripe_call=longest_call_seconds(get_settings().stripe_timeout_seconds))
 
 
@@ -112,5 +119,5 @@ def reset() -> None:
     for factory in (get_settings, get_stripe_gateway, get_bound_models, get_connector_service,
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
-                    get_import_worker, get_catch_up):
+                    get_import_worker, get_catch_up, get_identity):
         factory.cache_clear()

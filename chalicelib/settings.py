@@ -41,6 +41,7 @@ class Settings:
     entitlements_table: str
     imports_table: str
     catch_ups_table: str
+    customer_members_table: str
 
     def __repr__(self) -> str:
         # Settings end up in tracebacks and debug logs; the secrets must not.
@@ -131,6 +132,7 @@ def load_settings(environ: Mapping[str, str],
         entitlements_table=value("ENTITLEMENTS_TABLE", "stripe-connector-entitlements"),
         imports_table=value("IMPORTS_TABLE", "stripe-connector-imports"),
         catch_ups_table=value("CATCH_UPS_TABLE", "stripe-connector-catch-ups"),
+        customer_members_table=value("CUSTOMER_MEMBERS_TABLE", "stripe-connector-customer-members"),
     )
     _validate(settings)
     return settings

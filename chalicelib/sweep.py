@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
-from chalicelib.access import PERIOD_ENDED, access_of, user_of
+from chalicelib.access import PERIOD_ENDED, access_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
 from chalicelib.entitlements import DUE_SHARDS, View, ended_item, entitlement_item, microseconds
 from chalicelib.errors import AccountNotConnected, StripeFailure
+from chalicelib.identity import CustomerMembers, Identity
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
 
@@ -51,8 +52,10 @@ class SweepReport:
 class Sweep:
     def __init__(self, connections: ConnectionStore, stripe: StripeGateway, clock: Clock = utc_now,
                  max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE,
-                 longest_stripe_call: float = longest_call_seconds(HTTP_TIMEOUT_SECONDS)):
+                 longest_stripe_call: float = longest_call_seconds(HTTP_TIMEOUT_SECONDS),
+                 identity: Optional[Identity] = None):
         self._connections = connections
+        self._identity = identity or Identity(CustomerMembers())
         # No new entitlement is taken with less time left than one may need
         # when Stripe hangs: the function would be stopped in the middle.
         self._stop_with_seconds_left = longest_stripe_call + WRITE_SECONDS
@@ -123,13 +126,14 @@ class Sweep:
 
     def _from_stripe(self, item: EntitlementModel, subscription: dict, now: datetime) -> EntitlementModel:
         access = access_of(subscription, now)
-        if not access.grants or user_of(subscription) != item.user_id:
+        if not access.grants or self._identity.member_of(subscription, item.account_id, item.site_id) != item.user_id:
             # Whatever Stripe's status now, this access ended with its period
-            # (also when the subscription now names another member, or none).
+            # (also when the subscription is now another member's, or nobody's).
             return ended_item(item, now, PERIOD_ENDED, stripe_status=str(subscription.get("status")))
         return entitlement_item(View(
             site_id=item.site_id, user_id=item.user_id, account_id=item.account_id,
             customer_id=item.customer_id, subscription_id=item.subscription_id,
             stripe_status=str(subscription.get("status")), access=access,
-            view_time=max(microseconds(now), item.view_time + 1), stripe_event_id=None), now)
+            view_time=max(microseconds(now), item.view_time + 1), stripe_event_id=None,
+            email=item.email, name=item.name), now)
 

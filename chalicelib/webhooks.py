@@ -3,11 +3,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
 
-from chalicelib.access import access_of, customer_id_of, is_stripe_id, user_of
+from chalicelib.access import access_of, customer_id_of, is_stripe_id
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
 from chalicelib.entitlements import EntitlementStore, EventAlreadyDone, View, member_writes, microseconds
 from chalicelib.errors import PayloadTooLarge
+from chalicelib.identity import Identity, customer_email
 from chalicelib.models import ConnectionModel, WebhookEventModel, save_if
 from chalicelib.stripe_gateway import StripeGateway
 
@@ -63,8 +64,9 @@ class EventLog:
 
 class WebhookReceiver:
     def __init__(self, stripe: StripeGateway, events: EventLog, connector: ConnectorService,
-                 connections: ConnectionStore, entitlements: EntitlementStore,
+                 connections: ConnectionStore, entitlements: EntitlementStore, identity: Identity,
                  clock: Clock = utc_now):
+        self._identity = identity
         self._stripe = stripe
         self._events = events
         self._connector = connector
@@ -142,11 +144,6 @@ class WebhookReceiver:
             # second (a read made earlier in that second is older).
             if subscription.get("status") not in FINAL_STATUSES:
                 view_time = (event["created"] + 1) * 1_000_000 - 1
-        user_id = user_of(subscription)
-        if user_id is None:
-            logger.warning("Subscription %s on %s names no CustomerHub user (event %s); nothing stored",
-                           subscription_id, account_id, event["id"])
-            return IGNORED
         access = access_of(subscription, now)
         if from_copy and access.grants:
             # What Stripe does not have, it cannot have sold: a copy may end
@@ -154,14 +151,21 @@ class WebhookReceiver:
             logger.warning("Stripe has no %s; %s's copy would grant access, so it is ignored",
                            subscription_id, event["id"])
             return IGNORED
-        customer_id = customer_id_of(subscription)
-        items, customers = member_writes([View(
-            site_id=site.site_id, user_id=user_id, account_id=account_id,
-            customer_id=customer_id, subscription_id=subscription_id,
-            stripe_status=str(subscription.get("status")), access=access,
-            view_time=view_time, stripe_event_id=event["id"]) for site in sites], now)
+        members = self._identity.members_of([subscription], account_id, [site.site_id for site in sites])
+        email, name = customer_email(subscription)
+        views = []
+        for site in sites:
+            user_id, named = members[(site.site_id, subscription_id)]
+            if user_id is None:
+                logger.info("Subscription %s on %s names no member of site %s: kept as unmatched",
+                            subscription_id, account_id, site.site_id)
+            views.append(View(
+                site_id=site.site_id, user_id=user_id, account_id=account_id,
+                customer_id=customer_id_of(subscription), subscription_id=subscription_id,
+                stripe_status=str(subscription.get("status")), access=access, view_time=view_time,
+                stripe_event_id=event["id"], email=email, name=name, named=named))
         try:
-            stale = self._entitlements.write(items, customers, event_record(event, now))
+            stale = self._entitlements.write(member_writes(views, now), event_record(event, now))
         except EventAlreadyDone:
             logger.info("%s was handled by another delivery meanwhile", event["id"])
             return DUPLICATE

@@ -92,13 +92,16 @@ def test_the_user_named_on_the_subscription_is_used_when_the_customer_names_none
     assert [e["product_id"] for e in access(client, bearer(sub="user_bo", role="member"))] == ["yoga"]
 
 
-def test_a_subscription_naming_no_user_is_acknowledged_and_stores_nothing(client, studio, access_events):
-    studio.create_customer(ACCOUNT, email="anon@studio.test", id="cus_anon")
-    studio.create_subscription(ACCOUNT, "cus_anon", ["prod_yoga"])
+def test_a_subscription_naming_no_user_is_kept_as_unmatched_grants_no_one_and_is_not_announced(
+        client, studio, access_events):
+    studio.create_customer(ACCOUNT, email="anon@studio.test", id="cus_anon", name="Anon Lima")
+    created = studio.create_subscription(ACCOUNT, "cus_anon", ["prod_yoga"])
     response = deliver(client, last_event(studio))
     assert response.status_code == 200
-    assert list(EntitlementModel.scan()) == []
-    assert list(WebhookEventModel.scan()) == []
+    [kept] = list(EntitlementModel.scan())
+    assert (kept.member_key, kept.subscription_id, kept.user_id) == ("site_a#", created["id"], None)
+    assert (kept.email, kept.name, kept.customer_id) == ("anon@studio.test", "Anon Lima", "cus_anon")
+    assert [e.event_id for e in WebhookEventModel.scan()] == [last_event(studio)["id"]]
     assert access_events.drain() == []
 
 
@@ -272,7 +275,7 @@ def test_a_view_read_before_the_stored_one_is_left_out_and_the_event_is_still_do
     # A handler whose read of Stripe is older than the stored view (it read,
     # then stalled while another delivery wrote) must not overwrite it.
     stalled = WebhookReceiver(services.get_stripe_gateway(), EventLog(), services.get_connector_service(),
-                              ConnectionStore(), services.get_entitlement_store(),
+                              ConnectionStore(), services.get_entitlement_store(), services.get_identity(),
                               clock=lambda: datetime.now(timezone.utc) - timedelta(minutes=5))
     payload, headers = signed(created)
     assert stalled.receive(payload.encode(), headers["Stripe-Signature"]) == "handled"
@@ -290,7 +293,7 @@ def test_a_read_answered_before_a_change_but_arriving_after_its_delivery_does_no
         studio.cancel_subscription(ACCOUNT, subscription["id"])
         payload, headers = signed(last_event(studio))
         other = WebhookReceiver(services.get_stripe_gateway(), EventLog(), services.get_connector_service(),
-                                ConnectionStore(), services.get_entitlement_store())
+                                ConnectionStore(), services.get_entitlement_store(), services.get_identity())
         assert other.receive(payload.encode(), headers["Stripe-Signature"]) == "handled"
 
     studio.before_answering_next("GET", "/v1/subscriptions/" + subscription["id"], canceled_meanwhile)

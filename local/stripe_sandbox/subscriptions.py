@@ -235,10 +235,10 @@ class Subscriptions:
 
     # API
 
-    def _scoped_subscription(self, request: Request, subscription_id: str) -> Dict[str, Any]:
+    def _scoped_subscription(self, request: Request, subscription_id: str, param: str = "id") -> Dict[str, Any]:
         subscription = self._subscriptions.get(request.stripe_account, {}).get(subscription_id)
         if subscription is None:
-            raise _missing("subscription", subscription_id)
+            raise _missing("subscription", subscription_id, param)
         return subscription
 
     def _expand_subscription(self, scope: Optional[str], subscription: Dict[str, Any], paths: List[str],
@@ -284,8 +284,12 @@ class Subscriptions:
         elif status != "all":
             subscriptions = [s for s in subscriptions if s["status"] == status]
         if params.get("customer"):
+            if params["customer"] not in self._customers.get(request.stripe_account, {}):
+                raise _missing("customer", params["customer"], "customer")
             subscriptions = [s for s in subscriptions if s["customer"] == params["customer"]]
         if params.get("price"):
+            if all(p["id"] != params["price"] for p in self._prices.get(request.stripe_account, {}).values()):
+                raise _missing("price", params["price"], "price")
             subscriptions = [s for s in subscriptions
                              if any(i["price"]["id"] == params["price"] for i in s["items"]["data"])]
         subscriptions = [s for s in subscriptions if _created_matches(s["created"], params.get("created"))]
@@ -295,7 +299,7 @@ class Subscriptions:
 
     def _api_list_subscription_items(self, request: Request) -> Response:
         params = request.query
-        subscription = self._scoped_subscription(request, params["subscription"])
+        subscription = self._scoped_subscription(request, params["subscription"], "subscription")
         paths = _expansions(params)
         for path in paths:
             if path != "data.price.product":

@@ -173,7 +173,10 @@ class SandboxError(Exception):
 
 
 def _missing(kind: str, object_id: str, param: str = "id") -> SandboxError:
-    return SandboxError(404, "No such %s: '%s'" % (kind, object_id), code="resource_missing", param=param)
+    """Stripe's answer to an id the account does not have: 404 for the id in
+    the path (param "id"), 400 for one given as a param, cursors included."""
+    return SandboxError(404 if param == "id" else 400, "No such %s: '%s'" % (kind, object_id),
+                        code="resource_missing", param=param)
 
 
 MAX_EXPAND_LEVELS = 4

@@ -1,6 +1,7 @@
 """What the Stripe sandbox refuses, as Stripe does: params that do not fit the
-stripe-python TypedDict of their route. Driven by the real stripe-python
-client, and by raw HTTP where the client cannot send the shape."""
+stripe-python TypedDict of their route, and ids the account does not have.
+Driven by the real stripe-python client, and by raw HTTP where the client
+cannot send the shape."""
 import json
 import typing
 import urllib.error
@@ -220,3 +221,67 @@ def test_oauth_token_takes_the_key_as_client_secret_as_stripes_curl_examples_do(
         "grant_type": "authorization_code", "code": sandbox.issue_code(account),
         "client_secret": helpers.SECRET_KEY}, {"Authorization": ""})
     assert status == 200 and body["stripe_user_id"] == account
+
+
+# ------------------------------------------------------------ ids the account does not have
+
+@pytest.mark.parametrize("kind, object_id, call", [
+    ("customer", "cus_missing", lambda c, g: c.v1.customers.retrieve("cus_missing", {}, g["opts"])),
+    ("product", "prod_missing", lambda c, g: c.v1.products.retrieve("prod_missing", {}, g["opts"])),
+    ("subscription", "sub_missing", lambda c, g: c.v1.subscriptions.retrieve("sub_missing", {}, g["opts"])),
+    ("subscription", "sub_missing", lambda c, g: c.v1.subscriptions.update(
+        "sub_missing", {"metadata": {"k": "v"}}, g["opts"])),
+    ("subscription", "sub_missing", lambda c, g: c.v1.subscriptions.cancel("sub_missing", {}, g["opts"])),
+    ("configuration", "bpc_missing", lambda c, g: c.v1.billing_portal.configurations.retrieve(
+        "bpc_missing", {}, g["opts"])),
+    ("configuration", "bpc_missing", lambda c, g: c.v1.billing_portal.configurations.update(
+        "bpc_missing", {"active": False}, g["opts"])),
+    ("event", "evt_missing", lambda c, g: c.v1.events.retrieve("evt_missing", {}, g["opts"])),
+])
+def test_an_id_in_the_path_the_account_does_not_have_is_resource_missing_404(client, gym, kind, object_id, call):
+    error = refused(lambda: call(client, gym))
+    assert (error.http_status, error.code, error.param) == (404, "resource_missing", "id")
+    assert error.user_message == "No such %s: '%s'" % (kind, object_id)
+
+
+@pytest.mark.parametrize("kind, param, call", [
+    ("customer", "customer", lambda c, g: c.v1.billing_portal.sessions.create(
+        {"customer": "cus_missing", "configuration": g["configuration"]}, g["opts"])),
+    ("configuration", "configuration", lambda c, g: c.v1.billing_portal.sessions.create(
+        {"customer": g["customer"], "configuration": "bpc_missing"}, g["opts"])),
+    ("customer", "customer", lambda c, g: c.v1.subscriptions.list({"customer": "cus_missing"}, g["opts"])),
+    ("price", "price", lambda c, g: c.v1.subscriptions.list({"price": "price_missing"}, g["opts"])),
+    ("subscription", "subscription", lambda c, g: c.v1.subscription_items.list(
+        {"subscription": "sub_missing"}, g["opts"])),
+    ("customer", "starting_after", lambda c, g: c.v1.customers.list({"starting_after": "cus_missing"}, g["opts"])),
+    ("subscription", "starting_after", lambda c, g: c.v1.subscriptions.list(
+        {"starting_after": "sub_missing"}, g["opts"])),
+    ("event", "ending_before", lambda c, g: c.v1.events.list({"ending_before": "evt_missing"}, g["opts"])),
+    ("billing_portal.configuration", "starting_after", lambda c, g: c.v1.billing_portal.configurations.list(
+        {"starting_after": "bpc_missing"}, g["opts"])),
+    ("subscription_item", "starting_after", lambda c, g: c.v1.subscription_items.list(
+        {"subscription": g["subscription"], "starting_after": "si_missing"}, g["opts"])),
+])
+def test_an_id_given_as_a_param_the_account_does_not_have_is_resource_missing_400(client, gym, kind, param, call):
+    error = refused(lambda: call(client, gym))
+    assert (error.http_status, error.code, error.param) == (400, "resource_missing", param)
+    assert error.user_message.startswith("No such %s: '" % kind)
+
+
+def test_an_object_of_another_account_is_missing_on_this_one(sandbox, client, gym):
+    other = sandbox.create_account()["id"]
+    client.oauth.token({"grant_type": "authorization_code", "code": sandbox.issue_code(other)})
+    error = refused(lambda: client.v1.customers.retrieve(gym["customer"], {}, {"stripe_account": other}))
+    assert (error.http_status, error.code) == (404, "resource_missing")
+    error = refused(lambda: client.v1.subscriptions.list({"customer": gym["customer"]}, {"stripe_account": other}))
+    assert (error.http_status, error.code, error.param) == (400, "resource_missing", "customer")
+
+
+def test_an_account_the_platform_cannot_reach_is_a_permission_error_as_at_stripe(client, gym):
+    # Stripe answers account_invalid (403), not resource_missing, for an
+    # account that is not connected or does not exist; the connector reads
+    # that as "no longer connected".
+    for call in (lambda: client.v1.accounts.retrieve("acct_missing"),
+                 lambda: client.v1.customers.list({}, {"stripe_account": "acct_missing"})):
+        error = refused(call, stripe.PermissionError)
+        assert (error.http_status, error.json_body["error"]["code"]) == (403, "account_invalid")

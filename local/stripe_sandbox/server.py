@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 
 # Who may call a route: "api" needs the secret key and honours Stripe-Account,
-# "oauth" needs the secret key and answers OAuth-style errors, "page" is for a
-# browser and needs nothing. The
+# "oauth" needs the secret key, is the platform's own (no Stripe-Account) and
+# answers OAuth-style errors, "page" is for a browser and needs nothing. The
 # params of every api and oauth request are checked (params.py) before its
 # handler runs.
 @dataclass(frozen=True)
@@ -239,6 +239,12 @@ class Server:
             return stripe_error(403, "The provided key '%s' does not have access to account '%s' (or that "
                                 "account does not exist). Application access may have been revoked."
                                 % (mask_key(self.secret_key), request.stripe_account), code="account_invalid")
+        if kind == "oauth" and request.stripe_account:
+            # Stripe documents no answer for this; the platform alone connects
+            # and disconnects accounts, so the sandbox refuses a request made
+            # as a connected account, in the OAuth endpoints' own error shape.
+            return oauth_error(400, "invalid_request", "The Stripe-Account header cannot be used with %s: OAuth "
+                               "requests are made by the platform itself." % request.path)
         if kind in ("api", "oauth"):
             # Before the idempotency store: Stripe saves no result for a
             # request whose params failed validation.

@@ -1,7 +1,7 @@
 """What the Stripe sandbox refuses, as Stripe does: params that do not fit the
-stripe-python TypedDict of their route, and ids the account does not have.
-Driven by the real stripe-python client, and by raw HTTP where the client
-cannot send the shape."""
+stripe-python TypedDict of their route, ids the account does not have, and
+a Stripe-Account header on the platform's own endpoints. Driven by the real
+stripe-python client, and by raw HTTP where the client cannot send the shape."""
 import json
 import typing
 import urllib.error
@@ -285,3 +285,30 @@ def test_an_account_the_platform_cannot_reach_is_a_permission_error_as_at_stripe
                  lambda: client.v1.customers.list({}, {"stripe_account": "acct_missing"})):
         error = refused(call, stripe.PermissionError)
         assert (error.http_status, error.json_body["error"]["code"]) == (403, "account_invalid")
+
+
+# ------------------------------------------------------------ platform-only endpoints
+
+def test_oauth_token_with_stripe_account_is_refused_and_the_code_stays_unused(sandbox, client, gym):
+    account = sandbox.create_account()["id"]
+    code = sandbox.issue_code(account)
+    error = refused(lambda: client.oauth.token({"grant_type": "authorization_code", "code": code}, gym["opts"]),
+                    stripe.oauth_error.InvalidRequestError)
+    assert error.http_status == 400 and "Stripe-Account" in error.user_message
+    assert not sandbox.is_connected(account)
+    assert client.oauth.token({"grant_type": "authorization_code", "code": code}).stripe_user_id == account
+
+
+def test_oauth_deauthorize_with_stripe_account_is_refused_and_the_account_stays_connected(sandbox, client, gym):
+    events = len(sandbox.events)
+    error = refused(lambda: client.oauth.deauthorize({"stripe_user_id": gym["account"]}, gym["opts"]),
+                    stripe.oauth_error.InvalidRequestError)
+    assert error.http_status == 400 and "Stripe-Account" in error.user_message
+    assert sandbox.is_connected(gym["account"]) and len(sandbox.events) == events
+
+
+def test_the_platform_only_refusal_comes_in_the_oauth_error_shape(sandbox, gym):
+    status, body = raw(sandbox, "POST", "/oauth/deauthorize",
+                       {"client_id": helpers.CLIENT_ID, "stripe_user_id": gym["account"]},
+                       {"Stripe-Account": gym["account"]})
+    assert status == 400 and body["error"] == "invalid_request" and "Stripe-Account" in body["error_description"]

@@ -34,7 +34,7 @@ class RouteParams:
 
 
 _LIST = ("limit", "starting_after", "ending_before", "expand")
-# Stripe's Connect OAuth reference lets curl send the secret key as the
+# Stripe's curl examples for /oauth/token send the secret key as the
 # client_secret param; stripe-python sends it in the Authorization header, so
 # its TypedDicts leave it out.
 _OAUTH_EXTRA = ("client_secret",)

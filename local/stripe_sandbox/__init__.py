@@ -17,6 +17,8 @@ The package follows Stripe's own layout:
 
 - ``wire``: form decoding, requests and responses, errors, pagination
 - ``server``: the HTTP server, the route table, dispatch, injected failures
+- ``params``: every API and OAuth request's params checked against the
+  stripe-python TypedDict of its route, with Stripe's errors
 - ``core``: the state every part shares, its lock and reset
 - ``oauth``: accounts and Connect OAuth
 - ``customers``, ``products``, ``subscriptions``, ``billing_portal``: one
@@ -25,7 +27,10 @@ The package follows Stripe's own layout:
 - ``dashboard``: the pages a person sees (authorize, portal, dashboard)
 - ``sandbox``: ``StripeSandbox``, made of the parts above, and ``main()``
 
-Standard library only: it must never import stripe, chalice or boto3.
+Standard library only: importing it imports no stripe, chalice or boto3,
+and no stripe-python code takes part in answering a request. The one use of
+the pinned library is ``params`` reading its request TypedDicts (generated
+from Stripe's OpenAPI spec) when the server starts.
 """
 from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS, sign_payload
 from local.stripe_sandbox.dashboard import SUBSCRIPTION_ACTIONS

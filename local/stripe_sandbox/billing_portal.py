@@ -26,8 +26,6 @@ class BillingPortal:
 
     def _api_create_portal_configuration(self, request: Request) -> Response:
         params = _booleans(request.params)
-        if not isinstance(params.get("features"), dict):
-            raise SandboxError(400, "Missing required param: features.", code="parameter_missing", param="features")
         now = int(self.clock())
         configuration: Dict[str, Any] = {
             "id": _random_id("bpc_", 24),

@@ -135,9 +135,7 @@ class OAuthAndAccounts:
         params = request.params
         if params.get("client_id") != self.client_id:
             return oauth_error(401, "invalid_client", "No such application: '%s'" % (params.get("client_id") or ""))
-        account_id = params.get("stripe_user_id")
-        if not account_id:
-            return oauth_error(400, "invalid_request", "No stripe_user_id provided")
+        account_id = params["stripe_user_id"]
         if self._connected.pop(account_id, None) is None:
             return oauth_error(401, "invalid_client", "This application is not connected to stripe account %s, "
                                "or that account does not exist." % account_id)

@@ -4,7 +4,7 @@ import copy
 from typing import Any, Dict, List, Optional
 
 from local.stripe_sandbox.wire import (Request, Response, SandboxError, _form_bool, _form_metadata, _merge_metadata,
-                                       _missing, _random_id, _refuse_unknown, json_response)
+                                       _missing, _random_id, json_response)
 
 DEFAULT_UNIT_AMOUNT = 1500
 
@@ -89,10 +89,7 @@ class Products:
 
     def _api_create_product(self, request: Request) -> Response:
         params = request.params
-        _refuse_unknown(params, ("name", "metadata", "id", "description", "active", "expand"))
-        name = params.get("name")
-        if not name or not isinstance(name, str):
-            raise SandboxError(400, "Missing required param: name.", code="parameter_missing", param="name")
+        name = params["name"]
         metadata = _form_metadata(params.get("metadata"), {})
         product_id = params.get("id") or None
         if product_id and any(product_id in products for products in self._products.values()):

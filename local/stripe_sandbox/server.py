@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+from local.stripe_sandbox.params import check_request, load_typed_dicts
 from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS
 from local.stripe_sandbox.wire import (API_VERSION, Request, Response, SandboxError, html_response, json_response,
                                        mask_key, oauth_error, parse_form, stripe_error)
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
 
 
 # Who may call a route: "api" needs the secret key and honours Stripe-Account,
-# "oauth" needs the secret key and answers OAuth-style errors, "page" is for a
-# browser and needs nothing.
+# "oauth" needs the secret key, is the platform's own (no Stripe-Account) and
+# answers OAuth-style errors, "page" is for a browser and needs nothing. The
+# params of every api and oauth request are checked (params.py) before its
+# handler runs.
 @dataclass(frozen=True)
 class Route:
     method: str
@@ -106,6 +109,7 @@ class Server:
             pass
 
         Handler.sandbox = sandbox
+        load_typed_dicts()
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -235,6 +239,18 @@ class Server:
             return stripe_error(403, "The provided key '%s' does not have access to account '%s' (or that "
                                 "account does not exist). Application access may have been revoked."
                                 % (mask_key(self.secret_key), request.stripe_account), code="account_invalid")
+        if kind == "oauth" and request.stripe_account:
+            # Stripe documents no answer for this; the platform alone connects
+            # and disconnects accounts, so the sandbox refuses a request made
+            # as a connected account, in the OAuth endpoints' own error shape.
+            return oauth_error(400, "invalid_request", "The Stripe-Account header cannot be used with %s: OAuth "
+                               "requests are made by the platform itself." % request.path)
+        if kind in ("api", "oauth"):
+            # Before the idempotency store: Stripe saves no result for a
+            # request whose params failed validation.
+            refused = check_request(route.handler, kind, request)
+            if refused is not None:
+                return refused
         replay_key = None
         if request.method == "POST" and kind != "page" and request.idempotency_key:
             replay_key = (request.stripe_account, request.idempotency_key)

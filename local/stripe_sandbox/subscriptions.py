@@ -6,13 +6,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from local.stripe_sandbox.events import _previous_attributes
 from local.stripe_sandbox.wire import (Request, Response, SandboxError, _created_matches, _expansions, _form_bool,
                                        _form_int, _form_metadata, _merge_metadata, _missing, _page, _random_id,
-                                       _refuse_unknown, json_response)
+                                       json_response)
 
 DEFAULT_PERIOD_SECONDS = 30 * 24 * 3600
 SUBSCRIPTION_STATUSES = ("incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled",
                          "unpaid", "paused")
-# What `status` may be on GET /v1/subscriptions, besides the statuses themselves.
-_LIST_STATUSES = SUBSCRIPTION_STATUSES + ("all", "ended")
 # Expand paths a subscription answers to ("items.data.price" is always inline).
 _SUBSCRIPTION_EXPANDABLE = ("customer", "items.data.price", "items.data.price.product")
 
@@ -237,10 +235,10 @@ class Subscriptions:
 
     # API
 
-    def _scoped_subscription(self, request: Request, subscription_id: str) -> Dict[str, Any]:
+    def _scoped_subscription(self, request: Request, subscription_id: str, param: str = "id") -> Dict[str, Any]:
         subscription = self._subscriptions.get(request.stripe_account, {}).get(subscription_id)
         if subscription is None:
-            raise _missing("subscription", subscription_id)
+            raise _missing("subscription", subscription_id, param)
         return subscription
 
     def _expand_subscription(self, scope: Optional[str], subscription: Dict[str, Any], paths: List[str],
@@ -281,16 +279,17 @@ class Subscriptions:
         status = params.get("status")
         if status is None:
             subscriptions = [s for s in subscriptions if s["status"] != "canceled"]
-        elif status not in _LIST_STATUSES:
-            raise SandboxError(400, "Invalid status: must be one of %s, or %s" % (
-                ", ".join(sorted(_LIST_STATUSES)[:-1]), sorted(_LIST_STATUSES)[-1]), param="status")
         elif status == "ended":
             subscriptions = [s for s in subscriptions if s["status"] in ("canceled", "incomplete_expired")]
         elif status != "all":
             subscriptions = [s for s in subscriptions if s["status"] == status]
         if params.get("customer"):
+            if params["customer"] not in self._customers.get(request.stripe_account, {}):
+                raise _missing("customer", params["customer"], "customer")
             subscriptions = [s for s in subscriptions if s["customer"] == params["customer"]]
         if params.get("price"):
+            if all(p["id"] != params["price"] for p in self._prices.get(request.stripe_account, {}).values()):
+                raise _missing("price", params["price"], "price")
             subscriptions = [s for s in subscriptions
                              if any(i["price"]["id"] == params["price"] for i in s["items"]["data"])]
         subscriptions = [s for s in subscriptions if _created_matches(s["created"], params.get("created"))]
@@ -300,11 +299,7 @@ class Subscriptions:
 
     def _api_list_subscription_items(self, request: Request) -> Response:
         params = request.query
-        _refuse_unknown(params, ("subscription", "limit", "starting_after", "ending_before", "expand"))
-        if not params.get("subscription"):
-            raise SandboxError(400, "Missing required param: subscription.", code="parameter_missing",
-                               param="subscription")
-        subscription = self._scoped_subscription(request, params["subscription"])
+        subscription = self._scoped_subscription(request, params["subscription"], "subscription")
         paths = _expansions(params)
         for path in paths:
             if path != "data.price.product":
@@ -322,9 +317,6 @@ class Subscriptions:
     def _api_update_subscription(self, request: Request, subscription_id: str) -> Response:
         subscription = self._scoped_subscription(request, subscription_id)
         params = request.params
-        # Accepted and without effect here: there are no invoices to prorate.
-        _refuse_unknown(params, ("cancel_at_period_end", "cancel_at", "metadata", "expand", "proration_behavior",
-                                 "proration_date", "cancellation_details"))
         paths = _expansions(params)
         _check_expandable(paths)
         changes: Dict[str, Any] = {}
@@ -350,7 +342,6 @@ class Subscriptions:
 
     def _api_cancel_subscription(self, request: Request, subscription_id: str) -> Response:
         subscription = self._scoped_subscription(request, subscription_id)
-        _refuse_unknown(request.params, ("expand", "invoice_now", "prorate", "cancellation_details"))
         paths = _expansions(request.params)
         _check_expandable(paths)
         if subscription["status"] == "canceled":

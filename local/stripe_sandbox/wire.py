@@ -173,7 +173,10 @@ class SandboxError(Exception):
 
 
 def _missing(kind: str, object_id: str, param: str = "id") -> SandboxError:
-    return SandboxError(404, "No such %s: '%s'" % (kind, object_id), code="resource_missing", param=param)
+    """Stripe's answer to an id the account does not have: 404 for the id in
+    the path (param "id"), 400 for one given as a param, cursors included."""
+    return SandboxError(404 if param == "id" else 400, "No such %s: '%s'" % (kind, object_id),
+                        code="resource_missing", param=param)
 
 
 MAX_EXPAND_LEVELS = 4
@@ -197,12 +200,6 @@ def _expansions(params: Dict[str, Any]) -> List[str]:
             raise SandboxError(400, "You cannot expand more than %d levels of a property. Property: %s"
                                % (MAX_EXPAND_LEVELS, path), param="expand")
     return paths
-
-
-def _refuse_unknown(params: Dict[str, Any], known: Tuple[str, ...]) -> None:
-    for name in params:
-        if name not in known:
-            raise SandboxError(400, "Received unknown parameter: %s" % name, code="parameter_unknown", param=name)
 
 
 def _form_bool(value: Any, param: str) -> bool:
@@ -243,10 +240,7 @@ def _created_matches(created: int, condition: Any) -> bool:
 
 def _page(items: List[Dict[str, Any]], params: Dict[str, Any], url: str, kind: str) -> Dict[str, Any]:
     """One page of a newest-first list, Stripe's cursor pagination."""
-    try:
-        limit = int(params.get("limit") or DEFAULT_PAGE_LIMIT)
-    except (TypeError, ValueError):
-        raise SandboxError(400, "Invalid integer: %s" % params.get("limit"), param="limit") from None
+    limit = int(params.get("limit") or DEFAULT_PAGE_LIMIT)
     if not 1 <= limit <= MAX_PAGE_LIMIT:
         raise SandboxError(400, "This value must be between 1 and 100 (it currently is %d)." % limit,
                            param="limit")

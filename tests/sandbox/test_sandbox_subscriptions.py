@@ -92,9 +92,7 @@ def test_retrieve_without_expand_has_ids_and_the_period_only_on_items(stripe_cli
     [item] = raw["items"]["data"]
     assert item["price"]["product"] == gym["product"] and item["subscription"] == gym["subscription"]
     assert (item["current_period_start"], item["current_period_end"]) == (NOW, NOW + 30 * DAY)
-    # Stripe's answers also carry an undocumented total_count, which
-    # stripe-python does not declare: the sandbox leaves it out.
-    assert "total_count" not in raw["items"]
+    assert "total_count" not in raw["items"]  # Stripe sends it, but stripe-python does not declare it
     assert raw["items"]["url"] == "/v1/subscription_items?subscription=%s" % gym["subscription"]
     assert raw["cancel_at_period_end"] is False and raw["cancel_at"] is None and raw["canceled_at"] is None
     assert raw["start_date"] == NOW and raw["created"] == NOW and raw["livemode"] is False

@@ -9,6 +9,21 @@ from local.stripe_sandbox.wire import Request, Response, SandboxError, _random_i
 CODE_TTL_SECONDS = 300
 
 
+def _settings(display_name: Optional[str]) -> Dict[str, Any]:
+    """An account's settings as Stripe shows a new Standard account's."""
+    return {
+        "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+        "card_payments": {"decline_on": {"avs_failure": False, "cvc_failure": False},
+                          "statement_descriptor_prefix": None, "statement_descriptor_prefix_kana": None,
+                          "statement_descriptor_prefix_kanji": None},
+        "dashboard": {"display_name": display_name, "timezone": "Etc/UTC"},
+        "payments": {"statement_descriptor": None, "statement_descriptor_kana": None,
+                     "statement_descriptor_kanji": None},
+        "payouts": {"debit_negative_balances": True, "schedule": {"delay_days": 2, "interval": "daily"},
+                    "statement_descriptor": None},
+    }
+
+
 @dataclass
 class _Code:
     account_id: str
@@ -33,7 +48,7 @@ class OAuthAndAccounts:
                 "email": email,
                 "country": country,
                 "business_profile": {"name": business_name, "url": None},
-                "settings": {"dashboard": {"display_name": display_name, "timezone": "Etc/UTC"}},
+                "settings": _settings(display_name),
                 "charges_enabled": True,
                 "details_submitted": True,
                 "created": int(self.clock()),
@@ -149,8 +164,7 @@ class OAuthAndAccounts:
             return json_response(self._account_view(request.stripe_account))
         return json_response({"id": "acct_platform", "object": "account", "type": "standard",
                               "business_profile": {"name": self.platform_name, "url": None},
-                              "settings": {"dashboard": {"display_name": self.platform_name,
-                                                         "timezone": "Etc/UTC"}},
+                              "settings": _settings(self.platform_name),
                               "charges_enabled": True, "details_submitted": True, "country": "US",
                               "email": None, "created": 0, "metadata": {}})
 

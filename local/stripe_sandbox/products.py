@@ -25,11 +25,21 @@ class Products:
                 "object": "product",
                 "active": True,
                 "created": now,
+                "default_price": None,
                 "description": None,
+                "images": [],
                 "livemode": self._livemode(scope),
+                "marketing_features": [],
                 "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
                 "name": name or "Sandbox product",
+                "package_dimensions": None,
+                "shippable": None,
+                "statement_descriptor": None,
+                "tax_code": None,
+                "type": "service",
+                "unit_label": None,
                 "updated": now,
+                "url": None,
             }
             self._products.setdefault(scope, {})[product_id] = product
             return copy.deepcopy(product)
@@ -71,6 +81,7 @@ class Products:
                 "billing_scheme": "per_unit",
                 "created": int(self.clock()),
                 "currency": "usd",
+                "custom_unit_amount": None,
                 "livemode": self._livemode(scope),
                 "lookup_key": None,
                 "metadata": {},
@@ -79,11 +90,40 @@ class Products:
                 "recurring": {"interval": "month", "interval_count": 1, "meter": None, "trial_period_days": None,
                               "usage_type": "licensed"},
                 "tax_behavior": "unspecified",
+                "tiers_mode": None,
+                "transform_quantity": None,
                 "type": "recurring",
                 "unit_amount": DEFAULT_UNIT_AMOUNT,
                 "unit_amount_decimal": str(DEFAULT_UNIT_AMOUNT),
             }
         return prices[product_id]
+
+    def _plan_for(self, scope: Optional[str], product_id: str) -> Dict[str, Any]:
+        """The price as the legacy plan a subscription item still carries
+        beside it: same id, amount and interval."""
+        price = self._price_for(scope, product_id)
+        recurring = price["recurring"]
+        return {
+            "id": price["id"],
+            "object": "plan",
+            "active": price["active"],
+            "amount": price["unit_amount"],
+            "amount_decimal": price["unit_amount_decimal"],
+            "billing_scheme": price["billing_scheme"],
+            "created": price["created"],
+            "currency": price["currency"],
+            "interval": recurring["interval"],
+            "interval_count": recurring["interval_count"],
+            "livemode": price["livemode"],
+            "metadata": dict(price["metadata"]),
+            "meter": recurring["meter"],
+            "nickname": price["nickname"],
+            "product": product_id,
+            "tiers_mode": None,
+            "transform_usage": None,
+            "trial_period_days": recurring["trial_period_days"],
+            "usage_type": recurring["usage_type"],
+        }
 
     # API
 

@@ -258,6 +258,9 @@ class Server:
             if stored is not None:
                 method, path, params, response = stored
                 if (method, path, params) != (request.method, request.path, request.params):
+                    if kind == "oauth":
+                        return oauth_error(400, "invalid_request", "Keys for idempotent requests can only be "
+                                           "used with the same parameters they were first used with.")
                     return stripe_error(400, "Keys for idempotent requests can only be used with the same "
                                         "parameters they were first used with. Try using a key other than '%s' "
                                         "if you meant to execute a different request." % request.idempotency_key,

@@ -17,6 +17,39 @@ _SUBSCRIPTION_EXPANDABLE = ("customer", "items.data.price", "items.data.price.pr
 # How many items a subscription embeds in an API answer.
 EMBEDDED_ITEMS = 10
 
+# The fields of billing features the sandbox does not model (tax, discounts,
+# invoicing, payment settings, schedules, Connect fees), with the values
+# Stripe gives a subscription that uses none of them.
+_UNMODELLED = {
+    "application": None,
+    "application_fee_percent": None,
+    "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+    "billing_cycle_anchor_config": None,
+    "billing_schedules": [],
+    "billing_thresholds": None,
+    "customer_account": None,
+    "days_until_due": None,
+    "default_payment_method": None,
+    "default_source": None,
+    "default_tax_rates": [],
+    "description": None,
+    "discounts": [],
+    "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+    "latest_invoice": None,
+    "next_pending_invoice_item_invoice": None,
+    "on_behalf_of": None,
+    "pause_collection": None,
+    "payment_settings": {"payment_method_options": None, "payment_method_types": None,
+                         "save_default_payment_method": "off"},
+    "pending_invoice_item_interval": None,
+    "pending_setup_intent": None,
+    "pending_update": None,
+    "schedule": None,
+    "test_clock": None,
+    "transfer_data": None,
+    "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+}
+
 
 class Subscriptions:
     """Subscriptions, their items and their lifecycle."""
@@ -50,9 +83,15 @@ class Subscriptions:
             start = now if period_start is None else int(period_start)
             end = start + DEFAULT_PERIOD_SECONDS if period_end is None else int(period_end)
             canceled = status == "canceled"
+            trialing = status == "trialing"
             subscription = {
                 "id": subscription_id,
                 "object": "subscription",
+                **copy.deepcopy(_UNMODELLED),
+                "billing_cycle_anchor": start,
+                # API versions since 2025-09-30 create subscriptions in flexible mode.
+                "billing_mode": {"flexible": {"proration_discounts": "included"}, "type": "flexible",
+                                 "updated_at": now},
                 "cancel_at": None if cancel_at is None else int(cancel_at),
                 "cancel_at_period_end": bool(cancel_at_period_end) and not canceled,
                 "canceled_at": now if cancel_at_period_end or canceled else None,
@@ -67,9 +106,11 @@ class Subscriptions:
                 "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
                 "start_date": start,
                 "status": status,
+                "trial_end": end if trialing else None,
+                "trial_start": start if trialing else None,
             }
             self._subscriptions.setdefault(scope, {})[subscription_id] = subscription
-            self._record_event("customer.subscription.created", scope, subscription)
+            self._record_event("customer.subscription.created", scope, self._subscription_view(scope, subscription))
             return copy.deepcopy(subscription)
 
     def update_subscription(self, account_id: Optional[str], subscription_id: str,
@@ -145,13 +186,17 @@ class Subscriptions:
         return {
             "id": _random_id("si_", 14),
             "object": "subscription_item",
+            "billing_thresholds": None,
             "created": int(self.clock()),
             "current_period_end": end,
             "current_period_start": start,
+            "discounts": [],
             "metadata": {},
+            "plan": self._plan_for(scope, product_id),
             "price": copy.deepcopy(self._price_for(scope, product_id)),
             "quantity": 1,
             "subscription": subscription_id,
+            "tax_rates": [],
         }
 
     def _update_subscription(self, scope: Optional[str], subscription_id: str, changes: Dict[str, Any],
@@ -211,12 +256,13 @@ class Subscriptions:
         subscription.clear()
         subscription.update(changed)
         status = subscription["status"]
+        view = self._subscription_view(scope, subscription)
         if status == "paused" and was != "paused":
-            self._record_event("customer.subscription.paused", scope, subscription, request=request)
+            self._record_event("customer.subscription.paused", scope, view, request=request)
         elif was == "paused" and status in ("active", "trialing"):
-            self._record_event("customer.subscription.resumed", scope, subscription, request=request)
+            self._record_event("customer.subscription.resumed", scope, view, request=request)
         else:
-            self._record_event("customer.subscription.updated", scope, subscription,
+            self._record_event("customer.subscription.updated", scope, view,
                                previous_attributes=previous, request=request)
         return copy.deepcopy(subscription)
 
@@ -230,7 +276,8 @@ class Subscriptions:
         subscription["canceled_at"] = subscription["canceled_at"] or now
         subscription["ended_at"] = now
         subscription["cancel_at_period_end"] = False
-        self._record_event("customer.subscription.deleted", scope, subscription, request=request)
+        self._record_event("customer.subscription.deleted", scope, self._subscription_view(scope, subscription),
+                           request=request)
         return copy.deepcopy(subscription)
 
     # API
@@ -260,6 +307,10 @@ class Subscriptions:
                 if product is not None:
                     item["price"]["product"] = copy.deepcopy(product)
         return view
+
+    def _subscription_view(self, scope: Optional[str], subscription: Dict[str, Any]) -> Dict[str, Any]:
+        """The subscription as an unexpanded API answer, and as an event carries it."""
+        return self._expand_subscription(scope, subscription, [])
 
     def _api_retrieve_subscription(self, request: Request, subscription_id: str) -> Response:
         subscription = self._scoped_subscription(request, subscription_id)
@@ -352,7 +403,7 @@ class Subscriptions:
 
 
 def _item_list(subscription_id: str, items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    return {"object": "list", "data": items, "has_more": False, "total_count": len(items),
+    return {"object": "list", "data": items, "has_more": False,
             "url": "/v1/subscription_items?subscription=%s" % subscription_id}
 
 

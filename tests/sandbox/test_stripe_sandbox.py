@@ -242,8 +242,10 @@ def test_repeated_idempotency_key_replays_the_first_answer(sandbox, client):
     first = client.oauth.token(params, {"idempotency_key": "idem-1"})
     again = client.oauth.token(params, {"idempotency_key": "idem-1"})
     assert again.access_token == first.access_token
-    with pytest.raises(stripe.IdempotencyError):
+    # On /oauth/* the refusal is an OAuth error, as every error there is.
+    with pytest.raises(stripe.oauth_error.InvalidRequestError) as refused:
         client.oauth.token({"grant_type": "authorization_code", "code": "ac_other"}, {"idempotency_key": "idem-1"})
+    assert refused.value.http_status == 400 and "idempotent" in refused.value.user_message
 
 
 def test_events_list_is_newest_first_and_filtered_by_account_type_and_page(sandbox, client):

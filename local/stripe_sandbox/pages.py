@@ -30,10 +30,6 @@ def problem(message: str) -> str:
     return '<p class="problem" role="alert">%s</p>' % message
 
 
-def back_link(href: str, label: str) -> str:
-    return '<p><a href="%s">\u2190 %s</a></p>' % (esc(href), esc(label))
-
-
 def error_page(message: str, status: int = 400, back: Tuple[str, str] = DASHBOARD) -> Response:
     """The page for what cannot go on, with a way back: where the person
     came from when it is known, else the sandbox's dashboard."""

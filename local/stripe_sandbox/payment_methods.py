@@ -82,7 +82,8 @@ def check_card(number: str, exp_month: int, exp_year: int, cvc: str, now: float)
         raise CardError("incorrect_number", "Your card number is incorrect.", "number")
     if card is None:
         raise CardError("card_declined", "%s Your request was in test mode, but used a non test card. For a list "
-                        "of valid test cards, visit: %s." % (_DECLINED, TESTING_URL), decline_code="test_mode_live_card")
+                        "of valid test cards, visit: %s." % (_DECLINED, TESTING_URL),
+                        decline_code="test_mode_live_card")
     if card.refusal:
         code, decline_code, message = card.refusal
         raise CardError(code, message, decline_code=decline_code)

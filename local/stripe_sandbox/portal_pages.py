@@ -79,9 +79,9 @@ class PortalPages:
 
     def _portal_page(self, portal: _Portal, title: str, body: str, status: int = 200) -> Response:
         account = self._accounts.get(portal.scope or "", {})
-        business = esc(display_name(account) if account else self.platform_name)
-        return html_response("%s \u2014 %s" % (title, display_name(account) if account else self.platform_name),
-                             '<p class="eyebrow">%s</p>%s' % (business, body), status)
+        business = display_name(account) if account else self.platform_name
+        return html_response("%s \u2014 %s" % (title, business), '<p class="eyebrow">%s</p>%s' % (esc(business), body),
+                             status)
 
     def _page_portal_session(self, request: Request, session_id: str) -> Response:
         portal = self._open_portal(session_id)

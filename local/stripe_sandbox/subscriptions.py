@@ -80,8 +80,9 @@ class Subscriptions:
                             **changes: Any) -> Dict[str, Any]:
         """Changes status, cancel_at_period_end, cancel_at, metadata (merged:
         "" deletes a key), products (the new item set), period_end (of every
-        item) or cancellation_details (comment, feedback, reason). Records customer.subscription.updated with previous_attributes,
-        or .paused / .resumed when the status enters or leaves paused."""
+        item) or cancellation_details (comment, feedback, reason). Records
+        customer.subscription.updated with previous_attributes, or .paused /
+        .resumed when the status enters or leaves paused."""
         with self._lock:
             return self._update_subscription(self._scope(account_id), subscription_id, changes)
 

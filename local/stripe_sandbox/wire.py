@@ -273,7 +273,8 @@ main { max-width: 640px; margin: 32px auto; background: #fff; padding: 28px 32px
        box-shadow: 0 2px 8px rgba(50, 50, 93, .12); }
 main:has(table.wide) { max-width: 1160px; }
 .banner { background: #635bff; color: #fff; padding: 8px 16px; font-size: 13px; }
-h1 { font-size: 22px; margin-top: 0; } h2 { font-size: 17px; margin-top: 28px; } h3 { font-size: 15px; margin-bottom: 4px; }
+h1 { font-size: 22px; margin-top: 0; } h2 { font-size: 17px; margin-top: 28px; }
+h3 { font-size: 15px; margin-bottom: 4px; }
 a { color: #0055d4; }
 fieldset { border: 1px solid #e3e8ee; border-radius: 6px; margin: 16px 0; padding: 12px 16px; min-width: 0; }
 legend { font-weight: 600; padding: 0 4px; }
@@ -301,8 +302,9 @@ form.inline { margin: 0 0 10px; } form.inline label { margin-top: 0; font-size: 
 .problem { border-left: 4px solid #c0123c; background: #fff4f6; padding: 10px 14px; }
 .identity { border: 1px solid #e3e8ee; border-radius: 6px; padding: 4px 16px 12px; margin: 16px 0; }
 details { margin: 12px 0; } summary { cursor: pointer; color: #0055d4; }
-ul.cards { list-style: none; padding: 0; } .card { border: 1px solid #e3e8ee; border-radius: 6px; padding: 4px 16px 12px;
-       margin: 0 0 12px; } .card p { margin: 4px 0 8px; }
+ul.cards { list-style: none; padding: 0; }
+.card { border: 1px solid #e3e8ee; border-radius: 6px; padding: 4px 16px 12px; margin: 0 0 12px; }
+.card p { margin: 4px 0 8px; }
 table { border-collapse: collapse; width: 100%%; } td, th { text-align: left; padding: 8px 6px;
        border-bottom: 1px solid #e3e8ee; vertical-align: top; } th[scope=row] { font-weight: normal; }
 td form { margin: 0 0 6px; }

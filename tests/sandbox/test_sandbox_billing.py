@@ -50,7 +50,8 @@ def test_a_new_subscription_is_billed_a_paid_invoice_for_its_first_period(sandbo
     assert invoice.status_transitions.paid_at == NOW and invoice.number.endswith("-0001")
     [line] = invoice.lines.data
     assert (line.period.start, line.period.end) == (NOW, NOW + 30 * DAY)
-    assert line.pricing.price_details.product == gym["product"] and line.description == "1 \u00d7 Yoga (at $15.00 / month)"
+    assert line.pricing.price_details.product == gym["product"]
+    assert line.description == "1 \u00d7 Yoga (at $15.00 / month)"
     assert stripe_client.v1.invoices.retrieve(invoice.id, {}, gym["opts"]).id == invoice.id
 
 

@@ -8,7 +8,7 @@ import re
 import threading
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -124,13 +124,6 @@ class Page(HTMLParser):
 def page(answer):
     assert "text/html" in answer.headers["Content-Type"]
     return Page(answer.text)
-
-
-def browser():
-    """A browser that does not follow redirects, so each step can be checked."""
-    session = requests.Session()
-    session.max_redirects = 0
-    return session
 
 
 def get(url):

@@ -21,10 +21,13 @@ The package follows Stripe's own layout:
   stripe-python TypedDict of its route, with Stripe's errors
 - ``core``: the state every part shares, its lock and reset
 - ``oauth``: accounts and Connect OAuth
-- ``customers``, ``products``, ``subscriptions``, ``billing_portal``: one
-  module per resource family, its helpers and its API handlers
-- ``events``: the event log and webhook delivery
-- ``dashboard``: the pages a person sees (authorize, portal, dashboard)
+- ``customers``, ``payment_methods``, ``products``, ``subscriptions``,
+  ``invoices``, ``billing_portal``: one module per resource family, its
+  helpers and its API handlers
+- ``events``: the event log and webhook delivery, each attempt's answer kept
+- the pages a person sees: ``authorize_page`` (Connect), ``portal_pages``
+  (the billing portal), ``dashboard`` (the dashboard and its events), and
+  ``pages`` for what they share
 - ``sandbox``: ``StripeSandbox``, made of the parts above, and ``main()``
 
 Standard library only: importing it imports no stripe, chalice or boto3,

@@ -64,6 +64,12 @@ class SandboxCore:
             self._prices: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
             # Stored unexpanded: customer and product as ids.
             self._subscriptions: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            self._invoices: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            # How many invoices each (scope, customer) has had: the next number.
+            self._invoice_counts: Dict[Tuple[Optional[str], str], int] = {}
+            self._payment_methods: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
+            # Each webhook delivery attempt's answer, by event id.
+            self._delivery_attempts: Dict[str, List[Dict[str, Any]]] = {}
 
     def _scope(self, account_id: Optional[str]) -> Optional[str]:
         if account_id is not None:

@@ -130,12 +130,25 @@ class Events:
         except Exception as exc:  # a dead endpoint must not stop the sandbox
             print("stripe-sandbox: webhook %s for %s failed: %s" % (event["type"], event["id"], exc),
                   file=sys.stderr)
+            self._note_delivery(event["id"], error=str(exc) or type(exc).__name__)
             return False
+        self._note_delivery(event["id"], status=status)
         if not 200 <= status < 300:
             print("stripe-sandbox: webhook %s for %s answered %d" % (event["type"], event["id"], status),
                   file=sys.stderr)
             return False
         return True
+
+    def delivery_attempts(self, event_id: str) -> List[Dict[str, Any]]:
+        """Each attempt to deliver the event: when, and the endpoint's status
+        code or the error that kept it from answering."""
+        with self._lock:
+            return copy.deepcopy(self._delivery_attempts.get(event_id, []))
+
+    def _note_delivery(self, event_id: str, status: Optional[int] = None, error: Optional[str] = None) -> None:
+        with self._lock:
+            self._delivery_attempts.setdefault(event_id, []).append(
+                {"at": int(self.clock()), "status": status, "error": error})
 
     # API
 

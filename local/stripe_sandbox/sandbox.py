@@ -4,21 +4,26 @@ import argparse
 import os
 from typing import List, Optional
 
+from local.stripe_sandbox.authorize_page import AuthorizePage
 from local.stripe_sandbox.billing_portal import BillingPortal
 from local.stripe_sandbox.core import SandboxCore
 from local.stripe_sandbox.customers import Customers
 from local.stripe_sandbox.dashboard import Dashboard
 from local.stripe_sandbox.events import Events
+from local.stripe_sandbox.invoices import Invoices
 from local.stripe_sandbox.oauth import OAuthAndAccounts
+from local.stripe_sandbox.payment_methods import PaymentMethods
+from local.stripe_sandbox.portal_pages import PortalPages
 from local.stripe_sandbox.products import Products
 from local.stripe_sandbox.server import Server
 from local.stripe_sandbox.subscriptions import Subscriptions
 
 
-class StripeSandbox(OAuthAndAccounts, Customers, Products, Subscriptions, BillingPortal, Events, Dashboard, Server,
-                    SandboxCore):
+class StripeSandbox(OAuthAndAccounts, Customers, PaymentMethods, Products, Subscriptions, Invoices, BillingPortal,
+                    Events, AuthorizePage, PortalPages, Dashboard, Server, SandboxCore):
     """A local Stripe: its state lives in SandboxCore, each resource family's
-    helpers and API handlers in their own part, the HTTP side in Server."""
+    helpers and API handlers in their own part, the pages a person meets in
+    theirs, the HTTP side in Server."""
 
 
 def main(argv: Optional[List[str]] = None) -> int:

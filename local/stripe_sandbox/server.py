@@ -66,9 +66,16 @@ ROUTES: List[Route] = [
     _route("DELETE", r"/v1/subscriptions/" + _ID, "_api_cancel_subscription", "api"),
     _route("GET", r"/v1/subscription_items", "_api_list_subscription_items", "api"),
     _route("GET", r"/p/session/" + _ID, "_page_portal_session", "page"),
+    _route("GET", r"/p/session/" + _ID + r"/subscriptions/" + _ID + r"/cancel", "_page_portal_cancel_confirm",
+           "page"),
     _route("POST", r"/p/session/" + _ID + r"/subscriptions/" + _ID + r"/(cancel|keep)",
            "_page_portal_subscription", "page"),
+    _route("GET", r"/p/session/" + _ID + r"/payment_method", "_page_portal_payment_method", "page"),
+    _route("POST", r"/p/session/" + _ID + r"/payment_method", "_page_portal_save_card", "page"),
     _route("GET", r"/", "_page_dashboard", "page"),
+    _route("GET", r"/dashboard/events", "_page_dashboard_events", "page"),
+    _route("GET", r"/dashboard/events/" + _ID, "_page_dashboard_event", "page"),
+    _route("GET", r"/dashboard/accounts/" + _ID + r"/revoke", "_page_dashboard_revoke_confirm", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/revoke", "_page_dashboard_revoke", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/update", "_page_dashboard_update", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/customers", "_page_dashboard_customer", "page"),
@@ -228,6 +235,7 @@ class Server:
         if route is None:
             if kind == "page" and not request.path.startswith("/oauth/"):
                 return html_response("Not found", "<h1>Not found</h1><p>Nothing lives at %s.</p>"
+                                     '<p><a class="button primary" href="/">Go to the sandbox dashboard</a></p>'
                                      % html.escape(request.path), 404)
             return stripe_error(404, "Unrecognized request URL (%s: %s). Please see https://stripe.com/docs "
                                 "or we can help at https://support.stripe.com/." % (request.method, request.path))

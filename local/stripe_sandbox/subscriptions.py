@@ -61,7 +61,8 @@ class Subscriptions:
                             id: Optional[str] = None) -> Dict[str, Any]:
         """A subscription of customer_id to products (ids on that account), one
         item and price each, every item in the period period_start (now) to
-        period_end (30 days later). Records customer.subscription.created."""
+        period_end (30 days later). Records customer.subscription.created
+        and bills the first period (invoices.py)."""
         with self._lock:
             scope = self._scope(account_id)
             customer = self._customer_or_raise(scope, customer_id)
@@ -111,14 +112,16 @@ class Subscriptions:
             }
             self._subscriptions.setdefault(scope, {})[subscription_id] = subscription
             self._record_event("customer.subscription.created", scope, self._subscription_view(scope, subscription))
+            self._bill_subscription(scope, subscription, "subscription_create")
             return copy.deepcopy(subscription)
 
     def update_subscription(self, account_id: Optional[str], subscription_id: str,
                             **changes: Any) -> Dict[str, Any]:
         """Changes status, cancel_at_period_end, cancel_at, metadata (merged:
-        "" deletes a key), products (the new item set) or period_end (of every
-        item). Records customer.subscription.updated with previous_attributes,
-        or .paused / .resumed when the status enters or leaves paused."""
+        "" deletes a key), products (the new item set), period_end (of every
+        item) or cancellation_details (comment, feedback, reason). Records
+        customer.subscription.updated with previous_attributes, or .paused /
+        .resumed when the status enters or leaves paused."""
         with self._lock:
             return self._update_subscription(self._scope(account_id), subscription_id, changes)
 
@@ -126,8 +129,9 @@ class Subscriptions:
                            period_end: Optional[int] = None) -> Dict[str, Any]:
         """The current period ended: every item's next period starts at the old
         end and lasts as long (or ends at period_end); past_due, unpaid and
-        trialing become active. One set to cancel at that moment (by
-        cancel_at_period_end or cancel_at) is canceled instead, as Stripe does."""
+        trialing become active, and the new period is billed. One set to
+        cancel at that moment (by cancel_at_period_end or cancel_at) is
+        canceled instead, as Stripe does."""
         with self._lock:
             scope = self._scope(account_id)
             subscription = self._subscription_or_raise(scope, subscription_id)
@@ -146,7 +150,11 @@ class Subscriptions:
                 item["current_period_end"] = int(period_end) if period_end is not None else end + (end - start)
             if changed["status"] in ("past_due", "unpaid", "trialing"):
                 changed["status"] = "active"
-            return self._store_update(scope, subscription, changed)
+            old_start = min(item["current_period_start"] for item in subscription["items"]["data"])
+            renewed = self._store_update(scope, subscription, changed)
+            self._bill_subscription(scope, subscription, "subscription_cycle",
+                                    looks_back={"start": old_start, "end": old_end})
+            return renewed
 
     def cancel_subscription(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
         """Cancels now. Records customer.subscription.deleted."""
@@ -202,7 +210,8 @@ class Subscriptions:
     def _update_subscription(self, scope: Optional[str], subscription_id: str, changes: Dict[str, Any],
                              request: Optional[Request] = None) -> Dict[str, Any]:
         subscription = self._subscription_or_raise(scope, subscription_id)
-        order = ("status", "cancel_at_period_end", "cancel_at", "metadata", "products", "period_end")
+        order = ("status", "cancel_at_period_end", "cancel_at", "metadata", "products", "period_end",
+                 "cancellation_details")
         unknown = sorted(set(changes) - set(order))
         if unknown:
             raise ValueError("a subscription's %s cannot be changed here" % ", ".join(unknown))
@@ -245,6 +254,8 @@ class Subscriptions:
             elif name == "period_end":
                 for item in changed["items"]["data"]:
                     item["current_period_end"] = int(value)
+            elif name == "cancellation_details":
+                changed["cancellation_details"] = _cancellation_details(value)
         return self._store_update(scope, subscription, changed, request)
 
     def _store_update(self, scope: Optional[str], subscription: Dict[str, Any], changed: Dict[str, Any],
@@ -267,7 +278,8 @@ class Subscriptions:
         return copy.deepcopy(subscription)
 
     def _cancel_subscription(self, scope: Optional[str], subscription_id: str,
-                             request: Optional[Request] = None) -> Dict[str, Any]:
+                             request: Optional[Request] = None,
+                             cancellation_details: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         subscription = self._subscription_or_raise(scope, subscription_id)
         if subscription["status"] == "canceled":
             raise ValueError("subscription %s is already canceled" % subscription_id)
@@ -276,6 +288,8 @@ class Subscriptions:
         subscription["canceled_at"] = subscription["canceled_at"] or now
         subscription["ended_at"] = now
         subscription["cancel_at_period_end"] = False
+        if cancellation_details is not None:
+            subscription["cancellation_details"] = _cancellation_details(cancellation_details)
         self._record_event("customer.subscription.deleted", scope, self._subscription_view(scope, subscription),
                            request=request)
         return copy.deepcopy(subscription)
@@ -405,6 +419,12 @@ class Subscriptions:
 def _item_list(subscription_id: str, items: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"object": "list", "data": items, "has_more": False,
             "url": "/v1/subscription_items?subscription=%s" % subscription_id}
+
+
+def _cancellation_details(value: Dict[str, Any]) -> Dict[str, Any]:
+    """Stripe's cancellation_details: why it was canceled (reason) and what
+    the customer said (feedback, one of Stripe's options, and comment)."""
+    return {"comment": value.get("comment"), "feedback": value.get("feedback"), "reason": value.get("reason")}
 
 
 def _period_end(subscription: Dict[str, Any]) -> int:

@@ -261,25 +261,62 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>%(title)s</title>
 <style>
+*, *::before, *::after { box-sizing: border-box; }
 body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, sans-serif; background: #f6f9fc; color: #30313d; margin: 0; }
-main { max-width: 640px; margin: 40px auto; background: #fff; padding: 28px 32px; border-radius: 8px;
+main { max-width: 640px; margin: 32px auto; background: #fff; padding: 28px 32px; border-radius: 8px;
        box-shadow: 0 2px 8px rgba(50, 50, 93, .12); }
-main:has(table.wide) { max-width: 1100px; } h3 { font-size: 15px; margin-bottom: 4px; }
+main:has(table.wide) { max-width: 1160px; }
 .banner { background: #635bff; color: #fff; padding: 8px 16px; font-size: 13px; }
-h1 { font-size: 22px; margin-top: 0; } h2 { font-size: 17px; }
-fieldset { border: 1px solid #e3e8ee; border-radius: 6px; margin: 16px 0; padding: 12px 16px; }
+h1 { font-size: 22px; margin-top: 0; } h2 { font-size: 17px; margin-top: 28px; }
+h3 { font-size: 15px; margin-bottom: 4px; }
+a { color: #0055d4; }
+fieldset { border: 1px solid #e3e8ee; border-radius: 6px; margin: 16px 0; padding: 12px 16px; min-width: 0; }
 legend { font-weight: 600; padding: 0 4px; }
-label { display: block; margin: 8px 0; } label.choice { display: flex; gap: 10px; align-items: flex-start; }
-input[type=text], input[type=email], input:not([type]) { padding: 6px 8px; border: 1px solid #c9d1db;
-       border-radius: 4px; width: 60%%; }
-button, .button { padding: 8px 16px; border-radius: 4px; border: 1px solid #c9d1db; background: #fff;
-       cursor: pointer; font-size: 14px; text-decoration: none; color: inherit; }
-.primary { background: #635bff; border-color: #635bff; color: #fff; }
-.actions { display: flex; gap: 12px; margin-top: 20px; }
+label { display: block; margin: 8px 0 4px; } label.choice { display: flex; gap: 10px; align-items: flex-start; }
+label.choice input { margin-top: 4px; } .indented { margin-left: 24px; }
+input:not([type=radio]):not([type=checkbox]), select, textarea { display: block; padding: 7px 8px; font: inherit;
+       border: 1px solid #8792a2; border-radius: 4px; width: 100%%; max-width: 28em; background: #fff; color: inherit; }
+label > input:not([type=radio]):not([type=checkbox]) { margin-top: 4px; }
+input[aria-invalid=true] { border-color: #c0123c; border-width: 2px; }
+button, .button { display: inline-block; padding: 7px 14px; border-radius: 4px; border: 1px solid #8792a2;
+       background: #fff; cursor: pointer; font: inherit; font-size: 14px; line-height: 1.4; text-decoration: none;
+       color: inherit; margin: 2px 0; }
+button:hover, .button:hover { background: #f6f9fc; }
+.primary, .primary:hover { background: #635bff; border-color: #635bff; color: #fff; }
+.danger, .danger:hover { background: #c0123c; border-color: #c0123c; color: #fff; }
+:focus-visible { outline: 3px solid #0055d4; outline-offset: 2px; }
+.actions { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; margin-top: 20px; }
+.row { display: flex; flex-wrap: wrap; gap: 0 16px; align-items: flex-end; } .row > .field { flex: 1 1 9em; }
+.with-button { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
+.with-button input:not([type]) , .with-button input[type=email] { flex: 1 1 12em; width: auto; }
+form.inline { margin: 0 0 10px; } form.inline label { margin-top: 0; font-size: 13px; }
 .muted { color: #6a7383; font-size: 13px; } .tag { color: #0e6245; font-size: 12px; }
+.eyebrow { color: #6a7383; font-weight: 600; margin: 0 0 4px; }
+.notice { border-left: 4px solid #0e6245; background: #effaf5; padding: 10px 14px; }
+.problem { border-left: 4px solid #c0123c; background: #fff4f6; padding: 10px 14px; }
+.identity { border: 1px solid #e3e8ee; border-radius: 6px; padding: 4px 16px 12px; margin: 16px 0; }
+details { margin: 12px 0; } summary { cursor: pointer; color: #0055d4; }
+ul.cards { list-style: none; padding: 0; }
+.card { border: 1px solid #e3e8ee; border-radius: 6px; padding: 4px 16px 12px; margin: 0 0 12px; }
+.card p { margin: 4px 0 8px; }
 table { border-collapse: collapse; width: 100%%; } td, th { text-align: left; padding: 8px 6px;
-       border-bottom: 1px solid #e3e8ee; vertical-align: top; } td form { margin: 0 0 6px; }
+       border-bottom: 1px solid #e3e8ee; vertical-align: top; } th[scope=row] { font-weight: normal; }
+td form { margin: 0 0 6px; }
 code { font-size: 12px; color: #6a7383; }
+pre { background: #f6f9fc; padding: 12px; overflow: auto; font-size: 12px; max-height: 60vh; }
+.visually-hidden { position: absolute !important; width: 1px; height: 1px; margin: -1px; padding: 0; border: 0;
+       overflow: hidden; clip: rect(0 0 0 0); clip-path: inset(50%%); white-space: nowrap; }
+@media (max-width: 700px) {
+  main { margin: 0; padding: 20px 16px; border-radius: 0; box-shadow: none; }
+  code { overflow-wrap: anywhere; }
+  table.stack td:empty { display: none; }
+  table.stack thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+  table.stack, table.stack tbody, table.stack tr, table.stack td, table.stack th[scope=row] { display: block; }
+  table.stack tr { border-bottom: 1px solid #e3e8ee; padding: 8px 0; }
+  table.stack td, table.stack th[scope=row] { border: 0; padding: 3px 0; }
+  table.stack [data-label]::before { content: attr(data-label); display: block; font-size: 12px; font-weight: 600;
+       color: #6a7383; }
+}
 </style></head>
-<body><div class="banner">Stripe sandbox &middot; test data only</div><main>%(body)s</main></body></html>
+<body><header class="banner">Stripe sandbox &middot; test data only</header><main>%(body)s</main></body></html>
 """

@@ -547,13 +547,17 @@ def portal_session(stripe_client, gym, cancel):
 
 
 def cancel_forms(page):
-    return re.findall(r'action="(/p/session/[^"]+)"', page)
+    """A portal page's subscription controls: the link to a cancel's confirm
+    step, and the forms that cancel (on that step) or keep a subscription."""
+    return re.findall(r'(?:action|href)="(/p/session/[^"]+/subscriptions/[^"]+)"', page)
 
 
 def test_portal_cancel_at_period_end_and_dont_cancel(sandbox, stripe_client, gym):
     session = portal_session(stripe_client, gym, {"enabled": True, "mode": "at_period_end"})
     [cancel] = cancel_forms(get_page(session.url))
     assert cancel == "/p/session/%s/subscriptions/%s/cancel" % (session.id, gym["subscription"])
+    assert cancel_forms(get_page(sandbox.url + cancel)) == [cancel]
+    assert sandbox.subscription(gym["account"], gym["subscription"])["cancel_at_period_end"] is False
     answer = post(sandbox.url + cancel)
     assert answer.status == 303 and answer.headers["Location"] == "/p/session/" + session.id
     sub = sandbox.subscription(gym["account"], gym["subscription"])

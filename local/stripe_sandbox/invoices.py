@@ -1,0 +1,147 @@
+"""Invoices: the one a subscription is billed when it starts and at each
+renewal, shown in the billing portal. The sandbox takes no payment: an
+invoice is paid when it is made unless the subscription's status says
+the payment is still owed. It records no invoice events, so webhook streams
+stay the subscription events the connector handles."""
+import copy
+import hashlib
+from typing import Any, Dict, List, Optional
+
+from local.stripe_sandbox.wire import _random_id
+
+# What the first invoice of a subscription created in these statuses is;
+# any other status is paid.
+_UNPAID_STATUS = {"incomplete": "open", "past_due": "open", "unpaid": "open", "incomplete_expired": "void"}
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+
+class Invoices:
+    """Subscription invoices, on an account or on the platform."""
+
+    def invoices(self, account_id: Optional[str], customer: Optional[str] = None,
+                 subscription: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The account's invoices, oldest first, optionally of one customer or subscription."""
+        with self._lock:
+            return copy.deepcopy(self._invoices_of(self._scope(account_id), customer, subscription))
+
+    def _invoices_of(self, scope: Optional[str], customer: Optional[str] = None,
+                     subscription: Optional[str] = None) -> List[Dict[str, Any]]:
+        return [i for i in self._invoices.get(scope, {}).values()
+                if (customer is None or i["customer"] == customer)
+                and (subscription is None or _subscription_of(i) == subscription)]
+
+    def _bill_subscription(self, scope: Optional[str], subscription: Dict[str, Any],
+                           billing_reason: str, looks_back: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
+        """The invoice for the subscription's current period. Like Stripe's, its
+        own period_start and period_end look back one period (the moment of
+        creation for the first invoice); each line carries the period it pays for."""
+        now = int(self.clock())
+        invoice_id = _random_id("in_", 24)
+        trialing = subscription["status"] == "trialing"
+        lines = []
+        for item in subscription["items"]["data"]:
+            price = item["price"]
+            quantity = item.get("quantity") or 1
+            amount = 0 if trialing else int(price.get("unit_amount") or 0) * quantity
+            name = self._products.get(scope, {}).get(price["product"], {}).get("name") or price["product"]
+            lines.append({
+                "id": _random_id("il_", 24),
+                "object": "line_item",
+                "amount": amount,
+                "currency": price.get("currency", "usd"),
+                "description": ("Trial period for %s" % name if trialing else "%d \u00d7 %s (at %s / %s)" % (
+                    quantity, name, _amount(int(price.get("unit_amount") or 0), price.get("currency", "usd")),
+                    (price.get("recurring") or {}).get("interval", "month"))),
+                "discount_amounts": [],
+                "discountable": True,
+                "discounts": [],
+                "invoice": invoice_id,
+                "livemode": subscription["livemode"],
+                "metadata": {},
+                "parent": {"type": "subscription_item_details", "invoice_item_details": None,
+                           "subscription_item_details": {"invoice_item": None, "proration": False,
+                                                         "proration_details": {"credited_items": None},
+                                                         "subscription": subscription["id"],
+                                                         "subscription_item": item["id"]}},
+                "period": {"start": item["current_period_start"], "end": item["current_period_end"]},
+                "pretax_credit_amounts": [],
+                "pricing": {"type": "price_details",
+                            "price_details": {"price": price["id"], "product": price["product"]},
+                            "unit_amount_decimal": str(price.get("unit_amount") or 0)},
+                "quantity": quantity,
+                "subtotal": amount,
+                "taxes": [],
+            })
+        total = sum(line["amount"] for line in lines)
+        status = _UNPAID_STATUS.get(subscription["status"], "paid") if billing_reason == "subscription_create" \
+            else "paid"
+        paid = status == "paid"
+        customer = self._customers.get(scope, {}).get(subscription["customer"], {})
+        account = self._accounts.get(scope or "", {})
+        looks_back = looks_back or {"start": now, "end": now}
+        invoice = {
+            "id": invoice_id,
+            "object": "invoice",
+            "account_country": account.get("country", "US"),
+            "account_name": ((account.get("settings") or {}).get("dashboard", {}).get("display_name")
+                             or (account.get("business_profile") or {}).get("name") or self.platform_name),
+            "amount_due": total,
+            "amount_overpaid": 0,
+            "amount_paid": total if paid else 0,
+            "amount_remaining": 0 if paid or status == "void" else total,
+            "amount_shipping": 0,
+            "attempt_count": 1,
+            "attempted": True,
+            "auto_advance": status == "open",
+            "billing_reason": billing_reason,
+            "collection_method": subscription.get("collection_method", "charge_automatically"),
+            "created": now,
+            "currency": subscription.get("currency", "usd"),
+            "customer": subscription["customer"],
+            "customer_email": customer.get("email"),
+            "customer_name": customer.get("name"),
+            "default_payment_method": None,
+            "description": None,
+            "due_date": None,
+            "effective_at": now,
+            "ending_balance": 0,
+            "hosted_invoice_url": None,
+            "invoice_pdf": None,
+            "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
+                      "url": "/v1/invoices/%s/lines" % invoice_id},
+            "livemode": subscription["livemode"],
+            "metadata": {},
+            "next_payment_attempt": None,
+            "number": self._next_invoice_number(scope, subscription["customer"]),
+            "parent": {"type": "subscription_details", "quote_details": None,
+                       "subscription_details": {"metadata": dict(subscription.get("metadata") or {}),
+                                                "subscription": subscription["id"],
+                                                "subscription_proration_date": None}},
+            "period_end": looks_back["end"],
+            "period_start": looks_back["start"],
+            "starting_balance": 0,
+            "status": status,
+            "status_transitions": {"finalized_at": now, "marked_uncollectible_at": None,
+                                   "paid_at": now if paid else None, "voided_at": now if status == "void" else None},
+            "subtotal": total,
+            "total": total,
+        }
+        self._invoices.setdefault(scope, {})[invoice_id] = invoice
+        return copy.deepcopy(invoice)
+
+    def _next_invoice_number(self, scope: Optional[str], customer_id: str) -> str:
+        # Stripe numbers a customer's invoices PREFIX-0001, PREFIX-0002, ...
+        # with a prefix of the customer's own.
+        customer = self._customers.get(scope, {}).get(customer_id, {})
+        prefix = customer.get("invoice_prefix") or hashlib.sha256(customer_id.encode()).hexdigest()[:8].upper()
+        count = self._invoice_counts.get((scope, customer_id), 0) + 1
+        self._invoice_counts[(scope, customer_id)] = count
+        return "%s-%04d" % (prefix, count)
+
+def _subscription_of(invoice: Dict[str, Any]) -> Optional[str]:
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    return details.get("subscription")
+
+
+def _amount(cents: int, currency: str) -> str:
+    return ("$%d.%02d" if currency == "usd" else "%d.%02d " + currency.upper()) % divmod(cents, 100)

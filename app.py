@@ -10,14 +10,15 @@ from chalice import Chalice, Rate, Response
 from chalicelib import services
 from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
 from chalicelib.connections import parse_connect_request
-from chalicelib.errors import (AccessDenied, ConfigurationError, ConnectionChanged, ConnectorError,
+from chalicelib.errors import (AccessDenied, AlreadyLinked, ConfigurationError, ConnectionChanged, ConnectorError,
                                Forbidden, InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
-                               NoBillingAccount, NotConnected, PayloadTooLarge, PortalDisabled,
+                               NoBillingAccount, NotConnected, NotFound, PayloadTooLarge, PortalDisabled,
                                StripeFailure, Unauthorized)
 from chalicelib.catch_up import CATCH_UP_MESSAGE
 from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
 from chalicelib.queues import SYNC_QUEUE, receive_count
+from chalicelib.unmatched import decode_cursor, parse_limit
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="stripe-connector")
@@ -44,6 +45,8 @@ ERRORS = (
     (InvalidState, 400, "invalid_state"),
     (AccessDenied, 400, "access_denied"),
     (NoBillingAccount, 404, "no_billing_account"),
+    (NotFound, 404, "not_found"),
+    (AlreadyLinked, 409, "already_linked"),
     (NotConnected, 409, "not_connected"),
     (PortalDisabled, 409, "portal_disabled"),
     (ConnectionChanged, 409, "conflict"),
@@ -101,6 +104,18 @@ def caller(roles=ROLES):
     found = authenticate(app.current_request.headers.get("authorization"),
                          settings.auth_jwt_secret, settings.auth_jwt_issuer)
     return require_role(found, roles)
+
+
+def member_caller():
+    """The caller of a member route, after their unmatched subscriptions with
+    their verified email were claimed. A claim that fails is tried again on
+    their next request; it does not fail this one."""
+    member = caller()
+    try:
+        services.get_unmatched_service().claim_for(member)
+    except Exception:
+        logger.exception("Claiming subscriptions for a member of site %s failed", member.site_id)
+    return member
 
 
 def json_body(required: bool = False):
@@ -177,6 +192,8 @@ preflight("/connectors/stripe", "GET,DELETE")
 preflight("/connectors/stripe/connect", "POST")
 preflight("/connectors/stripe/settings", "PUT")
 preflight("/connectors/stripe/sync", "POST")
+preflight("/connectors/stripe/unmatched", "GET")
+preflight("/connectors/stripe/unmatched/{subscription_id}/link", "POST")
 preflight(CALLBACK_PATH, "POST")
 preflight("/billing/portal", "GET")
 preflight("/billing/portal/sessions", "POST")
@@ -224,17 +241,36 @@ def sync_now():
     return Response(body=connector.card(admin.site_id), status_code=202)
 
 
+@app.route("/connectors/stripe/unmatched", methods=["GET"])
+@answers_errors
+def unmatched_subscriptions():
+    admin = caller(ADMIN_ROLES)
+    query = app.current_request.query_params or {}
+    return services.get_unmatched_service().unmatched(
+        admin.site_id, parse_limit(query.get("limit")), decode_cursor(query.get("cursor")))
+
+
+@app.route("/connectors/stripe/unmatched/{subscription_id}/link", methods=["POST"])
+@answers_errors
+def link_unmatched(subscription_id):
+    admin = caller(ADMIN_ROLES)
+    body = json_body(required=True)
+    if not isinstance(body, dict) or set(body) - {"user_id"}:
+        raise InvalidRequest("The body must be {\"user_id\": \"...\"}")
+    return services.get_unmatched_service().link(admin.site_id, unquote(subscription_id), body.get("user_id"))
+
+
 @app.route("/billing/portal", methods=["GET"])
 @answers_errors
 def billing_portal():
-    member = caller()
+    member = member_caller()
     return services.get_portal_service().availability(member.site_id)
 
 
 @app.route("/billing/portal/sessions", methods=["POST"])
 @answers_errors
 def billing_portal_session():
-    member = caller()
+    member = member_caller()
     return_url = parse_session_request(json_body())
     return services.get_portal_service().open_session(member, return_url)
 
@@ -242,7 +278,7 @@ def billing_portal_session():
 @app.route("/access", methods=["GET"])
 @answers_errors
 def own_access():
-    member = caller()
+    member = member_caller()
     return services.get_access_service().entitlements_of(member.site_id, member.user_id)
 
 

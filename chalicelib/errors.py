@@ -37,6 +37,14 @@ class InvalidReturnUrl(InvalidRequest):
     code = "invalid_return_url"
 
 
+class NotFound(ConnectorError):
+    """What the request names does not exist for the caller's site."""
+
+
+class AlreadyLinked(ConnectorError):
+    """The subscription became another member's since the caller looked."""
+
+
 class NotConnected(ConnectorError):
     """The site has no connected Stripe account."""
 

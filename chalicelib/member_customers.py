@@ -7,7 +7,9 @@ from chalicelib.models import MemberCustomerModel, delete_if, save_if
 
 FROM_SUBSCRIPTION = "subscription"
 FROM_EMAIL_LOOKUP = "email_lookup"
-SOURCES = (FROM_SUBSCRIPTION, FROM_EMAIL_LOOKUP)
+# A link by the admin or a claim by verified email.
+FROM_LINK = "link"
+SOURCES = (FROM_SUBSCRIPTION, FROM_EMAIL_LOOKUP, FROM_LINK)
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,12 @@ class MemberCustomerStore:
             raise ValueError("unknown source %r" % found.source)
         item = MemberCustomerModel(found.site_id, found.user_id, account_id=found.account_id,
                                    customer_id=found.customer_id, source=found.source, recorded_at=now)
-        if found.source == FROM_SUBSCRIPTION:
+        if found.source != FROM_EMAIL_LOOKUP:
             item.save()
             return True
         # A subscription names its customer for sure; an email only suggests one.
         condition = (MemberCustomerModel.user_id.does_not_exist()
-                     | (MemberCustomerModel.source != FROM_SUBSCRIPTION)
+                     | (MemberCustomerModel.source == FROM_EMAIL_LOOKUP)
                      | (MemberCustomerModel.account_id != found.account_id))
         return save_if(item, condition)
 

@@ -19,6 +19,7 @@ from chalicelib.queues import WorkQueue
 from chalicelib.settings import get_settings
 from chalicelib.stripe_gateway import StripeGateway, longest_call_seconds, make_client
 from chalicelib.sweep import Sweep
+from chalicelib.unmatched import UnmatchedService
 from chalicelib.webhooks import EventLog, WebhookReceiver
 
 
@@ -114,10 +115,18 @@ def get_sweep() -> Sweep:
                  longest_stripe_call=longest_call_seconds(get_settings().stripe_timeout_seconds))
 
 
+@functools.lru_cache(maxsize=1)
+def get_unmatched_service() -> UnmatchedService:
+    get_bound_models()
+    settings = get_settings()
+    return UnmatchedService(ConnectionStore(), CustomerMembers(), get_entitlement_store(),
+                            Connection(region=settings.aws_region, host=settings.aws_endpoint_url))
+
+
 def reset() -> None:
     """Forget every built service and the settings (tests change the environment)."""
     for factory in (get_settings, get_stripe_gateway, get_bound_models, get_connector_service,
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
-                    get_import_worker, get_catch_up, get_identity):
+                    get_import_worker, get_catch_up, get_identity, get_unmatched_service):
         factory.cache_clear()

@@ -236,3 +236,18 @@ def test_an_import_keeps_the_subscriptions_naming_no_one_as_unmatched(client, sa
     work.drain()
     assert [e["subscription_id"] for e in unmatched(client)["unmatched"]] == [created["id"]]
     assert own_access(client, member_token("user_cy", email="cy@studio.test")) == [("prod_spin", "active", True)]
+
+
+def test_a_customer_recorded_as_another_member_is_never_claimed(client, site, access_events):
+    unnamed = anonymous(site, client)
+    # A later subscription of the same customer names a member: the customer is theirs.
+    site.create_product(ACCOUNT, name="Pilates", id="prod_pilates")
+    site.create_subscription(ACCOUNT, "cus_ana", ["prod_pilates"], metadata={"customerhub_user_id": "user_ana"})
+    assert deliver(client, site.events[-1]).status_code == 200
+    heard(access_events)
+    assert own_access(client, member_token("user_impostor", email="ana@studio.test")) == []
+    assert EntitlementModel.get("site_a#", unnamed["id"]).claimed_by is None
+    assert unmatched(client)["unmatched"] == []
+    assert heard(access_events) == []
+    answer = link(client, unnamed["id"], "user_impostor")
+    assert (answer.status_code, answer.json_body["error"]["code"]) == (409, "already_linked")

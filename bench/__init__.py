@@ -4,9 +4,10 @@ real stripe-python client.
 
     make bench        # or: .venv/bin/python -m bench
 
-Prints plain-text tables of what the webhook pipeline and the scheduled
-sweep cost (requests to DynamoDB, Stripe and EventBridge, items read, wall
-time) and checks them against their targets: the exit status is 1 when a
+Prints plain-text tables of what the webhook pipeline, the scheduled sweep,
+the import of an account's subscriptions and the hourly catch-up cost
+(requests to DynamoDB, Stripe, EventBridge and SQS, items read, wall time)
+and checks them against their targets: the exit status is 1 when a
 target is missed, 2 when the measurements could not be made.
 
 Counts are what the connector asks for and do not depend on the machine;

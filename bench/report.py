@@ -66,7 +66,8 @@ class Targets:
         self.items: List[Target] = []
 
     def at_most(self, what: str, measured: float, limit: float, decimals: int = 0) -> Target:
-        target = Target(what, "<= " + number(limit), number(measured, decimals), measured <= limit)
+        shown = number(limit, decimals if limit != int(limit) else 0)
+        target = Target(what, "<= " + shown, number(measured, decimals), measured <= limit)
         self.items.append(target)
         return target
 

@@ -40,7 +40,7 @@ IMPORT_MESSAGE = "import"
 # The listing's phases, one per status that may grant access, then the re-reads.
 REREAD = "reread"
 PHASES = GRANTING_STATUSES + (REREAD,)
-REREADS_PER_PAGE = 25
+REREADS_PER_PAGE = 100
 # An import that has not moved for this long is taken as lost: a new one may start.
 STALLED_AFTER = timedelta(minutes=15)
 

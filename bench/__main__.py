@@ -12,7 +12,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import world  # noqa: E402  (first: installs the AWS call counter)
-from bench import imports, sweep, webhooks  # noqa: E402
+from bench import claims, imports, sweep, webhooks  # noqa: E402
 from bench.report import Targets, seconds  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def main() -> int:
     try:
         world.configure(sandbox)
         for name, part in (("webhook pipeline", webhooks.run), ("sweep", sweep.run),
-                           ("import and catch-up", imports.run)):
+                           ("import and catch-up", imports.run), ("claim on member routes", claims.run)):
             print("measuring the %s ..." % name, file=sys.stderr, flush=True)
             try:
                 print(part(sandbox, targets), flush=True)

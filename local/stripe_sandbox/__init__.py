@@ -25,6 +25,8 @@ The package follows Stripe's own layout:
   ``invoices``, ``billing_portal``: one module per resource family, its
   helpers and its API handlers
 - ``events``: the event log and webhook delivery, each attempt's answer kept
+- ``preload``: many backdated subscriptions on an account at once, without
+  events, as a business had them before it connected a platform
 - the pages a person sees: ``authorize_page`` (Connect), ``portal_pages``
   (the billing portal), ``dashboard`` (the dashboard and its events), and
   ``pages`` for what they share
@@ -38,6 +40,7 @@ from Stripe's OpenAPI spec) when the server starts.
 from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS, sign_payload
 from local.stripe_sandbox.dashboard import SUBSCRIPTION_ACTIONS
 from local.stripe_sandbox.oauth import CODE_TTL_SECONDS
+from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD
 from local.stripe_sandbox.products import DEFAULT_UNIT_AMOUNT
 from local.stripe_sandbox.sandbox import StripeSandbox, main
 from local.stripe_sandbox.server import ROUTES, Route
@@ -47,9 +50,9 @@ from local.stripe_sandbox.wire import (API_VERSION, DEFAULT_PAGE_LIMIT, MAX_PAGE
                                        parse_form, parse_nested, redirect, stripe_error)
 
 __all__ = [
-    "API_VERSION", "CODE_TTL_SECONDS", "DEFAULT_PAGE_LIMIT", "DEFAULT_PERIOD_SECONDS", "DEFAULT_UNIT_AMOUNT",
-    "EMBEDDED_ITEMS", "MAX_PAGE_LIMIT", "ROUTES", "Request", "Response", "Route", "SUBSCRIPTION_ACTIONS",
-    "SUBSCRIPTION_STATUSES", "SandboxError", "StripeSandbox", "WEBHOOK_TIMEOUT_SECONDS", "html_response",
-    "json_response", "main", "mask_key", "oauth_error", "parse_form", "parse_nested", "redirect", "sign_payload",
-    "stripe_error",
+    "API_VERSION", "CODE_TTL_SECONDS", "DEFAULT_PAGE_LIMIT", "DEFAULT_PERIOD_SECONDS", "DEFAULT_PRELOAD",
+    "DEFAULT_UNIT_AMOUNT", "EMBEDDED_ITEMS", "MAX_PAGE_LIMIT", "MAX_PRELOAD", "ROUTES",
+    "Request", "Response", "Route", "SUBSCRIPTION_ACTIONS", "SUBSCRIPTION_STATUSES", "SandboxError",
+    "StripeSandbox", "WEBHOOK_TIMEOUT_SECONDS", "html_response", "json_response", "main", "mask_key",
+    "oauth_error", "parse_form", "parse_nested", "redirect", "sign_payload", "stripe_error",
 ]

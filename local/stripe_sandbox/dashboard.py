@@ -1,12 +1,13 @@
 """The sandbox's dashboard at /: its accounts (rename, add a customer,
 revoke the platform as the account's owner would), their products and
-subscriptions with the controls that move them along, and its events with
-each webhook delivery's result."""
+subscriptions with the controls that move them along and the pre-load of
+many, and its events with each webhook delivery's result."""
 import json
 from typing import Any, Dict, List
 
 from local.stripe_sandbox.pages import (control_done, control_error, display_name, error_page, esc, hidden_text,
                                         notice, product_names, see_other, utc)
+from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD, preload_notice
 from local.stripe_sandbox.subscriptions import DEFAULT_PERIOD_SECONDS, _period_end
 from local.stripe_sandbox.wire import Request, Response, html_response
 
@@ -14,6 +15,9 @@ from local.stripe_sandbox.wire import Request, Response, html_response
 SUBSCRIPTION_ACTIONS = ("cancel_at_period_end", "undo_cancel", "renew", "past_due", "unpaid", "pause", "resume",
                         "cancel_now")
 RECENT_EVENTS = 10
+# An account's newest subscriptions shown with their buttons; a pre-loaded
+# account's thousands are for the API to list.
+SHOWN_SUBSCRIPTIONS = 50
 
 
 class Dashboard:
@@ -79,12 +83,16 @@ class Dashboard:
             return notice("Renamed the account to %s." % name)
         if done == "customer_added":
             return notice("Added a customer to %s." % name)
+        if done == "preloaded" and self._preloads.get(account_id):
+            return notice("Pre-loaded on %s: %s. Created before any platform was connected: no events." % (
+                name, esc(preload_notice(self._preloads[account_id][-1]))))
         return ""
 
     def _dashboard_billing(self, account_id: str) -> str:
         """An account's products and subscriptions, with the buttons that move them."""
         products = list(self._products.get(account_id, {}).values())
-        subscriptions = list(reversed(list(self._subscriptions.get(account_id, {}).values())))
+        every = self._subscriptions.get(account_id, {})
+        subscriptions = [every[i] for i in list(reversed(every))[:SHOWN_SUBSCRIPTIONS]]
         customers = self._customers.get(account_id, {})
         account_name = display_name(self._account_view(account_id))
         listed = "".join('<li><strong>%s</strong> <code>%s</code>%s</li>' % (
@@ -120,6 +128,9 @@ class Dashboard:
                  '<th scope="col">Products</th><th scope="col">Status</th><th scope="col">Period ends</th>'
                  '<th scope="col">Cancellation</th><th scope="col">Actions</th></tr></thead><tbody>%s</tbody>'
                  '</table>' % "".join(rows) if rows else '<p class="muted">No subscriptions.</p>')
+        if len(every) > len(subscriptions):
+            table = ('<p class="muted">The %d newest of {:,} subscriptions; the API lists them all.</p>'.format(
+                len(every)) % len(subscriptions)) + table
         emails = "".join('<option value="%s">' % esc(c["email"]) for c in customers.values()
                          if not c.get("deleted") and c.get("email"))
         names = "".join('<option value="%s">' % esc(p["name"]) for p in products)
@@ -137,9 +148,27 @@ class Dashboard:
             '<span>Cancel at period end</span></label><button class="primary">Add subscription%(on)s</button>'
             '</form>' % {"account": esc(account_id), "emails": emails, "names": names,
                          "on": hidden_text(" on " + account_name)})
-        return ('<h2>Billing on %s <code>%s</code></h2><h3>Products</h3>%s<h3>Subscriptions</h3>%s%s' % (
+        return ('<h2>Billing on %s <code>%s</code></h2><h3>Products</h3>%s<h3>Subscriptions</h3>%s%s%s' % (
             esc(account_name), esc(account_id),
-            "<ul>%s</ul>" % listed if listed else '<p class="muted">No products.</p>', table, form))
+            "<ul>%s</ul>" % listed if listed else '<p class="muted">No products.</p>', table, form,
+            self._dashboard_preload_form(account_id, account_name)))
+
+    def _dashboard_preload_form(self, account_id: str, account_name: str) -> str:
+        done = "".join("<li>%s</li>" % esc(preload_notice(p)) for p in self._preloads.get(account_id, []))
+        return (
+            '<h3>Pre-load subscriptions</h3><p class="muted">Many customers at once (preload-0001@example.com '
+            'on), each with a subscription to Yoga, Pilates or Spin: most active, some trialing or past_due, a few '
+            'canceled. Most name a member in <code>metadata.customerhub_user_id</code> (user_preload_0001 on), '
+            '5%% name nobody. Backdated up to a year, as created before any platform was connected: no events, '
+            'so a connected platform finds them only by listing them (its import).</p>%(done)s'
+            '<form method="post" action="/dashboard/accounts/%(account)s/preload" class="inline">'
+            '<label for="preload-%(account)s">How many subscriptions (at most {:,})%(for)s</label>'
+            '<span class="with-button"><input id="preload-%(account)s" name="count" type="number" min="1" '
+            'max="%(max)d" value="%(default)d" required> <button>Pre-load subscriptions%(on)s</button></span>'
+            '</form>'.format(MAX_PRELOAD) % {
+                "account": esc(account_id), "max": MAX_PRELOAD, "default": DEFAULT_PRELOAD,
+                "done": "<ul>%s</ul>" % done if done else "", "for": hidden_text(" for " + account_name),
+                "on": hidden_text(" on " + account_name)})
 
     # events
 
@@ -249,6 +278,17 @@ class Dashboard:
             return error_page("No test account %r." % account_id, 404)
         customer = self.create_customer(account_id, email=(request.params.get("email") or "").strip() or None)
         return control_done(request, customer, "/?done=customer_added&account=%s" % account_id)
+
+    def _page_dashboard_preload(self, request: Request, account_id: str) -> Response:
+        """Pre-loads the account (preload.py), from the form or from curl."""
+        if account_id not in self._accounts:
+            return control_error(request, "No test account %r." % account_id, 404)
+        count = str(request.params.get("count") or "").strip()
+        if not (count.isdigit() and 1 <= int(count) <= MAX_PRELOAD):
+            return control_error(request, "How many subscriptions: a whole number from 1 to {:,}.".format(
+                MAX_PRELOAD))
+        summary = self.preload_subscriptions(account_id, int(count))
+        return control_done(request, summary, "/?done=preloaded&account=%s" % account_id)
 
     # subscription controls
 

@@ -1,10 +1,12 @@
 """The sandbox's dashboard at /: its accounts (rename, add a customer,
 revoke the platform as the account's owner would), their products and
 subscriptions with the controls that move them along and the pre-load of
-many, and its events with each webhook delivery's result."""
+many, its webhooks (held, as if the endpoint were down, or sent), and its
+events with each webhook delivery's result."""
 import json
 from typing import Any, Dict, List
 
+from local.stripe_sandbox.events import HELD_DELIVERY_ERROR
 from local.stripe_sandbox.pages import (control_done, control_error, display_name, error_page, esc, hidden_text,
                                         notice, product_names, see_other, utc)
 from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD, preload_notice
@@ -55,23 +57,44 @@ class Dashboard:
                  '<th scope="col">Customers</th><th scope="col">Actions</th></tr></thead><tbody>%s</tbody></table>'
                  % "".join(rows)) if rows else "<p>No test accounts yet: connect one from the app.</p>"
         billing = "".join(self._dashboard_billing(account_id) for account_id in self._accounts)
-        webhooks = ("webhooks to <code>%s</code>" % esc(self.webhook_url) if self.webhook_url and self.webhook_secret
-                    else "no webhook endpoint")
+        webhooks = ("webhooks to <code>%s</code>%s" % (esc(self.webhook_url), " <strong>(held)</strong>"
+                                                       if self._webhooks_held else "")
+                    if self.webhook_url and self.webhook_secret else "no webhook endpoint")
         body = ('<h1>Stripe sandbox</h1><p class="muted">Platform %s <code>%s</code> &middot; '
-                '<a href="/dashboard/events">%d event%s</a> &middot; %s</p>%s<h2>Accounts</h2>%s%s%s' % (
+                '<a href="/dashboard/events">%d event%s</a> &middot; %s</p>%s%s<h2>Accounts</h2>%s%s%s' % (
                     esc(self.platform_name), esc(self.client_id), len(self._events),
-                    "" if len(self._events) == 1 else "s", webhooks,
-                    self._dashboard_notice(request), table, billing, self._dashboard_recent_events()))
+                    "" if len(self._events) == 1 else "s", webhooks, self._dashboard_notice(request),
+                    self._dashboard_webhooks(), table, billing, self._dashboard_recent_events()))
         return html_response("Stripe sandbox", body)
+
+    def _dashboard_webhooks(self) -> str:
+        """Whether deliveries are held, and the button that holds or releases them."""
+        if not (self.webhook_url and self.webhook_secret):
+            return ""
+        if self._webhooks_held:
+            return ('<h2>Webhooks</h2><p class="problem"><strong>Webhooks are held.</strong> Every delivery fails '
+                    'as if <code>%s</code> were down (\u201c%s\u201d) and its event stays undelivered, so '
+                    '<code>GET /v1/events?delivery_success=false</code> lists it. Released, new events are sent '
+                    'again; the held ones are not retried (the sandbox does not simulate Stripe\u2019s retries): '
+                    '<code>make catch-up</code> replays them.</p><form method="post" '
+                    'action="/dashboard/webhooks/release"><button class="primary">Release webhooks</button></form>'
+                    % (esc(self.webhook_url), esc(HELD_DELIVERY_ERROR)))
+        return ('<h2>Webhooks</h2><p>Each event is sent to <code>%s</code> as it happens. Holding makes every '
+                'delivery fail as if the endpoint were down, until released.</p><form method="post" '
+                'action="/dashboard/webhooks/hold"><button>Hold webhooks</button></form>' % esc(self.webhook_url))
 
     def _dashboard_notice(self, request: Request) -> str:
         """What the last control did, named in the address it sent the browser to."""
         query = request.query
+        done = query.get("done")
+        if done == "held" and self._webhooks_held:
+            return notice("Webhooks are held: deliveries fail until you release them.")
+        if done == "released" and not self._webhooks_held:
+            return notice("Webhooks released: new events are sent again. Those held stay undelivered.")
         account_id = query.get("account")
         if not isinstance(account_id, str) or account_id not in self._accounts:
             return ""
         name = esc(display_name(self._account_view(account_id)))
-        done = query.get("done")
         if done == "revoked" and account_id not in self._connected:
             events = [e for e in self._events
                       if e["account"] == account_id and e["type"] == "account.application.deauthorized"]
@@ -217,7 +240,9 @@ class Dashboard:
                  if rest else "")
         body = ('<p><a href="/">\u2190 Dashboard</a></p><h1>Events</h1><p class="muted">Newest first; %d in all. '
                 '%s</p>%s%s' % (
-                    len(self._events), "Webhooks go to <code>%s</code>." % esc(self.webhook_url)
+                    len(self._events), "Webhooks go to <code>%s</code>%s." % (
+                        esc(self.webhook_url), " and are <strong>held</strong>: every delivery fails"
+                        if self._webhooks_held else "")
                     if self.webhook_url and self.webhook_secret
                     else "No webhook endpoint is set: events are recorded, not sent.",
                     self._events_table(page) if page else '<p class="muted">No events.</p>', older))
@@ -289,6 +314,13 @@ class Dashboard:
                 MAX_PRELOAD))
         summary = self.preload_subscriptions(account_id, int(count))
         return control_done(request, summary, "/?done=preloaded&account=%s" % account_id)
+
+    def _page_dashboard_webhooks(self, request: Request, action: str) -> Response:
+        if action not in ("hold", "release"):
+            return control_error(request, "Unknown action %r: use hold or release." % action, 404)
+        self.hold_webhooks(action == "hold")
+        return control_done(request, {"webhooks_held": self._webhooks_held},
+                            "/?done=%s" % ("held" if action == "hold" else "released"))
 
     # subscription controls
 

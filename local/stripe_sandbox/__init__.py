@@ -24,7 +24,10 @@ The package follows Stripe's own layout:
 - ``customers``, ``payment_methods``, ``products``, ``subscriptions``,
   ``invoices``, ``billing_portal``: one module per resource family, its
   helpers and its API handlers
-- ``events``: the event log and webhook delivery, each attempt's answer kept
+- ``events``: the event log and webhook delivery, each attempt's answer
+  kept, and deliveries held as if the endpoint were down
+- ``preload``: many backdated subscriptions on an account at once, without
+  events, as a business had them before it connected a platform
 - the pages a person sees: ``authorize_page`` (Connect), ``portal_pages``
   (the billing portal), ``dashboard`` (the dashboard and its events), and
   ``pages`` for what they share
@@ -35,9 +38,10 @@ and no stripe-python code takes part in answering a request. The one use of
 the pinned library is ``params`` reading its request TypedDicts (generated
 from Stripe's OpenAPI spec) when the server starts.
 """
-from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS, sign_payload
+from local.stripe_sandbox.events import HELD_DELIVERY_ERROR, WEBHOOK_TIMEOUT_SECONDS, sign_payload
 from local.stripe_sandbox.dashboard import SUBSCRIPTION_ACTIONS
 from local.stripe_sandbox.oauth import CODE_TTL_SECONDS
+from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD
 from local.stripe_sandbox.products import DEFAULT_UNIT_AMOUNT
 from local.stripe_sandbox.sandbox import StripeSandbox, main
 from local.stripe_sandbox.server import ROUTES, Route
@@ -47,9 +51,9 @@ from local.stripe_sandbox.wire import (API_VERSION, DEFAULT_PAGE_LIMIT, MAX_PAGE
                                        parse_form, parse_nested, redirect, stripe_error)
 
 __all__ = [
-    "API_VERSION", "CODE_TTL_SECONDS", "DEFAULT_PAGE_LIMIT", "DEFAULT_PERIOD_SECONDS", "DEFAULT_UNIT_AMOUNT",
-    "EMBEDDED_ITEMS", "MAX_PAGE_LIMIT", "ROUTES", "Request", "Response", "Route", "SUBSCRIPTION_ACTIONS",
-    "SUBSCRIPTION_STATUSES", "SandboxError", "StripeSandbox", "WEBHOOK_TIMEOUT_SECONDS", "html_response",
-    "json_response", "main", "mask_key", "oauth_error", "parse_form", "parse_nested", "redirect", "sign_payload",
-    "stripe_error",
+    "API_VERSION", "CODE_TTL_SECONDS", "DEFAULT_PAGE_LIMIT", "DEFAULT_PERIOD_SECONDS", "DEFAULT_PRELOAD",
+    "DEFAULT_UNIT_AMOUNT", "EMBEDDED_ITEMS", "HELD_DELIVERY_ERROR", "MAX_PAGE_LIMIT", "MAX_PRELOAD", "ROUTES",
+    "Request", "Response", "Route", "SUBSCRIPTION_ACTIONS", "SUBSCRIPTION_STATUSES", "SandboxError",
+    "StripeSandbox", "WEBHOOK_TIMEOUT_SECONDS", "html_response", "json_response", "main", "mask_key",
+    "oauth_error", "parse_form", "parse_nested", "redirect", "sign_payload", "stripe_error",
 ]

@@ -70,6 +70,10 @@ class SandboxCore:
             self._payment_methods: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
             # Each webhook delivery attempt's answer, by event id.
             self._delivery_attempts: Dict[str, List[Dict[str, Any]]] = {}
+            # While held, every delivery fails as if the endpoint were down (events.py).
+            self._webhooks_held = False
+            # What each pre-load made, by account (preload.py).
+            self._preloads: Dict[str, List[Dict[str, Any]]] = {}
 
     def _scope(self, account_id: Optional[str]) -> Optional[str]:
         if account_id is not None:

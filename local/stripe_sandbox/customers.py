@@ -1,6 +1,6 @@
 """Customers: /v1/customers and the helpers that create and delete them."""
 import copy
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from local.stripe_sandbox.wire import Request, Response, _created_matches, _missing, _page, _random_id, json_response
 
@@ -36,6 +36,11 @@ class Customers:
             stub = {"id": customer_id, "object": "customer", "deleted": True}
             self._customers[scope][customer_id] = stub
             return dict(stub)
+
+    def customers(self, account_id: Optional[str]) -> List[Dict[str, Any]]:
+        """The account's customers, oldest first, deleted ones as their stubs."""
+        with self._lock:
+            return copy.deepcopy(list(self._customers.get(self._scope(account_id), {}).values()))
 
     def _customer_or_raise(self, scope: Optional[str], customer_id: str) -> Dict[str, Any]:
         try:

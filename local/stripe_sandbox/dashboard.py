@@ -1,12 +1,15 @@
 """The sandbox's dashboard at /: its accounts (rename, add a customer,
 revoke the platform as the account's owner would), their products and
-subscriptions with the controls that move them along, and its events with
-each webhook delivery's result."""
+subscriptions with the controls that move them along and the pre-load of
+many, its webhooks (held, as if the endpoint were down, or sent), and its
+events with each webhook delivery's result."""
 import json
 from typing import Any, Dict, List
 
+from local.stripe_sandbox.events import HELD_DELIVERY_ERROR
 from local.stripe_sandbox.pages import (control_done, control_error, display_name, error_page, esc, hidden_text,
                                         notice, product_names, see_other, utc)
+from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD, preload_notice
 from local.stripe_sandbox.subscriptions import DEFAULT_PERIOD_SECONDS, _period_end
 from local.stripe_sandbox.wire import Request, Response, html_response
 
@@ -14,6 +17,9 @@ from local.stripe_sandbox.wire import Request, Response, html_response
 SUBSCRIPTION_ACTIONS = ("cancel_at_period_end", "undo_cancel", "renew", "past_due", "unpaid", "pause", "resume",
                         "cancel_now")
 RECENT_EVENTS = 10
+# An account's newest subscriptions shown with their buttons; a pre-loaded
+# account's thousands are for the API to list.
+SHOWN_SUBSCRIPTIONS = 50
 
 
 class Dashboard:
@@ -51,23 +57,44 @@ class Dashboard:
                  '<th scope="col">Customers</th><th scope="col">Actions</th></tr></thead><tbody>%s</tbody></table>'
                  % "".join(rows)) if rows else "<p>No test accounts yet: connect one from the app.</p>"
         billing = "".join(self._dashboard_billing(account_id) for account_id in self._accounts)
-        webhooks = ("webhooks to <code>%s</code>" % esc(self.webhook_url) if self.webhook_url and self.webhook_secret
-                    else "no webhook endpoint")
+        webhooks = ("webhooks to <code>%s</code>%s" % (esc(self.webhook_url), " <strong>(held)</strong>"
+                                                       if self._webhooks_held else "")
+                    if self.webhook_url and self.webhook_secret else "no webhook endpoint")
         body = ('<h1>Stripe sandbox</h1><p class="muted">Platform %s <code>%s</code> &middot; '
-                '<a href="/dashboard/events">%d event%s</a> &middot; %s</p>%s<h2>Accounts</h2>%s%s%s' % (
+                '<a href="/dashboard/events">%d event%s</a> &middot; %s</p>%s%s<h2>Accounts</h2>%s%s%s' % (
                     esc(self.platform_name), esc(self.client_id), len(self._events),
-                    "" if len(self._events) == 1 else "s", webhooks,
-                    self._dashboard_notice(request), table, billing, self._dashboard_recent_events()))
+                    "" if len(self._events) == 1 else "s", webhooks, self._dashboard_notice(request),
+                    self._dashboard_webhooks(), table, billing, self._dashboard_recent_events()))
         return html_response("Stripe sandbox", body)
+
+    def _dashboard_webhooks(self) -> str:
+        """Whether deliveries are held, and the button that holds or releases them."""
+        if not (self.webhook_url and self.webhook_secret):
+            return ""
+        if self._webhooks_held:
+            return ('<h2>Webhooks</h2><p class="problem"><strong>Webhooks are held.</strong> Every delivery fails '
+                    'as if <code>%s</code> were down (\u201c%s\u201d) and its event stays undelivered, so '
+                    '<code>GET /v1/events?delivery_success=false</code> lists it. Released, new events are sent '
+                    'again; the held ones are not retried (the sandbox does not simulate Stripe\u2019s retries): '
+                    '<code>make catch-up</code> replays them.</p><form method="post" '
+                    'action="/dashboard/webhooks/release"><button class="primary">Release webhooks</button></form>'
+                    % (esc(self.webhook_url), esc(HELD_DELIVERY_ERROR)))
+        return ('<h2>Webhooks</h2><p>Each event is sent to <code>%s</code> as it happens. Holding makes every '
+                'delivery fail as if the endpoint were down, until released.</p><form method="post" '
+                'action="/dashboard/webhooks/hold"><button>Hold webhooks</button></form>' % esc(self.webhook_url))
 
     def _dashboard_notice(self, request: Request) -> str:
         """What the last control did, named in the address it sent the browser to."""
         query = request.query
+        done = query.get("done")
+        if done == "held" and self._webhooks_held:
+            return notice("Webhooks are held: deliveries fail until you release them.")
+        if done == "released" and not self._webhooks_held:
+            return notice("Webhooks released: new events are sent again. Those held stay undelivered.")
         account_id = query.get("account")
         if not isinstance(account_id, str) or account_id not in self._accounts:
             return ""
         name = esc(display_name(self._account_view(account_id)))
-        done = query.get("done")
         if done == "revoked" and account_id not in self._connected:
             events = [e for e in self._events
                       if e["account"] == account_id and e["type"] == "account.application.deauthorized"]
@@ -79,12 +106,16 @@ class Dashboard:
             return notice("Renamed the account to %s." % name)
         if done == "customer_added":
             return notice("Added a customer to %s." % name)
+        if done == "preloaded" and self._preloads.get(account_id):
+            return notice("Pre-loaded on %s: %s. Created before any platform was connected: no events." % (
+                name, esc(preload_notice(self._preloads[account_id][-1]))))
         return ""
 
     def _dashboard_billing(self, account_id: str) -> str:
         """An account's products and subscriptions, with the buttons that move them."""
         products = list(self._products.get(account_id, {}).values())
-        subscriptions = list(reversed(list(self._subscriptions.get(account_id, {}).values())))
+        every = self._subscriptions.get(account_id, {})
+        subscriptions = [every[i] for i in list(reversed(every))[:SHOWN_SUBSCRIPTIONS]]
         customers = self._customers.get(account_id, {})
         account_name = display_name(self._account_view(account_id))
         listed = "".join('<li><strong>%s</strong> <code>%s</code>%s</li>' % (
@@ -120,6 +151,9 @@ class Dashboard:
                  '<th scope="col">Products</th><th scope="col">Status</th><th scope="col">Period ends</th>'
                  '<th scope="col">Cancellation</th><th scope="col">Actions</th></tr></thead><tbody>%s</tbody>'
                  '</table>' % "".join(rows) if rows else '<p class="muted">No subscriptions.</p>')
+        if len(every) > len(subscriptions):
+            table = ('<p class="muted">The %d newest of {:,} subscriptions; the API lists them all.</p>'.format(
+                len(every)) % len(subscriptions)) + table
         emails = "".join('<option value="%s">' % esc(c["email"]) for c in customers.values()
                          if not c.get("deleted") and c.get("email"))
         names = "".join('<option value="%s">' % esc(p["name"]) for p in products)
@@ -137,9 +171,27 @@ class Dashboard:
             '<span>Cancel at period end</span></label><button class="primary">Add subscription%(on)s</button>'
             '</form>' % {"account": esc(account_id), "emails": emails, "names": names,
                          "on": hidden_text(" on " + account_name)})
-        return ('<h2>Billing on %s <code>%s</code></h2><h3>Products</h3>%s<h3>Subscriptions</h3>%s%s' % (
+        return ('<h2>Billing on %s <code>%s</code></h2><h3>Products</h3>%s<h3>Subscriptions</h3>%s%s%s' % (
             esc(account_name), esc(account_id),
-            "<ul>%s</ul>" % listed if listed else '<p class="muted">No products.</p>', table, form))
+            "<ul>%s</ul>" % listed if listed else '<p class="muted">No products.</p>', table, form,
+            self._dashboard_preload_form(account_id, account_name)))
+
+    def _dashboard_preload_form(self, account_id: str, account_name: str) -> str:
+        done = "".join("<li>%s</li>" % esc(preload_notice(p)) for p in self._preloads.get(account_id, []))
+        return (
+            '<h3>Pre-load subscriptions</h3><p class="muted">Many customers at once (preload-0001@example.com '
+            'on), each with a subscription to Yoga, Pilates or Spin: most active, some trialing or past_due, a few '
+            'canceled. Most name a member in <code>metadata.customerhub_user_id</code> (user_preload_0001 on), '
+            '5%% name nobody. Backdated up to a year, as created before any platform was connected: no events, '
+            'so a connected platform finds them only by listing them (its import).</p>%(done)s'
+            '<form method="post" action="/dashboard/accounts/%(account)s/preload" class="inline">'
+            '<label for="preload-%(account)s">How many subscriptions (at most {:,})%(for)s</label>'
+            '<span class="with-button"><input id="preload-%(account)s" name="count" type="number" min="1" '
+            'max="%(max)d" value="%(default)d" required> <button>Pre-load subscriptions%(on)s</button></span>'
+            '</form>'.format(MAX_PRELOAD) % {
+                "account": esc(account_id), "max": MAX_PRELOAD, "default": DEFAULT_PRELOAD,
+                "done": "<ul>%s</ul>" % done if done else "", "for": hidden_text(" for " + account_name),
+                "on": hidden_text(" on " + account_name)})
 
     # events
 
@@ -188,7 +240,9 @@ class Dashboard:
                  if rest else "")
         body = ('<p><a href="/">\u2190 Dashboard</a></p><h1>Events</h1><p class="muted">Newest first; %d in all. '
                 '%s</p>%s%s' % (
-                    len(self._events), "Webhooks go to <code>%s</code>." % esc(self.webhook_url)
+                    len(self._events), "Webhooks go to <code>%s</code>%s." % (
+                        esc(self.webhook_url), " and are <strong>held</strong>: every delivery fails"
+                        if self._webhooks_held else "")
                     if self.webhook_url and self.webhook_secret
                     else "No webhook endpoint is set: events are recorded, not sent.",
                     self._events_table(page) if page else '<p class="muted">No events.</p>', older))
@@ -249,6 +303,24 @@ class Dashboard:
             return error_page("No test account %r." % account_id, 404)
         customer = self.create_customer(account_id, email=(request.params.get("email") or "").strip() or None)
         return control_done(request, customer, "/?done=customer_added&account=%s" % account_id)
+
+    def _page_dashboard_preload(self, request: Request, account_id: str) -> Response:
+        """Pre-loads the account (preload.py), from the form or from curl."""
+        if account_id not in self._accounts:
+            return control_error(request, "No test account %r." % account_id, 404)
+        count = str(request.params.get("count") or "").strip()
+        if not (count.isdigit() and 1 <= int(count) <= MAX_PRELOAD):
+            return control_error(request, "How many subscriptions: a whole number from 1 to {:,}.".format(
+                MAX_PRELOAD))
+        summary = self.preload_subscriptions(account_id, int(count))
+        return control_done(request, summary, "/?done=preloaded&account=%s" % account_id)
+
+    def _page_dashboard_webhooks(self, request: Request, action: str) -> Response:
+        if action not in ("hold", "release"):
+            return control_error(request, "Unknown action %r: use hold or release." % action, 404)
+        self.hold_webhooks(action == "hold")
+        return control_done(request, {"webhooks_held": self._webhooks_held},
+                            "/?done=%s" % ("held" if action == "hold" else "released"))
 
     # subscription controls
 

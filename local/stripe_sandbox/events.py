@@ -15,6 +15,8 @@ from local.stripe_sandbox.wire import (API_VERSION, Request, Response, _created_
                                        json_response)
 
 WEBHOOK_TIMEOUT_SECONDS = 5
+# What a delivery attempt made while webhooks are held records.
+HELD_DELIVERY_ERROR = "endpoint unreachable (webhooks held)"
 
 
 def sign_payload(payload: str, secret: str, timestamp: Optional[int] = None) -> str:
@@ -54,6 +56,22 @@ class Events:
         happened since a caller last looked, without copying all of them."""
         with self._lock:
             return [self._event_view(e) for e in self._events[count:]]
+
+    def hold_webhooks(self, held: bool = True) -> None:
+        """While held, every webhook delivery fails as if the endpoint were
+        down: the attempt is recorded, failed, and the event stays
+        undelivered, so ``/v1/events?delivery_success=false`` lists it.
+        Released, events recorded from then on are delivered again. A held
+        event is never delivered later: Stripe would retry it for up to
+        three days, but the sandbox does not simulate Stripe's retries, so
+        only a catch-up that lists undelivered events gets it to the API."""
+        with self._lock:
+            self._webhooks_held = bool(held)
+
+    @property
+    def webhooks_held(self) -> bool:
+        with self._lock:
+            return self._webhooks_held
 
     def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
         """Block until every queued webhook delivery was attempted."""
@@ -116,6 +134,11 @@ class Events:
                     self._delivered.notify_all()
 
     def _deliver(self, event: Dict[str, Any]) -> bool:
+        if self.webhooks_held:
+            print("stripe-sandbox: webhook %s for %s held: not sent" % (event["type"], event["id"]),
+                  file=sys.stderr)
+            self._note_delivery(event["id"], error=HELD_DELIVERY_ERROR)
+            return False
         payload = json.dumps(event, indent=2)
         header = sign_payload(payload, self.webhook_secret or "", int(time.time()))
         request = urllib.request.Request(

@@ -14,13 +14,14 @@ from local.stripe_sandbox.invoices import Invoices
 from local.stripe_sandbox.oauth import OAuthAndAccounts
 from local.stripe_sandbox.payment_methods import PaymentMethods
 from local.stripe_sandbox.portal_pages import PortalPages
+from local.stripe_sandbox.preload import Preload
 from local.stripe_sandbox.products import Products
 from local.stripe_sandbox.server import Server
 from local.stripe_sandbox.subscriptions import Subscriptions
 
 
 class StripeSandbox(OAuthAndAccounts, Customers, PaymentMethods, Products, Subscriptions, Invoices, BillingPortal,
-                    Events, AuthorizePage, PortalPages, Dashboard, Server, SandboxCore):
+                    Events, Preload, AuthorizePage, PortalPages, Dashboard, Server, SandboxCore):
     """A local Stripe: its state lives in SandboxCore, each resource family's
     helpers and API handlers in their own part, the pages a person meets in
     theirs, the HTTP side in Server."""

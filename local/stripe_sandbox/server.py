@@ -80,6 +80,8 @@ ROUTES: List[Route] = [
     _route("POST", r"/dashboard/accounts/" + _ID + r"/update", "_page_dashboard_update", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/customers", "_page_dashboard_customer", "page"),
     _route("POST", r"/dashboard/accounts/" + _ID + r"/subscriptions", "_page_dashboard_subscription", "page"),
+    _route("POST", r"/dashboard/accounts/" + _ID + r"/preload", "_page_dashboard_preload", "page"),
+    _route("POST", r"/dashboard/webhooks/([a-z_]+)", "_page_dashboard_webhooks", "page"),
     _route("POST", r"/dashboard/subscriptions/" + _ID + r"/([a-z_]+)", "_page_dashboard_subscription_action",
            "page"),
 ]

@@ -65,55 +65,69 @@ class Subscriptions:
         and bills the first period (invoices.py)."""
         with self._lock:
             scope = self._scope(account_id)
-            customer = self._customer_or_raise(scope, customer_id)
-            if customer.get("deleted"):
-                raise ValueError("customer %s is deleted" % customer_id)
-            if isinstance(products, str):
-                products = [products]
-            product_ids = list(dict.fromkeys(products))
-            if not product_ids:
-                raise ValueError("a subscription needs at least one product")
-            for product_id in product_ids:
-                self._product_or_raise(scope, product_id)
-            if status not in SUBSCRIPTION_STATUSES:
-                raise ValueError("unknown subscription status %r" % status)
-            subscription_id = id or _random_id("sub_", 14)
-            if self._find_subscription(subscription_id) is not None:
-                raise ValueError("subscription %s already exists" % subscription_id)
-            now = int(self.clock())
-            start = now if period_start is None else int(period_start)
-            end = start + DEFAULT_PERIOD_SECONDS if period_end is None else int(period_end)
-            canceled = status == "canceled"
-            trialing = status == "trialing"
-            subscription = {
-                "id": subscription_id,
-                "object": "subscription",
-                **copy.deepcopy(_UNMODELLED),
-                "billing_cycle_anchor": start,
-                # API versions since 2025-09-30 create subscriptions in flexible mode.
-                "billing_mode": {"flexible": {"proration_discounts": "included"}, "type": "flexible",
-                                 "updated_at": now},
-                "cancel_at": None if cancel_at is None else int(cancel_at),
-                "cancel_at_period_end": bool(cancel_at_period_end) and not canceled,
-                "canceled_at": now if cancel_at_period_end or canceled else None,
-                "collection_method": "charge_automatically",
-                "created": now,
-                "currency": "usd",
-                "customer": customer_id,
-                "ended_at": now if canceled else None,
-                "items": _item_list(subscription_id, [
-                    self._new_item(scope, subscription_id, product_id, start, end) for product_id in product_ids]),
-                "livemode": self._livemode(scope),
-                "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
-                "start_date": start,
-                "status": status,
-                "trial_end": end if trialing else None,
-                "trial_start": start if trialing else None,
-            }
-            self._subscriptions.setdefault(scope, {})[subscription_id] = subscription
+            subscription = self._add_subscription(scope, customer_id, products, status, period_start, period_end,
+                                                  metadata, cancel_at_period_end, cancel_at, id)
             self._record_event("customer.subscription.created", scope, self._subscription_view(scope, subscription))
             self._bill_subscription(scope, subscription, "subscription_create")
             return copy.deepcopy(subscription)
+
+    def _add_subscription(self, scope: Optional[str], customer_id: str, products: List[str], status: str = "active",
+                          period_start: Optional[int] = None, period_end: Optional[int] = None,
+                          metadata: Optional[Dict[str, str]] = None, cancel_at_period_end: bool = False,
+                          cancel_at: Optional[int] = None, id: Optional[str] = None,
+                          created: Optional[int] = None) -> Dict[str, Any]:
+        """Stores a new subscription, made at `created` (now), and records no
+        event and bills nothing: create_subscription does those, the pre-load
+        does neither."""
+        customer = self._customer_or_raise(scope, customer_id)
+        if customer.get("deleted"):
+            raise ValueError("customer %s is deleted" % customer_id)
+        if isinstance(products, str):
+            products = [products]
+        product_ids = list(dict.fromkeys(products))
+        if not product_ids:
+            raise ValueError("a subscription needs at least one product")
+        for product_id in product_ids:
+            self._product_or_raise(scope, product_id)
+        if status not in SUBSCRIPTION_STATUSES:
+            raise ValueError("unknown subscription status %r" % status)
+        subscription_id = id or _random_id("sub_", 14)
+        if self._find_subscription(subscription_id) is not None:
+            raise ValueError("subscription %s already exists" % subscription_id)
+        now = int(self.clock()) if created is None else int(created)
+        start = now if period_start is None else int(period_start)
+        end = start + DEFAULT_PERIOD_SECONDS if period_end is None else int(period_end)
+        canceled = status == "canceled"
+        trialing = status == "trialing"
+        subscription = {
+            "id": subscription_id,
+            "object": "subscription",
+            **copy.deepcopy(_UNMODELLED),
+            "billing_cycle_anchor": start,
+            # API versions since 2025-09-30 create subscriptions in flexible mode.
+            "billing_mode": {"flexible": {"proration_discounts": "included"}, "type": "flexible",
+                             "updated_at": now},
+            "cancel_at": None if cancel_at is None else int(cancel_at),
+            "cancel_at_period_end": bool(cancel_at_period_end) and not canceled,
+            "canceled_at": now if cancel_at_period_end or canceled else None,
+            "collection_method": "charge_automatically",
+            "created": now,
+            "currency": "usd",
+            "customer": customer_id,
+            "ended_at": now if canceled else None,
+            "items": _item_list(subscription_id, [
+                self._new_item(scope, subscription_id, product_id, start, end) for product_id in product_ids]),
+            "livemode": self._livemode(scope),
+            "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+            "start_date": start,
+            "status": status,
+            "trial_end": end if trialing else None,
+            "trial_start": start if trialing else None,
+        }
+        for item in subscription["items"]["data"]:
+            item["created"] = now
+        self._subscriptions.setdefault(scope, {})[subscription_id] = subscription
+        return subscription
 
     def update_subscription(self, account_id: Optional[str], subscription_id: str,
                             **changes: Any) -> Dict[str, Any]:

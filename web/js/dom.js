@@ -21,7 +21,8 @@ export function h(tag, attributes = {}, ...children) {
 
 // parent.replaceChildren(...) leaving out what is null, false or undefined.
 export function fill(parent, ...children) {
-  parent.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+  const present = children.flat().filter((child) => child !== null && child !== undefined && child !== false);
+  parent.replaceChildren(...present);
   return parent;
 }
 

@@ -1,7 +1,7 @@
 // A member's own page: what their subscriptions give them access to, and
 // where Billing is.
 import { api } from "../api.js";
-import { formatDay, h, problem } from "../dom.js";
+import { formatDay, h, hidden, problem } from "../dom.js";
 
 const BADGES = {
   active: ["Active", "ok"], canceling: ["Canceling", "warn"], past_due: ["Past due", "warn"], expired: ["Expired", ""],
@@ -42,7 +42,7 @@ export function accountPage(main, { user }) {
     h("p", {}, "Signed in as ", h("strong", {}, user.email || user.id), ` (${user.id}) on ${user.site}.`),
     h("section", { "aria-labelledby": "my-access" },
       h("div", { class: "section-head" }, h("h2", { id: "my-access", tabindex: "-1" }, "My access"),
-        h("button", { type: "button", onclick: load }, "Refresh", h("span", { class: "visually-hidden" }, " my access"))),
+        h("button", { type: "button", onclick: load }, "Refresh", hidden(" my access"))),
       list),
     h("section", { "aria-labelledby": "billing-heading" }, h("h2", { id: "billing-heading" }, "Billing"), billing));
   load();

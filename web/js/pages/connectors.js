@@ -11,8 +11,8 @@ const REASONS = {
 };
 const STATES = { active: "Active", canceling: "Cancels at period end", past_due: "Past due" };
 const URL_FIELDS = { privacy_policy_url: "Privacy Policy URL", terms_of_service_url: "Terms of Service URL" };
-const KEBAB = '<svg aria-hidden="true" viewBox="0 0 24 24"><circle cx="12" cy="5" r="2"/><circle cx="12" cy="12" r="2"/>'
-  + '<circle cx="12" cy="19" r="2"/></svg>';
+const KEBAB = '<svg aria-hidden="true" viewBox="0 0 24 24"><circle cx="12" cy="5" r="2"/>'
+  + '<circle cx="12" cy="12" r="2"/><circle cx="12" cy="19" r="2"/></svg>';
 
 export function connectorsPage(main, { state }) {
   const messages = h("div", { class: "messages" });
@@ -22,7 +22,11 @@ export function connectorsPage(main, { state }) {
   const unmatched = h("section", { class: "card", "aria-labelledby": "unmatched-heading" });
   main.append(h("h1", {}, "Connectors"),
     h("p", { class: "lead" }, "Connect the services your site works with."), messages, cardBox, options, unmatched);
-  if (state && state.outcome) messages.append(outcomeBanner(state.outcome));
+  if (state && state.outcome) {
+    messages.append(outcomeBanner(state.outcome));
+    // Said once: a reload shows the card as it is then, without the old news.
+    history.replaceState(null, "", location.pathname);
+  }
 
   let card = null;
   let timer = null;
@@ -106,11 +110,11 @@ export function connectorsPage(main, { state }) {
       "aria-label": "More actions", "aria-haspopup": "menu", "aria-expanded": "false",
       "aria-controls": "stripe-actions" });
     button.innerHTML = KEBAB;
-    const menu = h("ul", { class: "menu", role: "menu", id: "stripe-actions", "aria-labelledby": "stripe-actions-button",
-      hidden: true },
-    menuItem("Sync now", syncNow),
-    menuItem("Connect a different account", () => connectDialog({ differentAccount: true })),
-    menuItem("Disconnect", disconnect));
+    const menu = h("ul", { class: "menu", role: "menu", id: "stripe-actions",
+      "aria-labelledby": "stripe-actions-button", hidden: true },
+      menuItem("Sync now", syncNow),
+      menuItem("Connect a different account", () => connectDialog({ differentAccount: true })),
+      menuItem("Disconnect", disconnect));
     menuButton(button, menu);
     return h("div", { class: "menu-anchor" }, button, menu);
   }
@@ -242,7 +246,8 @@ export function connectorsPage(main, { state }) {
   async function loadUnmatched(cursor = null) {
     let page;
     try {
-      page = await api("GET", `/connectors/stripe/unmatched?limit=50${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      const after = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      page = await api("GET", `/connectors/stripe/unmatched?limit=50${after}`);
     } catch (error) {
       unmatched.replaceChildren(unmatchedHeading(), problem(error.message));
       return;
@@ -323,7 +328,8 @@ export function connectorsPage(main, { state }) {
       },
     });
     if (linked) {
-      say(h("p", { class: "notice", role: "status" }, `Linked ${who} to ${linked}: the subscription gives them access.`));
+      say(h("p", { class: "notice", role: "status" },
+        `Linked ${who} to ${linked}: the subscription gives them access.`));
       loadUnmatched();
     }
   }

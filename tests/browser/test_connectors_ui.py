@@ -7,6 +7,7 @@ or the sandbox's dashboard, so each also runs alone."""
 import re
 import time
 from typing import Callable, List
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 from playwright.sync_api import Page, expect
@@ -128,6 +129,20 @@ def test_a_used_link_back_from_stripe_is_refused_when_opened_again(page, stack, 
     expect(page.get_by_role("alert")).to_contain_text("This link has expired or was already used")
     expect(stripe_card(page).get_by_text("Connected", exact=True)).to_be_visible()
     step("the same link refused")
+
+
+def test_an_error_stripe_sends_back_says_stripe_failed(page, stack, step):
+    stack.ensure_connected()
+    sign_in(page, "admin")
+    start_connecting(page)
+    state = parse_qs(urlsplit(page.url).query)["state"][0]
+    # As Stripe redirects when it fails on its side, with the state it was given.
+    page.goto("%s?%s" % (CALLBACK_PAGE, urlencode({
+        "error": "server_error", "error_description": "An unexpected error occurred", "state": state})))
+    expect(page.get_by_role("alert")).to_contain_text("Stripe failed")
+    expect(page.get_by_role("alert")).to_contain_text("nothing was changed")
+    expect(stripe_card(page).get_by_text("Local Fitness Studio")).to_be_visible()
+    step("Stripe failed")
 
 
 def test_portal_settings_show_the_apis_error_beside_a_javascript_url_then_save_good_ones(page, stack, step):

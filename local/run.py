@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from urllib.parse import urlsplit
 
 LOCAL_JWT_SECRET = "local-development-secret-not-for-production-use"
 SANDBOX_SECRET_KEY = "sk_test_local_sandbox"
@@ -25,11 +26,15 @@ def local_environment(environ: dict) -> dict:
     port = int(env.get("PORT") or 8000)
     aws_port = int(env.get("LOCAL_AWS_PORT") or 5000)
     sandbox_port = int(env.get("STRIPE_SANDBOX_PORT") or 12111)
+    # The UI and APP_BASE_URL follow each other, so that Stripe's and the
+    # portal's redirects land on the UI whichever of the two is given.
+    ui_port = int(env.get("UI_PORT") or local_port(env.get("APP_BASE_URL")) or 3000)
     api_url = "http://127.0.0.1:%d" % port
     defaults = {
         "PORT": str(port),
         "LOCAL_AWS_PORT": str(aws_port),
-        "APP_BASE_URL": "http://localhost:3000",
+        "UI_PORT": str(ui_port),
+        "APP_BASE_URL": "http://localhost:%d" % ui_port,
         "OAUTH_REDIRECT_URI": api_url + "/connectors/stripe/oauth/callback",
         "AUTH_JWT_SECRET": LOCAL_JWT_SECRET,
         "AWS_ACCESS_KEY_ID": "local",
@@ -58,6 +63,17 @@ def local_environment(environ: dict) -> dict:
         if not env.get(name):
             env[name] = value
     return env
+
+
+def local_port(origin) -> int:
+    """The port of an origin on this machine (http://localhost:3520), else 0."""
+    try:
+        parts = urlsplit(origin or "")
+        if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1") and parts.port:
+            return parts.port
+    except ValueError:
+        pass
+    return 0
 
 
 def start_embedded_aws(port: int):
@@ -121,21 +137,41 @@ def start_work_queue(settings):
     return QueuePump(sqs, sync_worker).start(interval=0.5)
 
 
-def local_tokens(env: dict, site_id: str = LOCAL_SITE, hours: int = 12) -> dict:
+TOKEN_HOURS = 12
+
+
+def development_token(env: dict, sub: str, role: str, email: str, site_id: str = LOCAL_SITE,
+                      hours: int = TOKEN_HOURS) -> str:
+    """A token as CustomerHub would sign one, with the stack's secret and issuer."""
     import jwt
 
     now = int(time.time())
+    # CustomerHub vouches for the address, as it does once a user has
+    # confirmed theirs: the portal may find the member's customer by it.
+    claims = {"sub": sub, "site": site_id, "role": role, "email": email, "email_verified": True,
+              "iss": env.get("AUTH_JWT_ISSUER") or "customerhub", "aud": "stripe-connector",
+              "iat": now, "exp": now + hours * 3600}
+    return jwt.encode(claims, env["AUTH_JWT_SECRET"], algorithm="HS256")
 
-    def token(sub: str, role: str, email: str) -> str:
-        # CustomerHub vouches for these addresses, as it does once a user has
-        # confirmed theirs: the portal may find the member's customer by it.
-        claims = {"sub": sub, "site": site_id, "role": role, "email": email, "email_verified": True,
-                  "iss": env.get("AUTH_JWT_ISSUER") or "customerhub", "aud": "stripe-connector",
-                  "iat": now, "exp": now + hours * 3600}
-        return jwt.encode(claims, env["AUTH_JWT_SECRET"], algorithm="HS256")
 
-    return {"admin": token("user_admin", "admin", "admin@localfitness.test"),
-            "member": token(LOCAL_MEMBER[0], "member", LOCAL_MEMBER[1])}
+def start_ui(env: dict, settings, api_url: str, sandbox):
+    """The reference CustomerHub UI, whose local sign-in mints tokens as
+    CustomerHub would sign them."""
+    from local.ui_server import UIServer
+
+    signing = {"AUTH_JWT_SECRET": settings.auth_jwt_secret, "AUTH_JWT_ISSUER": settings.auth_jwt_issuer}
+
+    def mint(user_id: str, role: str, email: str) -> str:
+        return development_token(signing, user_id, role, email)
+
+    return UIServer(api_url, settings.app_base_url, mint, port=int(env["UI_PORT"]), extra_config={
+        "site": LOCAL_SITE, "tokenHours": TOKEN_HOURS, "stripeSandboxUrl": sandbox.url if sandbox else None,
+    }).start()
+
+
+def local_tokens(env: dict, site_id: str = LOCAL_SITE, hours: int = TOKEN_HOURS) -> dict:
+    return {"admin": development_token(env, "user_admin", "admin", "admin@localfitness.test", site_id, hours),
+            "member": development_token(env, LOCAL_MEMBER[0], "member", LOCAL_MEMBER[1], site_id, hours)}
 
 
 def main() -> int:
@@ -174,11 +210,16 @@ def main() -> int:
     api = make_server(app, "127.0.0.1", int(env["PORT"]))
     tokens = local_tokens(env)
     api_url = "http://127.0.0.1:%s" % env["PORT"]
+    ui = start_ui(env, settings, api_url, sandbox)
+    servers.append(ui)
     print("\nCustomerHub Stripe connector, local stack", flush=True)
+    print("  Open the UI:    %s  (sign in as the site's admin or a member)" % settings.app_base_url)
+    if local_port(settings.app_base_url) != ui.port:
+        print("  (the reference UI is on %s; APP_BASE_URL %s is where redirects go and the only origin the API "
+              "answers CORS for)" % (ui.url, settings.app_base_url))
     print("  API:            %s" % api_url)
     print("  AWS (moto):     %s%s" % (settings.aws_endpoint_url, "" if env.get("LOCAL_EMBEDDED_AWS") else " (yours)"))
     print("  Stripe:         %s" % ("sandbox at " + sandbox.url if sandbox else settings.stripe_api_base))
-    print("  App (redirects): %s" % settings.app_base_url)
     print("  Site:           %s" % LOCAL_SITE)
     print("\n  export ADMIN_TOKEN=%s" % tokens["admin"])
     print("  export MEMBER_TOKEN=%s" % tokens["member"])

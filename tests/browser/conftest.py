@@ -1,0 +1,188 @@
+"""The browser tests' world: the whole local stack as `make run` starts it
+(`python -m local.run` on free ports, its UI at APP_BASE_URL), Debian's
+Chromium driven by Playwright (no browser of Playwright's own), and a
+screenshot of every step, kept under .browser/ when a test fails."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect, sync_playwright
+
+from fuzz.run import connect_site
+from local.run import LOCAL_ACCOUNT, local_environment, local_tokens
+from soak.stack import CLEARED, free_ports
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+SCREENSHOTS = ROOT / ".browser"
+STARTUP_SECONDS = 90
+# How long a page may take to show what a step expects: the sandbox's
+# webhooks and the import reach the API in the background.
+EXPECT_MS = 10_000
+
+
+class Stack:
+    """`python -m local.run` in a process of its own, on free ports."""
+
+    def __init__(self, log_path: Path):
+        api, aws, sandbox, ui = free_ports(4)
+        env = {name: value for name, value in os.environ.items() if name not in CLEARED}
+        env.update({
+            "PORT": str(api), "LOCAL_AWS_PORT": str(aws), "STRIPE_SANDBOX_PORT": str(sandbox), "UI_PORT": str(ui),
+            "APP_BASE_URL": "http://localhost:%d" % ui,
+            "OAUTH_REDIRECT_URI": "http://127.0.0.1:%d/connectors/stripe/oauth/callback" % api,
+            "PYTHONUNBUFFERED": "1",
+        })
+        self._given = env
+        self.env = local_environment(env)
+        self.api_url = "http://127.0.0.1:%d" % api
+        self.sandbox_url = "http://127.0.0.1:%d" % sandbox
+        self.ui_url = self.env["APP_BASE_URL"]
+        self.tokens = local_tokens(self.env)
+        self.log_path = log_path
+        self._process: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Stack":
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=ROOT, env=self._given,
+                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError("python -m local.run exited with %d (log: %s)"
+                                   % (self._process.returncode, self.log_path))
+            try:
+                # The UI starts last: once it answers, everything does.
+                if requests.get(self.ui_url + "/config.json", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError("The local stack did not answer within %d s (log: %s)" % (STARTUP_SECONDS, self.log_path))
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGINT)
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    # What a test arranges without the browser, through the API and the
+    # sandbox's dashboard forms, as curl would.
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, self.api_url + path, timeout=30,
+                                headers={"Authorization": "Bearer " + self.tokens["admin"]}, **kwargs)
+
+    def card(self) -> Dict[str, Any]:
+        return self.admin("GET", "/connectors/stripe").json()
+
+    def ensure_connected(self) -> Dict[str, Any]:
+        if self.card()["status"] != "connected":
+            connect_site(self.api_url, self.sandbox_url, self.tokens["admin"], LOCAL_ACCOUNT)
+        return self.card()
+
+    def ensure_disconnected(self) -> None:
+        assert self.admin("DELETE", "/connectors/stripe").status_code == 200
+
+    def dashboard(self, path: str, **form: Any) -> Dict[str, Any]:
+        """A form post to the sandbox's dashboard, answered in JSON."""
+        answer = requests.post(self.sandbox_url + path, data=form, headers={"Accept": "application/json"},
+                               timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def subscribe(self, email: str, product: str, account: str = LOCAL_ACCOUNT) -> Dict[str, Any]:
+        return self.dashboard("/dashboard/accounts/%s/subscriptions" % account, customer=email, product=product,
+                              product_metadata_id=product.lower())
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    stack = Stack(tmp_path_factory.mktemp("stack") / "local-run.log").start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        message = ("The browser tests need Chromium at %s: `make test` installs Debian's chromium "
+                   "(apt-get install chromium), or set CHROMIUM to one." % CHROMIUM)
+        if os.environ.get("BROWSER_TESTS") == "required":
+            pytest.fail(message)
+        pytest.skip(message)
+    expect.set_options(timeout=EXPECT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, stack) -> Page:
+    """One tab for a module's tests, as one person would go from one to the next."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=stack.ui_url)
+    page = context.new_page()
+    page.set_default_timeout(EXPECT_MS)
+    yield page
+    context.close()
+
+
+class Steps:
+    """A screenshot after each step of a test, named after it."""
+
+    def __init__(self, page: Page, folder: Path):
+        self.page = page
+        self.folder = folder
+        self.count = 0
+
+    def __call__(self, name: str) -> None:
+        self.count += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        self.page.screenshot(path=str(self.folder / ("%02d-%s.png" % (self.count, safe))), full_page=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_screenshots():
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+
+
+@pytest.fixture
+def step(page, request) -> Callable[[str], None]:
+    steps = Steps(page, SCREENSHOTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name))
+    request.node.browser_steps = steps
+    yield steps
+    report = getattr(request.node, "call_report", None)
+    if report is not None and report.passed:
+        shutil.rmtree(steps.folder, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call":
+        return
+    item.call_report = report
+    steps = getattr(item, "browser_steps", None)
+    if steps is not None and report.failed:
+        try:
+            steps("failed here")
+        except Exception as exc:  # the page may be what failed
+            report.sections.append(("screenshots", "no final screenshot: %s" % exc))
+        report.sections.append(("screenshots", "each step of this test: %s" % steps.folder))

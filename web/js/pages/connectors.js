@@ -1,0 +1,391 @@
+// Settings, Connectors: the Stripe card, its advanced options and the
+// subscribers the connector could not match to a member.
+import { api } from "../api.js";
+import { announce, confirmDialog, fill, formatDate, formatDay, h, hidden, menuButton, menuItem, openDialog, problem }
+  from "../dom.js";
+
+const POLL_MS = 1500;
+const REASONS = {
+  disconnected_by_admin: "An admin disconnected it.",
+  revoked_in_stripe: "Access was revoked in Stripe: the account's owner removed CustomerHub in their Stripe dashboard.",
+};
+const STATES = { active: "Active", canceling: "Cancels at period end", past_due: "Past due" };
+const URL_FIELDS = { privacy_policy_url: "Privacy Policy URL", terms_of_service_url: "Terms of Service URL" };
+const KEBAB = '<svg aria-hidden="true" viewBox="0 0 24 24"><circle cx="12" cy="5" r="2"/>'
+  + '<circle cx="12" cy="12" r="2"/><circle cx="12" cy="19" r="2"/></svg>';
+
+export function connectorsPage(main, { state }) {
+  const messages = h("div", { class: "messages" });
+  const cardBox = h("section", { class: "card connector", "aria-labelledby": "stripe-heading", "aria-busy": "true" },
+    h("h2", { id: "stripe-heading" }, "Stripe"), h("p", { class: "muted" }, "Loading…"));
+  const options = h("div");
+  const unmatched = h("section", { class: "card", "aria-labelledby": "unmatched-heading" });
+  main.append(h("h1", {}, "Connectors"),
+    h("p", { class: "lead" }, "Connect the services your site works with."), messages, cardBox, options, unmatched);
+  if (state && state.outcome) {
+    messages.append(outcomeBanner(state.outcome));
+    // Said once: a reload shows the card as it is then, without the old news.
+    history.replaceState(null, "", location.pathname);
+  }
+
+  let card = null;
+  let timer = null;
+  let gone = false;
+  let syncBox = null;
+
+  function say(element) {
+    messages.replaceChildren(element);
+  }
+
+  function fail(error) {
+    say(problem(error.message));
+  }
+
+  // A new card redraws the card; the same connection only its counts, so that
+  // a poll never closes an open menu or a form being filled in.
+  function show(next) {
+    const same = card && next.status === card.status && (next.account || {}).id === (card.account || {}).id;
+    const wasImporting = card && card.sync && card.sync.state === "importing";
+    card = next;
+    cardBox.removeAttribute("aria-busy");
+    if (same && syncBox) {
+      syncBox.replaceChildren(...syncWords(card.sync));
+    } else {
+      drawCard();
+      options.replaceChildren(advancedOptions());
+    }
+    if (wasImporting && card.sync && card.sync.state !== "importing") {
+      announce(syncWords(card.sync).map((node) => node.textContent).join(" "));
+      loadUnmatched();
+    }
+    clearTimeout(timer);
+    if (!gone && card.status === "connected" && card.sync && card.sync.state === "importing") {
+      timer = setTimeout(poll, POLL_MS);
+    }
+  }
+
+  async function poll() {
+    try {
+      show(await api("GET", "/connectors/stripe"));
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function drawCard() {
+    const connected = card.status === "connected";
+    cardBox.classList.toggle("is-connected", connected);
+    const head = h("div", { class: "card-head" },
+      h("span", { class: "logo", "aria-hidden": "true" }, "S"),
+      h("div", { class: "card-title" }, h("h2", { id: "stripe-heading" }, "Stripe"),
+        h("p", { class: "muted" }, "Billing portal and members' access from their subscriptions")),
+      h("span", { class: connected ? "badge ok" : "badge" }, connected ? "Connected" : "Not connected"),
+      connected ? moreActions() : null);
+    if (!connected) {
+      const connect = h("button", { type: "button", class: "primary", id: "stripe-connect",
+        onclick: () => connectDialog() }, "Connect");
+      fill(cardBox, head,
+        h("p", {}, "Connect your Stripe account to offer members Stripe's billing portal and to keep their access "
+          + "in step with what they pay for."),
+        card.disconnected_reason
+          ? h("p", { class: "reason" }, h("strong", {}, "Disconnected. "), REASONS[card.disconnected_reason]
+            || card.disconnected_reason) : null,
+        h("div", { class: "actions" }, connect));
+      syncBox = null;
+      return;
+    }
+    const account = card.account;
+    syncBox = h("div", { class: "sync" }, ...syncWords(card.sync));
+    cardBox.replaceChildren(head,
+      h("dl", { class: "facts" },
+        h("div", {}, h("dt", {}, "Account"), h("dd", {}, h("strong", { class: "account-name" }, account.display_name),
+          " ", h("code", {}, account.id), account.livemode ? "" : h("span", { class: "tag" }, "Test mode"))),
+        h("div", {}, h("dt", {}, "Connected since"), h("dd", {}, formatDate(card.connected_at))),
+        h("div", {}, h("dt", {}, "Customer portal"), h("dd", {}, card.settings.portal_enabled ? "On" : "Off"))),
+      syncBox);
+  }
+
+  function moreActions() {
+    const button = h("button", { type: "button", class: "icon-button", id: "stripe-actions-button",
+      "aria-label": "More actions", "aria-haspopup": "menu", "aria-expanded": "false",
+      "aria-controls": "stripe-actions" });
+    button.innerHTML = KEBAB;
+    const menu = h("ul", { class: "menu", role: "menu", id: "stripe-actions",
+      "aria-labelledby": "stripe-actions-button", hidden: true },
+      menuItem("Sync now", syncNow),
+      menuItem("Connect a different account", () => connectDialog({ differentAccount: true })),
+      menuItem("Disconnect", disconnect));
+    menuButton(button, menu);
+    return h("div", { class: "menu-anchor" }, button, menu);
+  }
+
+  async function syncNow() {
+    try {
+      show(await api("POST", "/connectors/stripe/sync"));
+      announce("Importing subscriptions from Stripe.");
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  async function disconnect() {
+    const confirmed = await confirmDialog({
+      title: "Disconnect Stripe?",
+      text: `CustomerHub stops hearing from ${card.account.display_name} and turns the billing portal off. `
+        + "Members keep the access they have paid for until it ends.",
+      confirm: "Disconnect", danger: true,
+    });
+    if (!confirmed) return;
+    try {
+      show(await api("DELETE", "/connectors/stripe"));
+      say(h("p", { class: "notice", role: "status" }, "Stripe is disconnected."));
+      document.getElementById("stripe-connect")?.focus();
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function connectDialog({ differentAccount = false } = {}) {
+    return openDialog({
+      title: "Connect Stripe",
+      describe: "You'll go to Stripe to sign in and allow CustomerHub to run your billing portal and read your "
+        + "subscriptions. Stripe brings you back here.",
+      build: () => {
+        const email = h("input", { id: "connect-email", name: "email", type: "email", autocomplete: "email",
+          "aria-describedby": "connect-email-hint" });
+        const register = checkbox("connect-register", "I don't have a Stripe account",
+          "Stripe opens on its sign-up page.");
+        const prompt = checkbox("connect-prompt", "Choose a different account",
+          "Stripe asks which account to connect, even when you're signed in to one.", differentAccount);
+        const error = h("div");
+        const submit = h("button", { class: "primary" }, "Connect");
+        const form = h("form", { novalidate: true },
+          h("div", { class: "field" }, h("label", { for: "connect-email" }, "Email (optional)"), email,
+            h("p", { class: "hint", id: "connect-email-hint" }, "Stripe fills it in for you.")),
+          register.field, prompt.field, error,
+          h("div", { class: "actions" },
+            h("button", { type: "button", onclick: () => form.closest("dialog").close() }, "Cancel"), submit));
+        form.addEventListener("submit", async (event) => {
+          event.preventDefault();
+          error.replaceChildren();
+          email.removeAttribute("aria-invalid");
+          const body = {};
+          if (email.value.trim()) body.email = email.value.trim();
+          if (register.input.checked) body.landing = "register";
+          if (prompt.input.checked) body.always_prompt = true;
+          submit.disabled = true;
+          try {
+            const { authorize_url: url } = await api("POST", "/connectors/stripe/connect", body);
+            location.assign(url);
+          } catch (failure) {
+            submit.disabled = false;
+            error.replaceChildren(problem(failure.message));
+            if (/email/.test(failure.message)) {
+              email.setAttribute("aria-invalid", "true");
+              email.focus();
+            }
+          }
+        });
+        return form;
+      },
+    });
+  }
+
+  function advancedOptions() {
+    const connected = card.status === "connected";
+    const settings = card.settings;
+    const enabled = checkbox("portal-enabled", "Enable Stripe Customer Portal",
+      "Members open it from Billing in their profile menu: their card, invoices and subscriptions.",
+      settings.portal_enabled);
+    const urls = {};
+    const fields = Object.entries(URL_FIELDS).map(([name, label]) => {
+      const id = name.replace(/_/g, "-");
+      const input = h("input", { id, name, type: "url", inputmode: "url", autocomplete: "url", spellcheck: "false",
+        placeholder: "https://", value: settings[name] || "", "aria-describedby": `${id}-error` });
+      const error = h("p", { class: "field-error", id: `${id}-error` });
+      urls[name] = { input, error, label };
+      return h("div", { class: "field" }, h("label", { for: id }, label), input, error);
+    });
+    const allowCancel = checkbox("allow-cancel", "Allow users to cancel subscriptions?",
+      "Members cancel at the end of their paid period and say why.", settings.allow_cancel);
+    const formError = h("div", { role: "alert" });
+    const saved = h("p", { class: "saved", role: "status" });
+    const form = h("form", { novalidate: true },
+      h("fieldset", { disabled: !connected },
+        h("legend", { class: "visually-hidden" }, "Customer portal"),
+        connected ? null : h("p", { class: "muted" }, "Connect a Stripe account to change these."),
+        enabled.field, ...fields, allowCancel.field, formError,
+        h("div", { class: "actions" }, h("button", { class: "primary" }, "Save"), saved)));
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      formError.replaceChildren();
+      saved.textContent = "";
+      for (const field of Object.values(urls)) {
+        field.input.removeAttribute("aria-invalid");
+        field.error.textContent = "";
+      }
+      const value = (name) => urls[name].input.value.trim() || null;
+      try {
+        card = await api("PUT", "/connectors/stripe/settings", {
+          portal_enabled: enabled.input.checked, privacy_policy_url: value("privacy_policy_url"),
+          terms_of_service_url: value("terms_of_service_url"), allow_cancel: allowCancel.input.checked,
+        });
+        drawCard();
+        saved.textContent = card.settings.portal_enabled
+          ? "Saved. Members now find Billing in their profile menu." : "Saved. The customer portal is off.";
+      } catch (error) {
+        if (error.code === "invalid_settings") showFieldError(error.message, urls, formError);
+        else formError.replaceChildren(problem(`Not saved: ${error.message}`));
+      }
+    });
+    return h("details", { class: "card options", open: connected && settings.portal_enabled },
+      h("summary", {}, "Advanced options"), form);
+  }
+
+  async function loadUnmatched(cursor = null) {
+    let page;
+    try {
+      const after = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      page = await api("GET", `/connectors/stripe/unmatched?limit=50${after}`);
+    } catch (error) {
+      unmatched.replaceChildren(unmatchedHeading(), problem(error.message));
+      return;
+    }
+    const rows = page.unmatched.map(unmatchedRow);
+    let body = unmatched.querySelector("tbody");
+    if (!cursor || !body) {
+      body = h("tbody");
+      fill(unmatched, unmatchedHeading(),
+        h("p", { class: "muted" }, "Stripe subscriptions whose customer names no member of this site. They give "
+          + "no access until the member signs in with the customer's email, or you link them to a member."),
+        rows.length ? h("table", { class: "stack" },
+          h("thead", {}, h("tr", {}, ["Customer", "Products", "State", "Access until"].map(
+            (name) => h("th", { scope: "col" }, name)), h("th", { scope: "col" }, hidden("Actions")))), body)
+          : h("p", { class: "empty" }, "None: every subscription names a member."));
+    }
+    body.append(...rows);
+    unmatched.querySelector(".more")?.remove();
+    if (page.next_cursor) {
+      unmatched.append(h("button", { type: "button", class: "more", onclick: () => loadUnmatched(page.next_cursor) },
+        "Show more"));
+    }
+  }
+
+  function unmatchedHeading() {
+    return h("div", { class: "section-head" }, h("h2", { id: "unmatched-heading" }, "Unmatched subscribers"),
+      h("button", { type: "button", onclick: () => loadUnmatched() }, "Refresh", hidden(" unmatched subscribers")));
+  }
+
+  function unmatchedRow(row) {
+    const who = row.email || row.name || row.customer_id;
+    // A cell's content in one box: on a narrow screen the cell is its label and that box.
+    const cell = (label, ...content) => h("td", { "data-label": label }, h("div", {}, ...content));
+    return h("tr", {},
+      cell("Customer", row.name ? h("strong", { class: "block" }, row.name) : null,
+        row.email ? h("span", { class: "block" }, row.email) : null, h("code", {}, row.customer_id)),
+      cell("Products", row.products.map((p) => p.product_id).join(", ")),
+      cell("State", STATES[row.state] || row.state),
+      cell("Access until", formatDay(row.access_until)),
+      cell("", h("button", { type: "button", onclick: () => linkDialog(row, who) },
+        "Link", hidden(` ${who} (${row.subscription_id})`))));
+  }
+
+  async function linkDialog(row, who) {
+    const linked = await openDialog({
+      title: "Link a subscriber",
+      describe: `Which member pays for ${who}'s subscription ${row.subscription_id}? They get its access now, `
+        + "and the customer's later subscriptions are theirs too.",
+      build: (close) => {
+        const userId = h("input", { id: "link-user-id", name: "user_id", required: true, spellcheck: "false",
+          autocomplete: "off", "aria-describedby": "link-user-id-hint" });
+        const error = h("div");
+        const form = h("form", { novalidate: true },
+          h("div", { class: "field" }, h("label", { for: "link-user-id" }, "Member's user id"), userId,
+            h("p", { class: "hint", id: "link-user-id-hint" }, "Their CustomerHub user id, such as user_member.")),
+          error,
+          h("div", { class: "actions" }, h("button", { type: "button", onclick: () => close(null) }, "Cancel"),
+            h("button", { class: "primary" }, "Link")));
+        form.addEventListener("submit", async (event) => {
+          event.preventDefault();
+          const user = userId.value.trim();
+          if (!user) {
+            error.replaceChildren(problem("Give the member's user id."));
+            userId.focus();
+            return;
+          }
+          try {
+            await api("POST", `/connectors/stripe/unmatched/${encodeURIComponent(row.subscription_id)}/link`,
+              { user_id: user });
+            close(user);
+          } catch (failure) {
+            const words = failure.code === "not_found"
+              ? "This subscription is no longer unmatched. Refresh the list to see where it stands." : failure.message;
+            error.replaceChildren(problem(words));
+          }
+        });
+        return form;
+      },
+    });
+    if (linked) {
+      say(h("p", { class: "notice", role: "status" },
+        `Linked ${who} to ${linked}: the subscription gives them access.`));
+      loadUnmatched();
+    }
+  }
+
+  (async () => {
+    try {
+      show(await api("GET", "/connectors/stripe"));
+    } catch (error) {
+      cardBox.removeAttribute("aria-busy");
+      fail(error);
+    }
+    loadUnmatched();
+  })();
+  return () => {
+    gone = true;
+    clearTimeout(timer);
+  };
+}
+
+function checkbox(id, label, hint, checked = false) {
+  const input = h("input", { id, type: "checkbox", checked, "aria-describedby": `${id}-hint` });
+  return { input, field: h("div", { class: "field check" }, input, h("label", { for: id }, label),
+    h("p", { class: "hint", id: `${id}-hint` }, hint)) };
+}
+
+function syncWords(sync) {
+  if (!sync) return [h("p", { class: "muted" }, "No import of subscriptions yet.")];
+  const counts = `${sync.matched} matched to members, ${sync.unmatched} unmatched`;
+  const plural = (n) => `${n} subscription${n === 1 ? "" : "s"}`;
+  if (sync.state === "importing") {
+    return [h("p", {}, h("strong", {}, "Importing subscriptions from Stripe… "),
+      `${plural(sync.subscriptions)} so far: ${counts}.`), h("progress", { "aria-label": "Import progress" })];
+  }
+  if (sync.state === "failed") {
+    return [h("p", { class: "warn" }, `The last import stopped ${formatDate(sync.finished_at)} after `
+      + `${plural(sync.subscriptions)}. Choose Sync now under More actions to try again.`)];
+  }
+  return [h("p", {}, `Imported ${plural(sync.subscriptions)} ${formatDate(sync.finished_at)}: ${counts}.`)];
+}
+
+// The API's invalid_settings names the field it is about: its words go beside
+// that field (both, when it names both and neither is filled in).
+function showFieldError(message, urls, formError) {
+  const named = Object.keys(urls).filter((name) => message.includes(name));
+  let marked = named.length > 1 ? named.filter((name) => !urls[name].input.value.trim()) : named;
+  if (!marked.length) marked = named;
+  const words = Object.entries(urls).reduce((text, [name, field]) => text.split(name).join(field.label), message);
+  for (const name of marked) {
+    urls[name].input.setAttribute("aria-invalid", "true");
+    urls[name].error.textContent = words;
+  }
+  formError.replaceChildren(problem(`Not saved: ${words}`));
+  if (marked.length) urls[marked[0]].input.focus();
+}
+
+export function outcomeBanner(outcome) {
+  return h("div", { class: outcome.ok ? "success" : "problem", role: outcome.ok ? "status" : "alert" },
+    h("p", {}, h("strong", {}, outcome.title)), h("p", {}, outcome.text));
+}

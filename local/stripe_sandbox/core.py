@@ -38,6 +38,8 @@ class SandboxCore:
         self._deliveries: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
         self._delivery_thread: Optional[threading.Thread] = None
         self._undelivered = 0
+        # Requests waiting out a delay, by the generation they arrived in.
+        self._holding: Dict[int, int] = {}
         self._delivered = threading.Condition(self._lock)
         self.reset()
 

@@ -196,6 +196,13 @@ class Server:
         with self._lock:
             return copy.deepcopy(self._requests)
 
+    @property
+    def held_requests(self) -> int:
+        """Requests that arrived and are still waiting out a `delay_next`: a
+        client that has its answer while one is held gave up on it."""
+        with self._lock:
+            return self._holding.get(self._generation, 0)
+
     def requests_to(self, method: str, path_prefix: str) -> List[Dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method.upper() and r["path"].startswith(path_prefix)]
 
@@ -213,7 +220,13 @@ class Server:
         if delay:
             # Without the lock: the other requests, and the test's own calls,
             # are not held up by one that hangs.
-            time.sleep(delay)
+            with self._lock:
+                self._holding[generation] = self._holding.get(generation, 0) + 1
+            try:
+                time.sleep(delay)
+            finally:
+                with self._lock:
+                    self._holding[generation] -= 1
         with self._lock:
             if generation != self._generation:
                 response = stripe_error(500, "The sandbox was reset while this request waited", type="api_error")

@@ -31,7 +31,9 @@ from tests.helpers import ProcessDied, bearer, deliver, stripe_event
 SUBSCRIPTION_PATH = "/v1/subscriptions/" + SUBSCRIPTION
 # A deployment's shorter STRIPE_TIMEOUT_SECONDS, and a hang well past it.
 TIMEOUT = 0.5
-HANG = 2.0
+# Long beside the timeout: a hung request is still held when the client,
+# having given up on it, has its answer.
+HANG = 10.0
 
 
 @pytest.fixture
@@ -79,11 +81,9 @@ def test_one_stripe_failure_the_client_may_retry_is_retried_and_the_first_delive
     life = Life(studio, t0)
     created = life.live("created")
     studio.fail_next("GET", SUBSCRIPTION_PATH, **fault)
-    started = time.monotonic()
     delivered(client, created)
     # stripe-python 16.1 waits its own back-off (0.5 s the first time) and
     # never reads Retry-After.
-    assert time.monotonic() - started < 5
     assert stripe_reads(studio) == 2
     assert recorded(created)
     assert entitlements(client) == life.expected_access("created")
@@ -120,10 +120,9 @@ def test_a_stripe_read_that_hangs_past_the_timeout_once_is_tried_again_and_the_f
     life = Life(studio, t0)
     created = life.live("created")
     studio.delay_next("GET", SUBSCRIPTION_PATH, HANG)
-    started = time.monotonic()
     delivered(client, created)
-    # The first attempt was given up at the timeout (then 0.5 s of back-off), not when it answered.
-    assert TIMEOUT + 0.5 <= time.monotonic() - started < HANG
+    # The first attempt was given up at the timeout, not when it answered: it is still held.
+    assert studio.held_requests == 1
     assert stripe_reads(studio) == 2
     assert entitlements(client) == life.expected_access("created")
     heard = access_events.drain()
@@ -136,11 +135,9 @@ def test_a_stripe_that_hangs_on_every_attempt_answers_500_and_the_redelivery_end
     deleted, heard = granted_then_deleted(client, life, access_events)
     before, reads = stored(), stripe_reads(studio)
     studio.delay_next("GET", SUBSCRIPTION_PATH, HANG, times=3)
-    started = time.monotonic()
     refused(client, deleted)
-    # Three attempts, each given up at the timeout, and 1 to 1.5 s of back-off
-    # between them; not three hangs.
-    assert 3 * TIMEOUT + 1 <= time.monotonic() - started < 3 * HANG
+    # Three attempts, each given up at the timeout; not three hangs: all are still held.
+    assert studio.held_requests == 3
     assert stripe_reads(studio) - reads == 3
     assert not recorded(deleted)
     assert stored() == before

@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test fuzz sweep catch-up bench soak clean chromium
+.PHONY: install run test lint package deploy fuzz sweep catch-up bench soak clean chromium
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -20,7 +20,7 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(BIN)/python -m local.run
 
-test: $(INSTALLED) chromium
+test: $(INSTALLED) chromium lint
 	BROWSER_TESTS=required $(BIN)/python -m pytest
 
 # Debian's chromium, installed when missing (CI runs as root on Debian).
@@ -36,6 +36,34 @@ chromium:
 	    exit 1; \
 	  fi; \
 	fi
+
+# The stage packaged and deployed; every stage in .chalice/config.json is linted.
+STAGE ?= dev
+STAGES := dev prod
+AWS ?= aws
+STACK ?= stripe-connector-$(STAGE)
+
+# build/<stage>/: Chalice's template with infra/template.yaml merged in
+# (sam.yaml) and the functions' deployment.zip. No AWS account is asked:
+# Chalice wants a region only to name the partition, so any will do.
+package: $(INSTALLED)
+	rm -rf build/$(STAGE)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
+		--merge-template infra/template.yaml --template-format yaml build/$(STAGE)
+
+lint: $(INSTALLED)
+	for stage in $(STAGES); do $(MAKE) --no-print-directory package STAGE=$$stage || exit 1; done
+	$(BIN)/cfn-lint $(foreach stage,$(STAGES),build/$(stage)/sam.yaml)
+
+# Uploads the artifact to DEPLOY_BUCKET and deploys the stack (README.md,
+# Deploying). Needs the AWS CLI and credentials for the stage's account.
+deploy: package
+	@test -n "$(DEPLOY_BUCKET)" || { echo "make deploy needs DEPLOY_BUCKET=<an S3 bucket for the artifact>"; exit 2; }
+	$(AWS) cloudformation package --template-file build/$(STAGE)/sam.yaml --s3-bucket $(DEPLOY_BUCKET) \
+		--s3-prefix stripe-connector/$(STAGE) --output-template-file build/$(STAGE)/packaged.yaml
+	$(AWS) cloudformation deploy --template-file build/$(STAGE)/packaged.yaml --stack-name $(STACK) \
+		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
+		--parameter-overrides Stage=$(STAGE) $(if $(ALARM_EMAIL),AlarmEmail=$(ALARM_EMAIL))
 
 # schemathesis against openapi.yaml and a local stack of its own, on free ports.
 fuzz: $(INSTALLED)
@@ -57,4 +85,4 @@ soak: $(INSTALLED)
 	$(BIN)/python -m soak
 
 clean:
-	rm -rf $(VENV) .pytest_cache .fuzz .browser
+	rm -rf $(VENV) .pytest_cache .fuzz .browser build

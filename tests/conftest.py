@@ -10,6 +10,7 @@ from local.queues import QueuePump, create_work_queues
 from local.stripe_sandbox import StripeSandbox
 from tests import helpers
 from tests.helpers import AccessEventsInbox
+from tests.iam_check import IAM_CHECK
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +37,16 @@ def environment(monkeypatch, sandbox_server):
     services.reset()
     yield
     services.reset()
+
+
+@pytest.fixture(autouse=True)
+def iam_policies():
+    """Every AWS call a function makes in a test is one its IAM policy
+    allows (tests/iam_check.py)."""
+    IAM_CHECK.take_denied()
+    yield
+    denied = IAM_CHECK.take_denied()
+    assert not denied, "Calls the functions' IAM policies (.chalice/policy-*.json) do not allow:\n" + "\n".join(denied)
 
 
 @pytest.fixture

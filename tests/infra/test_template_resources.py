@@ -1,0 +1,135 @@
+"""The rest of the template, held to the code and the contract: the work
+queue the code names, the stream trigger, API Gateway's own answers and
+logs, and an alarm for each thing an operator must hear of."""
+import json
+import re
+
+import pytest
+
+from chalicelib.queues import MAX_RECEIVES, SYNC_DEAD_LETTER_QUEUE, SYNC_QUEUE
+from infra.project import chalice_config, stages
+from tests import infra_map
+
+# The contract's code for each status API Gateway may answer with.
+CODES = {"400": "invalid_request", "401": "unauthorized", "403": "forbidden", "404": "not_found",
+         "413": "payload_too_large", "415": "unsupported_media_type", "429": "too_many_requests",
+         "500": "internal_error", "504": "gateway_timeout"}
+# Stream records are kept 24 hours: one given up on must still be there to replay.
+STREAM_RETENTION_SECONDS = 24 * 3600
+
+
+def resources():
+    return infra_map.template()["Resources"]
+
+
+def properties(logical):
+    return resources()[logical]["Properties"]
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_the_work_queue_is_the_one_the_code_names_with_room_for_six_worker_timeouts(stage):
+    queue = properties("SyncQueue")
+    assert queue["QueueName"] == SYNC_QUEUE
+    timeout = chalice_config()["stages"][stage]["lambda_functions"]["sync_worker"]["lambda_timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_a_work_message_goes_to_the_dead_letter_queue_after_the_tries_the_worker_counts():
+    redrive = properties("SyncQueue")["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == MAX_RECEIVES
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SyncDeadLetterQueue", "Arn"]}
+    assert properties("SyncDeadLetterQueue")["QueueName"] == SYNC_DEAD_LETTER_QUEUE
+
+
+def test_the_stream_trigger_reports_failed_records_and_gives_up_while_the_stream_still_holds_them():
+    mapping = properties("AnnounceAccessStream")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["EntitlementsTable", "StreamArn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRecordAgeInSeconds"] <= STREAM_RETENTION_SECONDS / 2
+    assert 0 <= mapping["MaximumRetryAttempts"] <= 10_000
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["AnnouncementFailuresQueue", "Arn"]}
+
+
+def gateway_responses():
+    return properties("RestAPI")["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+
+
+@pytest.mark.parametrize("kind, status, code", [
+    ("MISSING_AUTHENTICATION_TOKEN", "404", "not_found"),
+    ("THROTTLED", "429", "too_many_requests"),
+    ("REQUEST_TOO_LARGE", "413", "payload_too_large"),
+    ("UNSUPPORTED_MEDIA_TYPE", "415", "unsupported_media_type"),
+    ("DEFAULT_4XX", None, "invalid_request"),
+    ("DEFAULT_5XX", None, "internal_error"),
+])
+def test_api_gateway_answers_an_unknown_route_a_flood_and_a_huge_body_in_the_contracts_words(kind, status, code):
+    response = gateway_responses()[kind]
+    # Setting a default's status would set every other response of its class to it.
+    assert response.get("statusCode") == status
+    assert json.loads(response["responseTemplates"]["application/json"])["error"]["code"] == code
+
+
+@pytest.mark.parametrize("kind", sorted(gateway_responses()))
+def test_no_gateway_response_echoes_the_request(kind):
+    response = gateway_responses()[kind]
+    body = json.loads(response["responseTemplates"]["application/json"])
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    if "statusCode" in response:
+        assert body["error"]["code"] == CODES[response["statusCode"]]
+    # Fixed text: no $context or $method.request variables, no header taken from the request.
+    assert "$" not in response["responseTemplates"]["application/json"]
+    for name, value in response.get("responseParameters", {}).items():
+        assert value.startswith("'") and value.endswith("'"), name
+
+
+def test_access_logs_name_the_route_never_the_path_or_its_query():
+    log_format = properties("RestAPI")["AccessLogSetting"]["Format"]
+    variables = set(re.findall(r"\$context\.[\w.]+", log_format))
+    assert "$context.resourcePath" in variables and "$context.requestId" in variables
+    assert not variables & {"$context.path", "$context.requestOverride", "$context.domainName"}
+    assert "$input" not in log_format and "$method" not in log_format
+    settings = properties("RestAPI")["MethodSettings"]
+    # Execution logs at INFO or with data tracing would hold query strings and headers.
+    assert all(s["LoggingLevel"] == "OFF" and s["DataTraceEnabled"] is False for s in settings)
+    assert all("ThrottlingRateLimit" in s and "ThrottlingBurstLimit" in s for s in settings)
+
+
+def alarms():
+    return {name: r["Properties"] for name, r in resources().items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_alarm_tells_the_one_topic_when_it_fires_and_when_it_clears():
+    for name, alarm in alarms().items():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlarmTopic"}], name
+
+
+def watching(namespace, metric, **dimensions):
+    found = []
+    for name, alarm in alarms().items():
+        given = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+        if alarm["Namespace"] == namespace and alarm["MetricName"] == metric and given == dimensions:
+            found.append(name)
+    return found
+
+
+def test_there_is_an_alarm_for_webhook_5xx_dead_letters_the_sweep_and_the_stream():
+    assert watching("AWS/ApiGateway", "5XXError", ApiName={"Fn::Sub": "stripe-connector-${Stage}"}, Stage="api",
+                    Resource="/webhooks/stripe", Method="POST")
+    assert properties("RestAPI")["Name"] == properties("RestAPI")["DefinitionBody"]["info"]["title"] == {
+        "Fn::Sub": "stripe-connector-${Stage}"}
+    for queue in ("SyncDeadLetterQueue", "AnnouncementFailuresQueue"):
+        assert watching("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                        QueueName={"Fn::GetAtt": [queue, "QueueName"]}), queue
+    # The name agreed with the sweep's own metrics (infra/README.md).
+    sweep = alarms()[watching("CustomerHub/StripeConnector", "SweepLeft")[0]]
+    assert sweep["Period"] * sweep["EvaluationPeriods"] == 3600 and sweep["Threshold"] == 0
+    assert watching("AWS/Lambda", "IteratorAge", FunctionName={"Ref": "AnnounceAccess"})
+
+
+@pytest.mark.parametrize("function", ["APIHandler", "AnnounceAccess", "ExpireAccess", "CatchUp", "SyncWorker"])
+def test_every_function_has_an_errors_and_a_throttles_alarm(function):
+    assert watching("AWS/Lambda", "Errors", FunctionName={"Ref": function})
+    assert watching("AWS/Lambda", "Throttles", FunctionName={"Ref": function})

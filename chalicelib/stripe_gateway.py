@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import stripe
+from stripe.oauth_error import OAuthError
 
 from chalicelib.access import is_stripe_id, is_unix_time, items_of, user_named_by
 from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
@@ -111,6 +112,11 @@ class StripeGateway:
     def exchange_code(self, code: str) -> AuthorizedAccount:
         try:
             token = self._client.oauth.token({"grant_type": "authorization_code", "code": code})
+        except OAuthError as exc:
+            # Stripe's description of a refused code quotes the code, which
+            # must reach no log: only the error's name is kept, and the
+            # original (whose text would show in a traceback) is dropped.
+            raise StripeFailure("Stripe refused the authorization code (%s)" % exc.code) from None
         except stripe.StripeError as exc:
             raise StripeFailure("Stripe refused the authorization code: %s" % _describe(exc)) from exc
         # The response also holds access and refresh tokens; the platform key

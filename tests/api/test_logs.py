@@ -15,8 +15,7 @@ from local.scheduled import scheduled_event
 from tests.api.test_billing_portal import MEMBER as PORTAL_MEMBER, open_session, portal_open
 from tests.api.test_connect_lifecycle import ADMIN, approve_at_stripe, come_back, complete, connect, start
 from tests.api.test_expire_access import FunctionContext, make_due, subscribe
-from tests.helpers import (JWT_SECRET, SECRET_KEY, WEBHOOK_SECRET, bearer, deliver, query_of, signed, stripe_event,
-                           token)
+from tests.helpers import JWT_SECRET, SECRET_KEY, WEBHOOK_SECRET, deliver, query_of, signed, stripe_event, token
 
 ACCOUNT = "acct_studio"
 DAY = 24 * 3600

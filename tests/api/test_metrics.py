@@ -68,7 +68,8 @@ def studio(emf, client, sandbox):
     sandbox.create_account(id=ACCOUNT, display_name="Studio")
     connect(client, sandbox, ACCOUNT)
     sandbox.create_product(ACCOUNT, id="prod_yoga", metadata={"customerhub_product_id": "yoga"})
-    sandbox.create_customer(ACCOUNT, email="ana@studio.test", id="cus_ana", metadata={"customerhub_user_id": "user_ana"})
+    sandbox.create_customer(ACCOUNT, email="ana@studio.test", id="cus_ana",
+                            metadata={"customerhub_user_id": "user_ana"})
     emf.take()
     return sandbox
 

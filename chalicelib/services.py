@@ -47,7 +47,8 @@ def get_bound_models() -> None:
 @functools.lru_cache(maxsize=1)
 def get_work_queue() -> WorkQueue:
     settings = get_settings()
-    return WorkQueue(boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url))
+    return WorkQueue(lambda: boto3.client("sqs", region_name=settings.aws_region,
+                                          endpoint_url=settings.aws_endpoint_url))
 
 
 @functools.lru_cache(maxsize=1)

@@ -70,7 +70,7 @@ def longest_call_seconds(timeout: float) -> float:
 
 
 def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str,
-                timeout: float = HTTP_TIMEOUT_SECONDS) -> stripe.StripeClient:
+                timeout: float = HTTP_TIMEOUT_SECONDS) -> "stripe.StripeClient":
     return stripe.StripeClient(
         secret_key,
         client_id=client_id,
@@ -93,7 +93,11 @@ def display_name_of(account: Dict[str, Any]) -> str:
 
 
 class StripeGateway:
-    def __init__(self, client: stripe.StripeClient, webhook_secret: str):
+    # The client's type is named in quotes: stripe loads StripeClient and
+    # its services (about 20 ms) on first use, which is then the first
+    # construction of a client, not the import of every function (the
+    # stream's announce_access never talks to Stripe).
+    def __init__(self, client: "stripe.StripeClient", webhook_secret: str):
         self._client = client
         self._webhook_secret = webhook_secret
 

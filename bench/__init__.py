@@ -7,7 +7,9 @@ real stripe-python client.
 Prints plain-text tables of what the webhook pipeline and the scheduled
 sweep cost (requests to DynamoDB, Stripe and EventBridge, items read, wall
 time) and checks them against their targets: the exit status is 1 when a
-target is missed, 2 when the measurements could not be made.
+target is missed, 2 when the measurements could not be made. The functions'
+cold start (bench/cold_start.py) is measured apart, in fresh interpreters
+on the deployment artifact: import time, memory and the artifact's size.
 
 Counts are what the connector asks for and do not depend on the machine;
 wall times are in-process against moto and only compare runs on one machine.

@@ -1,5 +1,6 @@
-"""make bench: measure the webhook pipeline and the sweep, print the tables
-and the targets; exit 1 when a target is missed, 2 when a measurement failed."""
+"""make bench: measure the webhook pipeline, the sweep and the functions'
+cold start, print the tables and the targets; exit 1 when a target is
+missed, 2 when a measurement failed."""
 import os
 import platform
 import sys
@@ -11,7 +12,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import world  # noqa: E402  (first: installs the AWS call counter)
-from bench import sweep, webhooks  # noqa: E402
+from bench import cold_start, sweep, webhooks  # noqa: E402
 from bench.report import Targets, seconds  # noqa: E402
 
 
@@ -26,7 +27,8 @@ def main() -> int:
     sandbox = world.start_sandbox()
     try:
         world.configure(sandbox)
-        for name, part in (("webhook pipeline", webhooks.run), ("sweep", sweep.run)):
+        for name, part in (("webhook pipeline", webhooks.run), ("sweep", sweep.run),
+                           ("cold start", cold_start.run)):
             print("measuring the %s ..." % name, file=sys.stderr, flush=True)
             try:
                 print(part(sandbox, targets), flush=True)

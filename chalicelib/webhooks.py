@@ -3,11 +3,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
 
+from chalicelib import observability
 from chalicelib.access import access_of, customer_id_of, is_stripe_id
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
 from chalicelib.entitlements import EntitlementStore, EventAlreadyDone, View, member_writes, microseconds
-from chalicelib import observability
 from chalicelib.errors import InvalidPayload, InvalidSignature, PayloadTooLarge
 from chalicelib.identity import Identity, customer_email
 from chalicelib.models import ConnectionModel, WebhookEventModel, save_if

@@ -35,7 +35,6 @@ KEYS = ("function_request_id", "correlation_id", "route", "site_id", "user_id", 
 MAX_VALUE_LENGTH = 256
 
 _keys: ContextVar[Mapping[str, str]] = ContextVar("observed_keys", default={})
-_cold = True
 
 # Shapes of what authenticates someone. A line holding one is a bug; these
 # are masked all the same, whatever logged them.
@@ -81,16 +80,9 @@ def bound() -> Dict[str, str]:
 def start_invocation(context: object = None, **keys: object) -> None:
     """A new invocation: the previous one's keys forgotten, Lambda's request
     id bound when there is a Lambda context."""
-    global _cold
     _keys.set({})
     request_id = getattr(context, "aws_request_id", None)
     bind(function_request_id=request_id if isinstance(request_id, str) and request_id else None, **keys)
-    _cold = False
-
-
-def is_cold() -> bool:
-    """Whether no invocation has started in this process yet."""
-    return _cold
 
 
 def register_secret(value: Optional[str]) -> None:

@@ -6,8 +6,9 @@ import logging
 from urllib.parse import unquote, urlencode
 
 from chalice import Chalice, Rate, Response
+from chalice.app import Request
 
-from chalicelib import services
+from chalicelib import observability, services
 from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
 from chalicelib.connections import parse_connect_request
 from chalicelib.errors import (AccessDenied, AlreadyLinked, ConfigurationError, ConnectionChanged, ConnectorError,
@@ -19,11 +20,13 @@ from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
 from chalicelib.queues import SYNC_QUEUE, receive_count
 from chalicelib.unmatched import decode_cursor, parse_limit
-from chalicelib.settings import get_settings
+from chalicelib.settings import get_settings, log_format
 
-app = Chalice(app_name="stripe-connector")
+# Chalice's own handler on app.log would write a second, unstructured copy
+# of every line the JSON logging writes (chalicelib/observability.py).
+app = Chalice(app_name=observability.SERVICE, configure_logs=False)
 app.debug = False
-logging.getLogger("chalicelib").setLevel(logging.INFO)
+observability.configure_logging(log_format())
 logger = logging.getLogger("chalicelib.app")
 
 MAX_JSON_BODY_BYTES = 64 * 1024
@@ -65,6 +68,23 @@ FRAMEWORK_MESSAGES = {
 }
 
 
+@app.middleware("all")
+def observed(event, get_response):
+    """Every invocation, of every function: its log lines start afresh
+    (Lambda's request id, API Gateway's and the route for a request), and
+    its metrics are written when it ends, whatever happened."""
+    if isinstance(event, Request):
+        gateway = event.context or {}
+        observability.start_invocation(event.lambda_context, correlation_id=gateway.get("requestId"),
+                                       route="%s %s" % (event.method, gateway.get("resourcePath", "")))
+    else:
+        observability.start_invocation(getattr(event, "context", None))
+    try:
+        return get_response(event)
+    finally:
+        services.get_metrics().flush()
+
+
 def error_response(status: int, code: str, message: str, headers=None) -> Response:
     return Response(body={"error": {"code": code, "message": message}},
                     status_code=status, headers=headers or {})
@@ -103,6 +123,8 @@ def caller(roles=ROLES):
     settings = get_settings()
     found = authenticate(app.current_request.headers.get("authorization"),
                          settings.auth_jwt_secret, settings.auth_jwt_issuer)
+    # Who is asking, on every line from here on (a refused role included).
+    observability.bind(site_id=found.site_id, user_id=found.user_id)
     return require_role(found, roles)
 
 

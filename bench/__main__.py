@@ -1,6 +1,7 @@
-"""make bench: measure the webhook pipeline, the sweep, the import and the
-catch-up, print the tables and the targets; exit 1 when a target is missed,
-2 when a measurement failed."""
+"""make bench: measure the webhook pipeline, the sweep, the import, the
+catch-up, the claim on member routes and the functions' cold start, print
+the tables and the targets; exit 1 when a target is missed, 2 when a
+measurement failed."""
 import os
 import platform
 import sys
@@ -12,7 +13,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import world  # noqa: E402  (first: installs the AWS call counter)
-from bench import claims, imports, sweep, webhooks  # noqa: E402
+from bench import claims, cold_start, imports, sweep, webhooks  # noqa: E402
 from bench.report import Targets, seconds  # noqa: E402
 
 
@@ -28,7 +29,8 @@ def main() -> int:
     try:
         world.configure(sandbox)
         for name, part in (("webhook pipeline", webhooks.run), ("sweep", sweep.run),
-                           ("import and catch-up", imports.run), ("claim on member routes", claims.run)):
+                           ("import and catch-up", imports.run), ("claim on member routes", claims.run),
+                           ("cold start", cold_start.run)):
             print("measuring the %s ..." % name, file=sys.stderr, flush=True)
             try:
                 print(part(sandbox, targets), flush=True)

@@ -13,17 +13,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from chalicelib import observability
 from chalicelib.access import PRODUCT_REMOVED, SUBSCRIPTION_ACTIVE, is_readable
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.entitlements import EntitlementStore
 from chalicelib.errors import ConnectorError
 from chalicelib.models import EntitlementModel
+from chalicelib.observability import Metrics
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "customerhub.stripe-connector"
 GRANTED = "AccessGranted"
 REVOKED = "AccessRevoked"
+ANNOUNCED_METRICS = {GRANTED: observability.ACCESS_GRANTED, REVOKED: observability.ACCESS_REVOKED}
 # EventBridge takes at most 10 entries per PutEvents.
 ENTRIES_PER_PUT = 10
 CHANGE_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4c41-9a51-3f1f6d1f2b7e")
@@ -116,7 +119,9 @@ def _announcement(kind: str, item: EntitlementModel, product_id: str, reason: st
 
 
 class Announcer:
-    def __init__(self, bus: AccessEventBus, entitlements: EntitlementStore, clock: Clock = utc_now):
+    def __init__(self, bus: AccessEventBus, entitlements: EntitlementStore, clock: Clock = utc_now,
+                 metrics: Optional[Metrics] = None):
+        self._metrics = metrics or Metrics()
         self._bus = bus
         self._entitlements = entitlements
         self._clock = clock
@@ -142,8 +147,11 @@ class Announcer:
             failed_at = min(failed_at, pending[exc.sent][0])
             pending = pending[:exc.sent]
         for _, a in pending:
+            observability.bind(site_id=a.detail["site_id"], user_id=a.detail["user_id"])
             logger.info("%s %s: %s/%s product %s (%s)", a.detail_type, a.detail["change_id"],
                         a.detail["site_id"], a.detail["user_id"], a.detail["product_id"], a.detail["reason"])
+            self._metrics.count(ANNOUNCED_METRICS[a.detail_type])
+        observability.unbind("site_id", "user_id")
         return {"batchItemFailures": [{"itemIdentifier": _sequence(r)} for r in records[failed_at:]]}
 
     def changes_of(self, record: Dict[str, Any]) -> List[Announcement]:

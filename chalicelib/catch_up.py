@@ -9,11 +9,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional
 
+from chalicelib import observability
 from chalicelib.access import is_stripe_id
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
 from chalicelib.errors import AccountNotConnected
 from chalicelib.models import CatchUpModel, ConnectionModel, save_if
+from chalicelib.observability import Metrics
 from chalicelib.queues import WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
 from chalicelib.webhooks import HANDLED_EVENTS, WebhookReceiver
@@ -30,7 +32,9 @@ OVERLAP = timedelta(minutes=5)
 
 class CatchUp:
     def __init__(self, connections: ConnectionStore, connector: ConnectorService, stripe: StripeGateway,
-                 receiver: WebhookReceiver, queue: WorkQueue, clock: Clock = utc_now):
+                 receiver: WebhookReceiver, queue: WorkQueue, clock: Clock = utc_now,
+                 metrics: Optional[Metrics] = None):
+        self._metrics = metrics or Metrics()
         self._connections = connections
         self._connector = connector
         self._stripe = stripe
@@ -50,6 +54,7 @@ class CatchUp:
         account_id = message.get("account_id")
         if not is_stripe_id(account_id):
             raise ValueError("Not a catch-up message: %r" % (message,))
+        observability.bind(stripe_account=account_id)
         now = self._clock()
         since = self._since(account_id, now)
         if since is None:
@@ -68,6 +73,9 @@ class CatchUp:
             event.setdefault("account", account_id)
             outcome = self._receiver.handle(event)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        # Each event bound its own ids; what follows is about the account.
+        observability.unbind("stripe_event_id", "stripe_event_type")
+        self._metrics.count(observability.CATCH_UP_EVENTS, len(events))
         if events:
             # Only after every event was handled: a failure above leaves the
             # mark where it was and the message is tried again. Nothing found,

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from pynamodb.attributes import MapAttribute
 
+from chalicelib import observability
 from chalicelib.access import (GRANTING_STATUSES, PRODUCT_ID_METADATA_KEY, SUBSCRIPTION_CANCELED,
                                access_of, customer_id_of, is_stripe_id, items_of)
 from chalicelib.clock import Clock, utc_now
@@ -31,6 +32,7 @@ from chalicelib.errors import NotConnected
 from chalicelib.identity import Identity, customer_email
 from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
 from chalicelib.models import LOST_RACE, ConnectionModel, EntitlementModel, ImportModel, save_if
+from chalicelib.observability import Metrics
 from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
 
@@ -49,11 +51,12 @@ class ImportService:
     """Starts imports; the connector card and POST /connectors/stripe/sync use it."""
 
     def __init__(self, imports: ImportStore, connections: ConnectionStore, queue: WorkQueue,
-                 clock: Clock = utc_now):
+                 clock: Clock = utc_now, metrics: Optional[Metrics] = None):
         self._imports = imports
         self._connections = connections
         self._queue = queue
         self._clock = clock
+        self._metrics = metrics or Metrics()
 
     def sync_of(self, connection: Optional[ConnectionModel]) -> Optional[dict]:
         return self._imports.sync_of(connection)
@@ -70,11 +73,13 @@ class ImportService:
             started_view_time=microseconds(now), updated_at=now, phase=PHASES[0], page=0,
             subscriptions=0, matched=0, unmatched=0, reread=0, products={})
         record.save()
+        observability.bind(import_id=record.import_id)
         try:
             self._queue.send(import_message(record, 0))
         except QueueFailure:
             logger.exception("The import of %s for site %s could not be queued", record.account_id,
                              record.site_id)
+            self._metrics.count(observability.IMPORT_FAILED)
             record.update(actions=[ImportModel.state.set(FAILED), ImportModel.failure.set("not queued"),
                                    ImportModel.finished_at.set(now)])
         logger.info("Import %s of %s started for site %s", record.import_id, record.account_id, record.site_id)
@@ -113,7 +118,8 @@ class ImportWorker:
 
     def __init__(self, imports: ImportStore, connections: ConnectionStore, stripe: StripeGateway,
                  entitlements: EntitlementStore, queue: WorkQueue, identity: Identity,
-                 clock: Clock = utc_now):
+                 clock: Clock = utc_now, metrics: Optional[Metrics] = None):
+        self._metrics = metrics or Metrics()
         self._identity = identity
         self._imports = imports
         self._connections = connections
@@ -126,6 +132,7 @@ class ImportWorker:
         site_id, import_id, page = message.get("site_id"), message.get("import_id"), message.get("page")
         if not isinstance(site_id, str) or not isinstance(import_id, str) or not isinstance(page, int):
             raise ValueError("Not an import message: %r" % (message,))
+        observability.bind(site_id=site_id, import_id=import_id)
         record = self._imports.get(site_id)
         if record is None or record.import_id != import_id or record.state != IMPORTING:
             logger.info("Dropping page %d of import %s: the import ended or was replaced", page, import_id)
@@ -136,6 +143,7 @@ class ImportWorker:
                 # have stopped before it queued the next one.
                 self._queue.send(import_message(record, page + 1))
             return "dropped"
+        observability.bind(stripe_account=record.account_id)
         connection = self._connections.get(site_id)
         if (connection is None or connection.status != CONNECTED or connection.account_id != record.account_id):
             self._finish(record, FAILED, "the account is no longer connected")
@@ -250,6 +258,9 @@ class ImportWorker:
                 logger.info("Page %d of import %s was counted by another try", record.page, record.import_id)
                 return "dropped"
             raise
+        # Counted as the record's counts are: once per page, by the try whose update landed.
+        self._metrics.count(observability.IMPORT_PAGES)
+        self._metrics.count(observability.IMPORT_SUBSCRIPTIONS, result.subscriptions)
         if finished:
             logger.info("Import %s of %s for site %s done: %d subscriptions, %d matched, %d re-read",
                         record.import_id, record.account_id, record.site_id, record.subscriptions,
@@ -267,6 +278,9 @@ class ImportWorker:
         except Exception as exc:
             if getattr(exc, "cause_response_code", None) != LOST_RACE:
                 raise
+        else:
+            if state == FAILED:
+                self._metrics.count(observability.IMPORT_FAILED)
         logger.warning("Import %s of %s for site %s %s: %s", record.import_id, record.account_id,
                        record.site_id, state, why)
 

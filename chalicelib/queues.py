@@ -4,7 +4,7 @@ goes to the dead-letter queue after MAX_RECEIVES tries (the queue's redrive
 policy, declared with the infrastructure)."""
 import json
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,12 @@ class QueueFailure(Exception):
 
 
 class WorkQueue:
-    def __init__(self, client: Any, queue_name: str = SYNC_QUEUE):
-        self._client = client
+    def __init__(self, connect: Callable[[], Any], queue_name: str = SYNC_QUEUE):
+        # The SQS client is made on the first send: most invocations of the
+        # API function (webhooks, the card) send nothing, and making a client
+        # costs a cold start about 50 ms.
+        self._connect = connect
+        self._client: Any = None
         self._queue_name = queue_name
         self._url: Optional[str] = None
 
@@ -42,7 +46,7 @@ class WorkQueue:
                 for index, message in enumerate(messages[start:start + ENTRIES_PER_SEND])]
             for _ in range(SEND_ATTEMPTS):
                 try:
-                    answer = self._client.send_message_batch(QueueUrl=self._queue_url(), Entries=pending)
+                    answer = self._sqs().send_message_batch(QueueUrl=self._queue_url(), Entries=pending)
                 except Exception as exc:
                     raise QueueFailure("SQS did not take the messages: %s" % exc) from exc
                 failed = {entry["Id"] for entry in answer.get("Failed") or []}
@@ -52,9 +56,14 @@ class WorkQueue:
             if pending:
                 raise QueueFailure("SQS refused %d messages" % len(pending))
 
+    def _sqs(self) -> Any:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
     def _queue_url(self) -> str:
         if self._url is None:
-            self._url = self._client.get_queue_url(QueueName=self._queue_name)["QueueUrl"]
+            self._url = self._sqs().get_queue_url(QueueName=self._queue_name)["QueueUrl"]
         return self._url
 
 

@@ -14,13 +14,20 @@ from chalicelib.identity import CustomerMembers, Identity
 from chalicelib.import_records import ImportStore
 from chalicelib.imports import ImportService, ImportWorker
 from chalicelib.member_customers import MemberCustomerStore
+from chalicelib.observability import Metrics
 from chalicelib.portal import PortalService
 from chalicelib.queues import WorkQueue
-from chalicelib.settings import get_settings
+from chalicelib.settings import get_settings, metrics_emitted
 from chalicelib.stripe_gateway import StripeGateway, longest_call_seconds, make_client
 from chalicelib.sweep import Sweep
 from chalicelib.unmatched import UnmatchedService
 from chalicelib.webhooks import EventLog, WebhookReceiver
+
+
+@functools.lru_cache(maxsize=1)
+def get_metrics() -> Metrics:
+    """The invocation's counts, written when it ends (app.py)."""
+    return Metrics(emit=metrics_emitted())
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,25 +47,26 @@ def get_bound_models() -> None:
 @functools.lru_cache(maxsize=1)
 def get_work_queue() -> WorkQueue:
     settings = get_settings()
-    return WorkQueue(boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url))
+    return WorkQueue(lambda: boto3.client("sqs", region_name=settings.aws_region,
+                                          endpoint_url=settings.aws_endpoint_url))
 
 
 @functools.lru_cache(maxsize=1)
 def get_import_service() -> ImportService:
     get_bound_models()
-    return ImportService(ImportStore(), ConnectionStore(), get_work_queue())
+    return ImportService(ImportStore(), ConnectionStore(), get_work_queue(), metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
 def get_import_worker() -> ImportWorker:
     return ImportWorker(ImportStore(), ConnectionStore(), get_stripe_gateway(), get_entitlement_store(),
-                        get_work_queue(), get_identity())
+                        get_work_queue(), get_identity(), metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
 def get_catch_up() -> CatchUp:
     return CatchUp(ConnectionStore(), get_connector_service(), get_stripe_gateway(), get_webhook_receiver(),
-                   get_work_queue())
+                   get_work_queue(), metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,7 +100,7 @@ def get_identity() -> Identity:
 @functools.lru_cache(maxsize=1)
 def get_webhook_receiver() -> WebhookReceiver:
     return WebhookReceiver(get_stripe_gateway(), EventLog(), get_connector_service(),
-                           ConnectionStore(), get_entitlement_store(), get_identity())
+                           ConnectionStore(), get_entitlement_store(), get_identity(), metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,14 +113,16 @@ def get_announcer() -> Announcer:
     settings = get_settings()
     events = boto3.client("events", region_name=settings.aws_region,
                           endpoint_url=settings.aws_endpoint_url)
-    return Announcer(AccessEventBus(events, settings.access_event_bus), get_entitlement_store())
+    return Announcer(AccessEventBus(events, settings.access_event_bus), get_entitlement_store(),
+                     metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
 def get_sweep() -> Sweep:
     get_bound_models()
     return Sweep(ConnectionStore(), get_stripe_gateway(), identity=get_identity(),
-                 longest_stripe_call=longest_call_seconds(get_settings().stripe_timeout_seconds))
+                 longest_stripe_call=longest_call_seconds(get_settings().stripe_timeout_seconds),
+                 metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
@@ -125,7 +135,7 @@ def get_unmatched_service() -> UnmatchedService:
 
 def reset() -> None:
     """Forget every built service and the settings (tests change the environment)."""
-    for factory in (get_settings, get_stripe_gateway, get_bound_models, get_connector_service,
+    for factory in (get_settings, get_metrics, get_stripe_gateway, get_bound_models, get_connector_service,
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
                     get_import_worker, get_catch_up, get_identity, get_unmatched_service):

@@ -12,6 +12,7 @@ from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from chalicelib.errors import ConfigurationError
+from chalicelib.observability import JSON, PLAIN, register_secret
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS
 
 SECRET_NAMES = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "AUTH_JWT_SECRET")
@@ -168,4 +169,38 @@ def get_settings() -> Settings:
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     needs_ssm = any(environ.get(name + "_PARAM") for name in SECRET_NAMES)
     reader = _ssm_reader(region, environ.get("AWS_ENDPOINT_URL") or None) if needs_ssm else None
-    return load_settings(environ, reader)
+    settings = load_settings(environ, reader)
+    # Whatever their shape, the secrets' values are masked in every log line.
+    for value in (settings.stripe_secret_key, settings.stripe_webhook_secret, settings.auth_jwt_secret):
+        register_secret(value)
+    return settings
+
+
+def in_lambda(environ: Mapping[str, str]) -> bool:
+    # Set by Lambda's runtime; Chalice's local server and test client do not.
+    return bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def log_format(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """LOG_FORMAT, `json` or `plain`. By default JSON in Lambda; elsewhere
+    none, and the host's own logging (pytest's, the local stack's) stands."""
+    environ = os.environ if environ is None else environ
+    chosen = environ.get("LOG_FORMAT", "").strip().lower()
+    if chosen in (JSON, PLAIN):
+        return chosen
+    if chosen:
+        raise ConfigurationError("LOG_FORMAT must be json or plain")
+    return JSON if in_lambda(environ) else None
+
+
+def metrics_emitted(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether EMF lines are written: in Lambda, whose log agent turns them
+    into metrics; elsewhere they would only clutter stdout. Powertools'
+    POWERTOOLS_METRICS_DISABLED overrides either way."""
+    environ = os.environ if environ is None else environ
+    disabled = environ.get("POWERTOOLS_METRICS_DISABLED", "").strip().lower()
+    if disabled in ("1", "true", "yes", "on"):
+        return False
+    if disabled in ("0", "false", "no", "off"):
+        return True
+    return in_lambda(environ)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import stripe
+from stripe.oauth_error import OAuthError
 
 from chalicelib.access import is_stripe_id, is_unix_time, items_of, user_named_by
 from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
@@ -69,7 +70,7 @@ def longest_call_seconds(timeout: float) -> float:
 
 
 def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str,
-                timeout: float = HTTP_TIMEOUT_SECONDS) -> stripe.StripeClient:
+                timeout: float = HTTP_TIMEOUT_SECONDS) -> "stripe.StripeClient":
     return stripe.StripeClient(
         secret_key,
         client_id=client_id,
@@ -92,7 +93,11 @@ def display_name_of(account: Dict[str, Any]) -> str:
 
 
 class StripeGateway:
-    def __init__(self, client: stripe.StripeClient, webhook_secret: str):
+    # The client's type is named in quotes: stripe loads StripeClient and
+    # its services (about 20 ms) on first use, which is then the first
+    # construction of a client, not the import of every function (the
+    # stream's announce_access never talks to Stripe).
+    def __init__(self, client: "stripe.StripeClient", webhook_secret: str):
         self._client = client
         self._webhook_secret = webhook_secret
 
@@ -111,6 +116,11 @@ class StripeGateway:
     def exchange_code(self, code: str) -> AuthorizedAccount:
         try:
             token = self._client.oauth.token({"grant_type": "authorization_code", "code": code})
+        except OAuthError as exc:
+            # Stripe's description of a refused code quotes the code, which
+            # must reach no log: only the error's name is kept, and the
+            # original (whose text would show in a traceback) is dropped.
+            raise StripeFailure("Stripe refused the authorization code (%s)" % exc.code) from None
         except stripe.StripeError as exc:
             raise StripeFailure("Stripe refused the authorization code: %s" % _describe(exc)) from exc
         # The response also holds access and refresh tokens; the platform key

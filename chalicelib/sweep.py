@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
+from chalicelib import observability
 from chalicelib.access import PERIOD_ENDED, access_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
@@ -16,6 +17,7 @@ from chalicelib.entitlements import DUE_SHARDS, View, ended_item, entitlement_it
 from chalicelib.errors import AccountNotConnected, StripeFailure
 from chalicelib.identity import CustomerMembers, Identity
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
+from chalicelib.observability import Metrics
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ class Sweep:
     def __init__(self, connections: ConnectionStore, stripe: StripeGateway, clock: Clock = utc_now,
                  max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE,
                  longest_stripe_call: float = longest_call_seconds(HTTP_TIMEOUT_SECONDS),
-                 identity: Optional[Identity] = None):
+                 identity: Optional[Identity] = None, metrics: Optional[Metrics] = None):
+        self._metrics = metrics or Metrics()
         self._connections = connections
         self._identity = identity or Identity(CustomerMembers())
         # No new entitlement is taken with less time left than one may need
@@ -83,13 +86,21 @@ class Sweep:
                     break
                 taken += 1
                 report.due += 1
+                observability.bind(site_id=item.site_id, stripe_account=item.account_id,
+                                   subscription_id=item.subscription_id)
                 outcome = self._expire(item, sites)
                 setattr(report, outcome, getattr(report, outcome) + 1)
                 if outcome == LEFT:
                     report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
+        observability.unbind("site_id", "stripe_account", "subscription_id")
         if not report.complete:
             logger.info("Sweep stopped after %d entitlements; the next run continues", report.due)
         logger.info("Sweep done: %s", report.as_dict())
+        # Every run writes all four, zeros included: the alarm on SweepLeft
+        # sees a run that left nothing, not a gap.
+        for name, value in ((observability.SWEEP_DUE, report.due), (observability.SWEEP_REVOKED, report.revoked),
+                            (observability.SWEEP_KEPT, report.kept), (observability.SWEEP_LEFT, report.left)):
+            self._metrics.count(name, value)
         return report
 
     def _expire(self, item: EntitlementModel, sites: Dict[str, Optional[ConnectionModel]]) -> str:

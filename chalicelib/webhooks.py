@@ -3,13 +3,15 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
 
+from chalicelib import observability
 from chalicelib.access import access_of, customer_id_of, is_stripe_id
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
 from chalicelib.entitlements import EntitlementStore, EventAlreadyDone, View, member_writes, microseconds
-from chalicelib.errors import PayloadTooLarge
+from chalicelib.errors import InvalidPayload, InvalidSignature, PayloadTooLarge
 from chalicelib.identity import Identity, customer_email
 from chalicelib.models import ConnectionModel, WebhookEventModel, save_if
+from chalicelib.observability import Metrics
 from chalicelib.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,8 @@ REMEMBER_EVENTS_FOR = timedelta(days=35)
 HANDLED = "handled"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
+OUTCOME_METRICS = {HANDLED: observability.WEBHOOK_HANDLED, DUPLICATE: observability.WEBHOOK_DUPLICATE,
+                   IGNORED: observability.WEBHOOK_IGNORED}
 
 # Statuses a subscription never leaves.
 FINAL_STATUSES = ("canceled", "incomplete_expired")
@@ -41,6 +45,10 @@ def event_record(event: Dict[str, Any], now: datetime) -> WebhookEventModel:
         event["id"], event_type=event["type"], account_id=event.get("account"),
         created=event["created"], handled_at=now, expires_at=now + REMEMBER_EVENTS_FOR,
     )
+
+
+def _stripe_id_or_none(value: Any) -> Optional[str]:
+    return value if is_stripe_id(value) else None
 
 
 def object_id(event: Dict[str, Any]) -> Any:
@@ -65,8 +73,9 @@ class EventLog:
 class WebhookReceiver:
     def __init__(self, stripe: StripeGateway, events: EventLog, connector: ConnectorService,
                  connections: ConnectionStore, entitlements: EntitlementStore, identity: Identity,
-                 clock: Clock = utc_now):
+                 clock: Clock = utc_now, metrics: Optional[Metrics] = None):
         self._identity = identity
+        self._metrics = metrics or Metrics()
         self._stripe = stripe
         self._events = events
         self._connector = connector
@@ -83,13 +92,29 @@ class WebhookReceiver:
     def receive(self, payload: bytes, signature_header: Optional[str]) -> str:
         """Handle one delivery. Raises on a bad delivery; any other exception
         means the event was not recorded and Stripe should send it again."""
-        if len(payload) > MAX_BODY_BYTES:
-            raise PayloadTooLarge("The body is over %d bytes" % MAX_BODY_BYTES)
-        return self.handle(self._stripe.verify_event(payload, signature_header))
+        try:
+            if len(payload) > MAX_BODY_BYTES:
+                raise PayloadTooLarge("The body is over %d bytes" % MAX_BODY_BYTES)
+            event = self._stripe.verify_event(payload, signature_header)
+        except (PayloadTooLarge, InvalidSignature, InvalidPayload):
+            self._metrics.count(observability.WEBHOOK_REJECTED)
+            raise
+        try:
+            outcome = self.handle(event)
+        except Exception:
+            self._metrics.count(observability.WEBHOOK_FAILED)
+            raise
+        self._metrics.count(OUTCOME_METRICS[outcome])
+        return outcome
 
     def handle(self, event: Dict[str, Any]) -> str:
         """Handle one event, delivered or listed from Stripe (the catch-up):
-        the same rules, and a duplicate changes nothing."""
+        the same rules, and a duplicate changes nothing. The event's ids are
+        bound to every line logged from here on (a signed event's, so Stripe's
+        own, but bound only when shaped like Stripe's)."""
+        observability.bind(
+            stripe_event_id=_stripe_id_or_none(event["id"]), stripe_event_type=str(event["type"])[:100],
+            stripe_account=_stripe_id_or_none(event.get("account")))
         handler = self._handlers.get(event["type"])
         if handler is None or not event.get("account"):
             logger.info("Ignoring %s %s", event["type"], event["id"][:255])

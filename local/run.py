@@ -175,7 +175,11 @@ def local_tokens(env: dict, site_id: str = LOCAL_SITE, hours: int = TOKEN_HOURS)
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from chalicelib import observability
+
+    # Plain lines for a person, each with the keys of the request it is
+    # about (LOG_FORMAT=json shows the connector's lines as Lambda writes them).
+    observability.configure_logging(observability.PLAIN)
     # The embedded AWS logs every request it serves; only its problems matter here.
     for noisy in ("werkzeug", "botocore.credentials"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

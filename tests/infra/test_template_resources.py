@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from chalicelib.observability import SERVICE
 from chalicelib.queues import MAX_RECEIVES, SYNC_DEAD_LETTER_QUEUE, SYNC_QUEUE
 from infra.project import chalice_config, stages
 from tests import infra_map
@@ -107,6 +108,7 @@ def test_every_alarm_tells_the_one_topic_when_it_fires_and_when_it_clears():
 
 
 def watching(namespace, metric, **dimensions):
+    """The alarms on that metric with exactly these dimensions."""
     found = []
     for name, alarm in alarms().items():
         given = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
@@ -123,8 +125,9 @@ def test_there_is_an_alarm_for_webhook_5xx_dead_letters_the_sweep_and_the_stream
     for queue in ("SyncDeadLetterQueue", "AnnouncementFailuresQueue"):
         assert watching("AWS/SQS", "ApproximateNumberOfMessagesVisible",
                         QueueName={"Fn::GetAtt": [queue, "QueueName"]}), queue
-    # The name agreed with the sweep's own metrics (infra/README.md).
-    sweep = alarms()[watching("CustomerHub/StripeConnector", "SweepLeft")[0]]
+    # The name and dimension the sweep publishes with (chalicelib/observability.py).
+    [sweep] = [alarms()[name] for name in watching("CustomerHub/StripeConnector", "SweepLeft",
+                                                   service=SERVICE)]
     assert sweep["Period"] * sweep["EvaluationPeriods"] == 3600 and sweep["Threshold"] == 0
     assert watching("AWS/Lambda", "IteratorAge", FunctionName={"Ref": "AnnounceAccess"})
 

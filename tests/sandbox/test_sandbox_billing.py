@@ -10,22 +10,9 @@ import stripe
 from local.stripe_sandbox import StripeSandbox
 from local.stripe_sandbox.payment_methods import CardError, check_card
 from tests import helpers
+from tests.sandbox.conftest import NOW
 
-NOW = 1_900_000_000  # 2030-03-17
 DAY = 24 * 3600
-
-
-@pytest.fixture
-def clock(sandbox, monkeypatch):
-    now = [NOW]
-    monkeypatch.setattr(sandbox, "clock", lambda: now[0])
-    return now
-
-
-@pytest.fixture
-def stripe_client(sandbox):
-    return stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
-                               base_addresses={"api": sandbox.url, "connect": sandbox.url}, max_network_retries=0)
 
 
 @pytest.fixture

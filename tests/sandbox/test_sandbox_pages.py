@@ -16,8 +16,8 @@ import stripe
 
 from local.stripe_sandbox import StripeSandbox
 from tests import helpers
+from tests.sandbox.conftest import NOW
 
-NOW = 1_900_000_000
 DAY = 24 * 3600
 REDIRECT_URI = "http://localhost:3000/settings/connectors/stripe/callback"
 REASONS = ["too_expensive", "missing_features", "switched_service", "unused", "customer_service", "too_complex",
@@ -132,19 +132,6 @@ def get(url):
 
 def post(url, fields=None):
     return requests.post(url, data=fields or {}, allow_redirects=False, timeout=10)
-
-
-@pytest.fixture
-def clock(sandbox, monkeypatch):
-    now = [NOW]
-    monkeypatch.setattr(sandbox, "clock", lambda: now[0])
-    return now
-
-
-@pytest.fixture
-def stripe_client(sandbox):
-    return stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
-                               base_addresses={"api": sandbox.url, "connect": sandbox.url}, max_network_retries=0)
 
 
 def connect(sandbox, client, **account_fields):

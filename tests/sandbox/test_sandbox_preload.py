@@ -8,27 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-import stripe
 
 from local.stripe_sandbox import MAX_PRELOAD, StripeSandbox
-from tests import helpers
+from tests.sandbox.conftest import NOW
 from tests.sandbox.test_sandbox_pages import page
 
-NOW = 1_900_000_000
 DAY = 24 * 3600
-
-
-@pytest.fixture
-def clock(sandbox, monkeypatch):
-    now = [NOW]
-    monkeypatch.setattr(sandbox, "clock", lambda: now[0])
-    return now
-
-
-@pytest.fixture
-def stripe_client(sandbox):
-    return stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
-                               base_addresses={"api": sandbox.url, "connect": sandbox.url}, max_network_retries=0)
 
 
 def connect(sandbox, client, account_id):

@@ -8,25 +8,9 @@ from urllib.parse import urlencode
 import pytest
 import stripe
 
-from tests import helpers
+from tests.sandbox.conftest import NOW
 
 DAY = 24 * 3600
-NOW = 1_900_000_000
-
-
-@pytest.fixture
-def clock(sandbox, monkeypatch):
-    """The sandbox's clock, frozen at NOW; move it with clock[0] += seconds."""
-    now = [NOW]
-    monkeypatch.setattr(sandbox, "clock", lambda: now[0])
-    return now
-
-
-@pytest.fixture
-def stripe_client(sandbox):
-    return stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
-                               base_addresses={"api": sandbox.url, "connect": sandbox.url},
-                               max_network_retries=0)
 
 
 def connect(sandbox, client, **account_fields):

@@ -31,7 +31,7 @@ from chalicelib.entitlements import (EntitlementStore, View, ended_item, entitle
 from chalicelib.errors import NotConnected
 from chalicelib.identity import Identity, customer_email
 from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
-from chalicelib.models import LOST_RACE, ConnectionModel, EntitlementModel, ImportModel, save_if
+from chalicelib.models import ConnectionModel, EntitlementModel, ImportModel, save_if, update_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
@@ -250,14 +250,10 @@ class ImportWorker:
             actions.append(ImportModel.products[product].set(product_id))
         if finished:
             actions += [ImportModel.state.set(DONE), ImportModel.finished_at.set(now)]
-        try:
-            record.update(actions=actions, condition=(ImportModel.import_id == record.import_id)
-                          & (ImportModel.page == record.page) & (ImportModel.state == IMPORTING))
-        except Exception as exc:
-            if getattr(exc, "cause_response_code", None) == LOST_RACE:
-                logger.info("Page %d of import %s was counted by another try", record.page, record.import_id)
-                return "dropped"
-            raise
+        if not update_if(record, actions, (ImportModel.import_id == record.import_id)
+                         & (ImportModel.page == record.page) & (ImportModel.state == IMPORTING)):
+            logger.info("Page %d of import %s was counted by another try", record.page, record.import_id)
+            return "dropped"
         # Counted as the record's counts are: once per page, by the try whose update landed.
         self._metrics.count(observability.IMPORT_PAGES)
         self._metrics.count(observability.IMPORT_SUBSCRIPTIONS, result.subscriptions)
@@ -271,16 +267,11 @@ class ImportWorker:
 
     def _finish(self, record: ImportModel, state: str, why: str) -> None:
         now = self._clock()
-        try:
-            record.update(actions=[ImportModel.state.set(state), ImportModel.failure.set(why),
+        ended = update_if(record, [ImportModel.state.set(state), ImportModel.failure.set(why),
                                    ImportModel.finished_at.set(now), ImportModel.updated_at.set(now)],
-                          condition=(ImportModel.import_id == record.import_id) & (ImportModel.state == IMPORTING))
-        except Exception as exc:
-            if getattr(exc, "cause_response_code", None) != LOST_RACE:
-                raise
-        else:
-            if state == FAILED:
-                self._metrics.count(observability.IMPORT_FAILED)
+                          (ImportModel.import_id == record.import_id) & (ImportModel.state == IMPORTING))
+        if ended and state == FAILED:
+            self._metrics.count(observability.IMPORT_FAILED)
         logger.warning("Import %s of %s for site %s %s: %s", record.import_id, record.account_id,
                        record.site_id, state, why)
 

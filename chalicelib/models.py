@@ -3,7 +3,7 @@ through `bind`, called by the factories before first use."""
 from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute,
                                  TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute,
                                  VersionAttribute)
-from pynamodb.exceptions import DeleteError, PutError
+from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -297,6 +297,18 @@ def save_if(item: Model, condition) -> bool:
     try:
         item.save(condition=condition)
     except PutError as exc:
+        if exc.cause_response_code != LOST_RACE:
+            raise
+        return False
+    return True
+
+
+def update_if(item: Model, actions, condition) -> bool:
+    """Update item if condition holds (item then holds what was stored);
+    False when it did not."""
+    try:
+        item.update(actions=actions, condition=condition)
+    except UpdateError as exc:
         if exc.cause_response_code != LOST_RACE:
             raise
         return False

@@ -14,21 +14,67 @@ from local.stripe_sandbox.wire import _random_id
 _UNPAID_STATUS = {"incomplete": "open", "past_due": "open", "unpaid": "open", "incomplete_expired": "void"}
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 
+# The fields of billing features the sandbox does not model (tax, discounts,
+# credit notes, shipping, custom fields, Connect, test clocks), with the
+# values Stripe gives a subscription invoice that uses none of them.
+# confirmation_secret and payments are left out: Stripe sends them only
+# when asked to expand them.
+_UNMODELLED = {
+    "account_tax_ids": None,
+    "application": None,
+    "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
+                      "status": None},
+    "automatically_finalizes_at": None,
+    "custom_fields": None,
+    "customer_account": None,
+    "customer_address": None,
+    "customer_phone": None,
+    "customer_shipping": None,
+    "customer_tax_exempt": "none",
+    "customer_tax_ids": [],
+    "default_source": None,
+    "default_tax_rates": [],
+    "discounts": [],
+    "footer": None,
+    "from_invoice": None,
+    "issuer": {"type": "self"},
+    "last_finalization_error": None,
+    "latest_revision": None,
+    "on_behalf_of": None,
+    "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+    "post_payment_credit_notes_amount": 0,
+    "pre_payment_credit_notes_amount": 0,
+    "receipt_number": None,
+    "rendering": None,
+    "shipping_cost": None,
+    "shipping_details": None,
+    "statement_descriptor": None,
+    "test_clock": None,
+    "threshold_reason": None,
+    "total_discount_amounts": [],
+    "total_pretax_credit_amounts": [],
+    "total_taxes": [],
+}
+
 
 class Invoices:
     """Subscription invoices, on an account or on the platform."""
 
     def invoices(self, account_id: Optional[str], customer: Optional[str] = None,
-                 subscription: Optional[str] = None) -> List[Dict[str, Any]]:
-        """The account's invoices, oldest first, optionally of one customer or subscription."""
+                 subscription: Optional[str] = None, status: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The account's invoices, oldest first, optionally of one customer,
+        subscription or status."""
         with self._lock:
-            return copy.deepcopy(self._invoices_of(self._scope(account_id), customer, subscription))
+            return copy.deepcopy(self._invoices_of(self._scope(account_id), customer, subscription, status))
 
     def _invoices_of(self, scope: Optional[str], customer: Optional[str] = None,
-                     subscription: Optional[str] = None) -> List[Dict[str, Any]]:
-        return [i for i in self._invoices.get(scope, {}).values()
+                     subscription: Optional[str] = None, status: Optional[str] = None) -> List[Dict[str, Any]]:
+        # By created, and those made in the same second in the order made
+        # (sorted is stable): a backdated invoice takes its place in time.
+        return [i for i in sorted(self._invoices.get(scope, {}).values(), key=lambda i: i["created"])
                 if (customer is None or i["customer"] == customer)
-                and (subscription is None or _subscription_of(i) == subscription)]
+                and (subscription is None or _subscription_of(i) == subscription)
+                and (status is None or i["status"] == status)]
 
     def _bill_subscription(self, scope: Optional[str], subscription: Dict[str, Any],
                            billing_reason: str, looks_back: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
@@ -82,6 +128,7 @@ class Invoices:
         invoice = {
             "id": invoice_id,
             "object": "invoice",
+            **copy.deepcopy(_UNMODELLED),
             "account_country": account.get("country", "US"),
             "account_name": ((account.get("settings") or {}).get("dashboard", {}).get("display_name")
                              or (account.get("business_profile") or {}).get("name") or self.platform_name),
@@ -107,7 +154,9 @@ class Invoices:
             "ending_balance": 0,
             "hosted_invoice_url": None,
             "invoice_pdf": None,
-            "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
+            # Stripe's own answers also carry total_count here, which
+            # stripe-python's ListObject does not declare: left out.
+            "lines": {"object": "list", "data": lines, "has_more": False,
                       "url": "/v1/invoices/%s/lines" % invoice_id},
             "livemode": subscription["livemode"],
             "metadata": {},
@@ -124,7 +173,11 @@ class Invoices:
             "status_transitions": {"finalized_at": now, "marked_uncollectible_at": None,
                                    "paid_at": now if paid else None, "voided_at": now if status == "void" else None},
             "subtotal": total,
+            "subtotal_excluding_tax": total,
             "total": total,
+            "total_excluding_tax": total,
+            # With no invoice webhooks to send, Stripe sets it as it makes the invoice.
+            "webhooks_delivered_at": now,
         }
         self._invoices.setdefault(scope, {})[invoice_id] = invoice
         return copy.deepcopy(invoice)

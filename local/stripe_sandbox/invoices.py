@@ -1,13 +1,14 @@
 """Invoices: the one a subscription is billed when it starts and at each
-renewal, shown in the billing portal. The sandbox takes no payment: an
-invoice is paid when it is made unless the subscription's status says
-the payment is still owed. It records no invoice events, so webhook streams
-stay the subscription events the connector handles."""
+renewal, shown in the billing portal and served by GET /v1/invoices and
+/v1/invoices/{id}. The sandbox takes no payment: an invoice is paid when it
+is made unless the subscription's status says the payment is still owed.
+It records no invoice events, so webhook streams stay the subscription
+events the connector handles."""
 import copy
 import hashlib
 from typing import Any, Dict, List, Optional
 
-from local.stripe_sandbox.wire import _random_id
+from local.stripe_sandbox.wire import Request, Response, _created_matches, _missing, _page, _random_id, json_response
 
 # What the first invoice of a subscription created in these statuses is;
 # any other status is paid.
@@ -190,6 +191,31 @@ class Invoices:
         count = self._invoice_counts.get((scope, customer_id), 0) + 1
         self._invoice_counts[(scope, customer_id)] = count
         return "%s-%04d" % (prefix, count)
+
+    # API
+
+    def _api_list_invoices(self, request: Request) -> Response:
+        params, scope = request.query, request.stripe_account
+        # As the subscriptions list does: an id the account does not have is
+        # refused, not answered with an empty list.
+        for kind, store in (("customer", self._customers), ("subscription", self._subscriptions)):
+            if params.get(kind) and params[kind] not in store.get(scope, {}):
+                raise _missing(kind, params[kind], kind)
+        everything = list(reversed(self._invoices_of(scope)))
+        invoices = [i for i in everything
+                    if (not params.get("customer") or i["customer"] == params["customer"])
+                    and (not params.get("subscription") or _subscription_of(i) == params["subscription"])
+                    and (not params.get("status") or i["status"] == params["status"])
+                    and (not params.get("collection_method") or i["collection_method"] == params["collection_method"])
+                    and _created_matches(i["created"], params.get("created"))]
+        return json_response(_page(invoices, params, "/v1/invoices", "invoice", order=everything))
+
+    def _api_retrieve_invoice(self, request: Request, invoice_id: str) -> Response:
+        invoice = self._invoices.get(request.stripe_account, {}).get(invoice_id)
+        if invoice is None:
+            raise _missing("invoice", invoice_id)
+        return json_response(invoice)
+
 
 def _subscription_of(invoice: Dict[str, Any]) -> Optional[str]:
     details = (invoice.get("parent") or {}).get("subscription_details") or {}

@@ -33,7 +33,8 @@ class RouteParams:
     extra: Tuple[str, ...] = ()
 
 
-_LIST = ("limit", "starting_after", "ending_before", "expand")
+_PAGING = ("limit", "starting_after", "ending_before")
+_LIST = _PAGING + ("expand",)
 # Stripe's curl examples for /oauth/token send the secret key as the
 # client_secret param; stripe-python sends it in the Authorization header, so
 # its TypedDicts leave it out.
@@ -64,12 +65,15 @@ ROUTE_PARAMS: Dict[str, RouteParams] = {
     "_api_list_subscriptions": RouteParams("stripe.params.SubscriptionListParams",
                                            _LIST + ("status", "customer", "price", "created")),
     "_api_retrieve_subscription": RouteParams("stripe.params.SubscriptionRetrieveParams"),
-    # Proration is accepted and has no effect: the sandbox keeps no invoices.
+    # Proration is accepted and has no effect: the sandbox bills no prorations.
     "_api_update_subscription": RouteParams("stripe.params.SubscriptionUpdateParams", (
         "cancel_at_period_end", "cancel_at", "metadata", "expand", "proration_behavior", "proration_date",
         "cancellation_details")),
     "_api_cancel_subscription": RouteParams("stripe.params.SubscriptionCancelParams"),
     "_api_list_subscription_items": RouteParams("stripe.params.SubscriptionItemListParams"),
+    "_api_list_invoices": RouteParams("stripe.params.InvoiceListParams", _PAGING + (
+        "subscription", "status", "customer", "created", "collection_method")),
+    "_api_retrieve_invoice": RouteParams("stripe.params.InvoiceRetrieveParams", ()),
 }
 
 

@@ -65,6 +65,8 @@ ROUTES: List[Route] = [
     _route("POST", r"/v1/subscriptions/" + _ID, "_api_update_subscription", "api"),
     _route("DELETE", r"/v1/subscriptions/" + _ID, "_api_cancel_subscription", "api"),
     _route("GET", r"/v1/subscription_items", "_api_list_subscription_items", "api"),
+    _route("GET", r"/v1/invoices", "_api_list_invoices", "api"),
+    _route("GET", r"/v1/invoices/" + _ID, "_api_retrieve_invoice", "api"),
     _route("GET", r"/p/session/" + _ID, "_page_portal_session", "page"),
     _route("GET", r"/p/session/" + _ID + r"/subscriptions/" + _ID + r"/cancel", "_page_portal_cancel_confirm",
            "page"),

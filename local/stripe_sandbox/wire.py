@@ -238,21 +238,28 @@ def _created_matches(created: int, condition: Any) -> bool:
     return True
 
 
-def _page(items: List[Dict[str, Any]], params: Dict[str, Any], url: str, kind: str) -> Dict[str, Any]:
-    """One page of a newest-first list, Stripe's cursor pagination."""
+def _page(items: List[Dict[str, Any]], params: Dict[str, Any], url: str, kind: str,
+          order: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """One page of a newest-first list, Stripe's cursor pagination. A cursor
+    is looked up in `order` when given: every object of the kind, newest
+    first, that the filtered items were taken from. At Stripe a cursor marks
+    a place, so one the filters no longer match (an invoice paid between two
+    pages of open ones) still pages on."""
     limit = int(params.get("limit") or DEFAULT_PAGE_LIMIT)
     if not 1 <= limit <= MAX_PAGE_LIMIT:
         raise SandboxError(400, "This value must be between 1 and 100 (it currently is %d)." % limit,
                            param="limit")
-    ids = [item["id"] for item in items]
+    rank = {item["id"]: index for index, item in enumerate(items if order is None else order)}
     if params.get("starting_after"):
-        if params["starting_after"] not in ids:
+        if params["starting_after"] not in rank:
             raise _missing(kind, params["starting_after"], "starting_after")
-        items = items[ids.index(params["starting_after"]) + 1:]
+        after = rank[params["starting_after"]]
+        items = [item for item in items if rank[item["id"]] > after]
     elif params.get("ending_before"):
-        if params["ending_before"] not in ids:
+        if params["ending_before"] not in rank:
             raise _missing(kind, params["ending_before"], "ending_before")
-        before = items[:ids.index(params["ending_before"])]
+        until = rank[params["ending_before"]]
+        before = [item for item in items if rank[item["id"]] < until]
         return {"object": "list", "data": before[-limit:], "has_more": len(before) > limit, "url": url}
     return {"object": "list", "data": items[:limit], "has_more": len(items) > limit, "url": url}
 

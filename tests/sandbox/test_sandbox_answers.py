@@ -232,6 +232,19 @@ def walk_list_subscription_items(sandbox, client, gym):
         conforms(client.v1.subscription_items.list(params, gym["opts"]), ListObject[stripe.SubscriptionItem])
 
 
+def walk_list_invoices(sandbox, client, gym):
+    owing = sandbox.create_subscription(gym["account"], gym["customer"], [gym["product"]], status="past_due")["id"]
+    for params, expected in (({}, 2), ({"subscription": owing, "status": "open", "limit": 100}, 1),
+                             ({"customer": gym["customer"], "status": "paid"}, 1)):
+        listed = conforms(client.v1.invoices.list(params, gym["opts"]), ListObject[stripe.Invoice])
+        assert len(listed["data"]) == expected and listed["url"] == "/v1/invoices"
+
+
+def walk_retrieve_invoice(sandbox, client, gym):
+    [invoice] = sandbox.invoices(gym["account"], subscription=gym["subscription"])
+    assert conforms(client.v1.invoices.retrieve(invoice["id"], None, gym["opts"]), stripe.Invoice) == invoice
+
+
 WALKS = {
     "_oauth_token": walk_oauth_token,
     "_oauth_deauthorize": walk_oauth_deauthorize,
@@ -254,6 +267,8 @@ WALKS = {
     "_api_update_subscription": walk_update_subscription,
     "_api_cancel_subscription": walk_cancel_subscription,
     "_api_list_subscription_items": walk_list_subscription_items,
+    "_api_list_invoices": walk_list_invoices,
+    "_api_retrieve_invoice": walk_retrieve_invoice,
 }
 
 

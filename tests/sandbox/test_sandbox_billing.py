@@ -1,9 +1,9 @@
 """What the sandbox bills and keeps for the portal's pages: an invoice per
 subscription period, cards saved to customers (Stripe's test cards and what
 each does), why a subscription was canceled, and each webhook delivery's
-answer. The sandbox serves no invoice or payment method routes (the
-connector reads none): its records are read here as stripe-python's own
-objects."""
+answer. The sandbox serves no payment method routes (the connector reads
+none): its records are read here as stripe-python's own objects, and
+invoices over HTTP in test_sandbox_invoices."""
 import pytest
 import stripe
 

@@ -77,11 +77,13 @@ class Invoices:
                 and (subscription is None or _subscription_of(i) == subscription)
                 and (status is None or i["status"] == status)]
 
-    def _bill_subscription(self, scope: Optional[str], subscription: Dict[str, Any],
-                           billing_reason: str, looks_back: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
+    def _bill_subscription(self, scope: Optional[str], subscription: Dict[str, Any], billing_reason: str,
+                           looks_back: Optional[Dict[str, int]] = None, paid: bool = True) -> Dict[str, Any]:
         """The invoice for the subscription's current period. Like Stripe's, its
         own period_start and period_end look back one period (the moment of
-        creation for the first invoice); each line carries the period it pays for."""
+        creation for the first invoice); each line carries the period it pays for.
+        The first invoice's status follows the status the subscription starts
+        in; a later one is paid, or left open when `paid` says its charge failed."""
         now = int(self.clock())
         invoice_id = _random_id("in_", 24)
         trialing = subscription["status"] == "trialing"
@@ -120,8 +122,10 @@ class Invoices:
                 "taxes": [],
             })
         total = sum(line["amount"] for line in lines)
-        status = _UNPAID_STATUS.get(subscription["status"], "paid") if billing_reason == "subscription_create" \
-            else "paid"
+        if billing_reason == "subscription_create":
+            status = _UNPAID_STATUS.get(subscription["status"], "paid")
+        else:
+            status = "paid" if paid else "open"
         paid = status == "paid"
         customer = self._customers.get(scope, {}).get(subscription["customer"], {})
         account = self._accounts.get(scope or "", {})
@@ -192,6 +196,68 @@ class Invoices:
         self._invoice_counts[(scope, customer_id)] = count
         return "%s-%04d" % (prefix, count)
 
+    # falling behind on payment, and catching up
+
+    def fail_payment(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        """A charge on an active subscription fails and Stripe's settings leave
+        it past_due: it gets an open invoice, made now, for its current period
+        (billing_reason subscription_update, as when a change made mid-period
+        is invoiced and its payment fails), and its period does not move.
+        Records customer.subscription.updated; returns the subscription."""
+        with self._lock:
+            scope = self._scope(account_id)
+            subscription = self._subscription_or_raise(scope, subscription_id)
+            if subscription["status"] != "active":
+                raise ValueError("subscription %s is %s: only an active subscription's payment can fail here"
+                                 % (subscription_id, subscription["status"]))
+            changed = copy.deepcopy(subscription)
+            changed["status"] = "past_due"
+            updated = self._store_update(scope, subscription, changed)
+            self._bill_subscription(scope, subscription, "subscription_update", paid=False)
+            return updated
+
+    def pay_open_invoices(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
+        """Every open invoice of the subscription is paid now, as when Stripe's
+        retries of them succeed (the customer's card works again). With its
+        latest invoice paid, a past_due or unpaid subscription becomes
+        active, recording customer.subscription.updated. Returns the
+        subscription."""
+        with self._lock:
+            scope = self._scope(account_id)
+            subscription = self._subscription_or_raise(scope, subscription_id)
+            owed = self._invoices_of(scope, subscription=subscription_id, status="open")
+            if not owed:
+                raise ValueError("subscription %s has no open invoice" % subscription_id)
+            now = int(self.clock())
+            for invoice in owed:
+                _settle(invoice, now)
+            if subscription["status"] not in ("past_due", "unpaid"):
+                return copy.deepcopy(subscription)
+            changed = copy.deepcopy(subscription)
+            changed["status"] = "active"
+            return self._store_update(scope, subscription, changed)
+
+    def backdate_invoice(self, account_id: Optional[str], invoice_id: str, created: int) -> Dict[str, Any]:
+        """Moves the invoice's making to `created`, a moment not after now,
+        with its finalization (and its payment, if it was paid as it was
+        made): how a test gets an invoice open for weeks without waiting.
+        Lists then put it in its new place. Returns the invoice."""
+        with self._lock:
+            scope = self._scope(account_id)
+            invoice = self._invoices.get(scope, {}).get(invoice_id)
+            if invoice is None:
+                raise KeyError("no invoice %s on %s" % (invoice_id, scope or "the platform"))
+            created = int(created)
+            if created > self.clock():
+                raise ValueError("an invoice cannot be made in the future (%d)" % created)
+            was = invoice["created"]
+            moments = [(invoice, "created"), (invoice, "effective_at"), (invoice, "webhooks_delivered_at")]
+            moments += [(invoice["status_transitions"], name) for name in ("finalized_at", "paid_at", "voided_at")]
+            for holder, name in moments:
+                if holder[name] == was:
+                    holder[name] = created
+            return copy.deepcopy(invoice)
+
     # API
 
     def _api_list_invoices(self, request: Request) -> Response:
@@ -215,6 +281,11 @@ class Invoices:
         if invoice is None:
             raise _missing("invoice", invoice_id)
         return json_response(invoice)
+
+
+def _settle(invoice: Dict[str, Any], at: int) -> None:
+    invoice.update(status="paid", amount_paid=invoice["amount_due"], amount_remaining=0, auto_advance=False)
+    invoice["status_transitions"]["paid_at"] = at
 
 
 def _subscription_of(invoice: Dict[str, Any]) -> Optional[str]:

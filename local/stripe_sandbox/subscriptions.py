@@ -140,12 +140,18 @@ class Subscriptions:
             return self._update_subscription(self._scope(account_id), subscription_id, changes)
 
     def renew_subscription(self, account_id: Optional[str], subscription_id: str,
-                           period_end: Optional[int] = None) -> Dict[str, Any]:
+                           period_end: Optional[int] = None, paid: bool = True) -> Dict[str, Any]:
         """The current period ended: every item's next period starts at the old
-        end and lasts as long (or ends at period_end); past_due, unpaid and
-        trialing become active, and the new period is billed. One set to
-        cancel at that moment (by cancel_at_period_end or cancel_at) is
-        canceled instead, as Stripe does."""
+        end and lasts as long (or ends at period_end), and the new period is
+        billed. Paid, past_due, unpaid and trialing become active: the
+        latest invoice is what a subscription's status follows, so invoices
+        left open before stay open, as Stripe's do until their own retries
+        (pay_open_invoices) settle them. With paid=False the renewal charge
+        fails and Stripe's settings leave the subscription past_due: an
+        active, trialing or past_due one becomes (or stays) past_due and the
+        new invoice is open. One set to cancel at that moment (by
+        cancel_at_period_end or cancel_at) is canceled instead, as Stripe does.
+        Records customer.subscription.updated; returns the subscription."""
         with self._lock:
             scope = self._scope(account_id)
             subscription = self._subscription_or_raise(scope, subscription_id)
@@ -157,17 +163,24 @@ class Subscriptions:
                 return self._cancel_subscription(scope, subscription_id)
             if period_end is not None and int(period_end) <= old_end:
                 raise ValueError("the next period must end after the current one (%d)" % old_end)
+            if not paid and subscription["status"] not in ("active", "trialing", "past_due"):
+                # Stripe charges none of these at renewal: unpaid leaves its
+                # invoices in draft, paused and incomplete ones issue none.
+                raise ValueError("subscription %s is %s: Stripe does not charge it at renewal"
+                                 % (subscription_id, subscription["status"]))
             changed = copy.deepcopy(subscription)
             for item in changed["items"]["data"]:
                 start, end = item["current_period_start"], item["current_period_end"]
                 item["current_period_start"] = end
                 item["current_period_end"] = int(period_end) if period_end is not None else end + (end - start)
-            if changed["status"] in ("past_due", "unpaid", "trialing"):
+            if not paid:
+                changed["status"] = "past_due"
+            elif changed["status"] in ("past_due", "unpaid", "trialing"):
                 changed["status"] = "active"
             old_start = min(item["current_period_start"] for item in subscription["items"]["data"])
             renewed = self._store_update(scope, subscription, changed)
             self._bill_subscription(scope, subscription, "subscription_cycle",
-                                    looks_back={"start": old_start, "end": old_end})
+                                    looks_back={"start": old_start, "end": old_end}, paid=paid)
             return renewed
 
     def cancel_subscription(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:

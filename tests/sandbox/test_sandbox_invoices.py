@@ -156,3 +156,155 @@ def test_a_param_stripe_takes_that_the_sandbox_does_not_carry_out_is_refused_by_
     error = refused(lambda: stripe_client.v1.invoices.list(params, gym["opts"]))
     assert error.http_status == 400 and error.param == param
     assert error.user_message.startswith("Stripe accepts %s here, but the sandbox does not carry it out" % param)
+
+
+# ------------------------------------------------------------ falling behind on payment
+
+def open_invoices(stripe_client, gym, subscription=None, **params):
+    return stripe_client.v1.invoices.list({"subscription": subscription or gym["subscription"], "status": "open",
+                                           "limit": 100, **params}, gym["opts"])
+
+
+def test_an_unpaid_renewal_moves_every_period_on_makes_it_past_due_and_leaves_an_open_invoice(
+        sandbox, stripe_client, gym, clock):
+    pilates = sandbox.create_product(gym["account"], name="Pilates")["id"]
+    sandbox.update_subscription(gym["account"], gym["subscription"], products=[gym["product"], pilates])
+    clock[0] = NOW + 30 * DAY
+    sandbox.renew_subscription(gym["account"], gym["subscription"], paid=False)
+    sub = stripe_client.v1.subscriptions.retrieve(gym["subscription"], None, gym["opts"])
+    assert sub.status == "past_due"
+    assert [(i.current_period_start, i.current_period_end) for i in sub["items"].data] == [
+        (NOW + 30 * DAY, NOW + 60 * DAY)] * 2
+    [invoice] = open_invoices(stripe_client, gym).data
+    assert (invoice.billing_reason, invoice.created, invoice.total) == ("subscription_cycle", NOW + 30 * DAY, 3000)
+    assert (invoice.amount_paid, invoice.amount_remaining, invoice.status_transitions.paid_at) == (0, 3000, None)
+    assert [(line.period.start, line.period.end) for line in invoice.lines.data] == [
+        (NOW + 30 * DAY, NOW + 60 * DAY)] * 2
+    event = sandbox.events[-1]
+    assert event["type"] == "customer.subscription.updated"
+    assert event["data"]["previous_attributes"]["status"] == "active"
+    assert event["data"]["previous_attributes"]["items"]["data"][0]["current_period_end"] == NOW + 30 * DAY
+
+
+def test_the_oldest_open_invoice_of_a_subscription_behind_for_two_periods_is_found_by_paging(
+        sandbox, stripe_client, gym, clock):
+    for month in (1, 2):
+        clock[0] = NOW + month * 30 * DAY
+        sandbox.renew_subscription(gym["account"], gym["subscription"], paid=False)
+    assert sandbox.subscription(gym["account"], gym["subscription"])["status"] == "past_due"
+    assert sandbox.events[-1]["data"]["previous_attributes"].keys() == {"items"}
+    first_page = open_invoices(stripe_client, gym, limit=1)
+    assert first_page.has_more is True and first_page.data[0].created == NOW + 60 * DAY
+    rest = open_invoices(stripe_client, gym, limit=1, starting_after=first_page.data[0].id)
+    assert rest.has_more is False and [i.created for i in rest.data] == [NOW + 30 * DAY]
+
+
+def test_a_trial_whose_first_charge_fails_becomes_past_due(sandbox, gym):
+    trial = sandbox.create_subscription(gym["account"], gym["customer"], [gym["product"]], status="trialing")["id"]
+    assert sandbox.renew_subscription(gym["account"], trial, paid=False)["status"] == "past_due"
+    assert [i["status"] for i in sandbox.invoices(gym["account"], subscription=trial)] == ["paid", "open"]
+
+
+@pytest.mark.parametrize("status", ["unpaid", "paused", "incomplete"])
+def test_an_unpaid_renewal_of_a_subscription_stripe_does_not_charge_is_refused_and_changes_nothing(
+        sandbox, gym, status):
+    sandbox.update_subscription(gym["account"], gym["subscription"], status=status)
+    before, events = sandbox.subscription(gym["account"], gym["subscription"]), len(sandbox.events)
+    with pytest.raises(ValueError, match="Stripe does not charge it at renewal"):
+        sandbox.renew_subscription(gym["account"], gym["subscription"], paid=False)
+    assert sandbox.subscription(gym["account"], gym["subscription"]) == before and len(sandbox.events) == events
+    assert len(sandbox.invoices(gym["account"], subscription=gym["subscription"])) == 1
+
+
+def test_an_unpaid_renewal_of_a_subscription_set_to_cancel_cancels_it_and_bills_nothing(sandbox, gym):
+    sandbox.update_subscription(gym["account"], gym["subscription"], cancel_at_period_end=True)
+    assert sandbox.renew_subscription(gym["account"], gym["subscription"], paid=False)["status"] == "canceled"
+    assert sandbox.invoices(gym["account"], status="open") == []
+
+
+def test_a_failed_payment_makes_it_past_due_with_an_invoice_made_now_and_the_period_unmoved(
+        sandbox, stripe_client, gym, clock):
+    clock[0] = NOW + 10 * DAY
+    sandbox.fail_payment(gym["account"], gym["subscription"])
+    sub = stripe_client.v1.subscriptions.retrieve(gym["subscription"], None, gym["opts"])
+    assert sub.status == "past_due" and sub["items"].data[0].current_period_end == NOW + 30 * DAY
+    [invoice] = open_invoices(stripe_client, gym).data
+    assert (invoice.created, invoice.billing_reason, invoice.amount_remaining) == (
+        NOW + 10 * DAY, "subscription_update", 1500)
+    assert sandbox.events[-1]["data"]["previous_attributes"] == {"status": "active"}
+
+
+@pytest.mark.parametrize("status", ["past_due", "trialing", "paused"])
+def test_a_failed_payment_of_a_subscription_that_is_not_active_is_refused(sandbox, gym, status):
+    sandbox.update_subscription(gym["account"], gym["subscription"], status=status)
+    with pytest.raises(ValueError, match="only an active subscription's payment can fail"):
+        sandbox.fail_payment(gym["account"], gym["subscription"])
+    assert sandbox.invoices(gym["account"], status="open") == []
+
+
+def test_a_paid_renewal_makes_a_past_due_subscription_active_and_the_earlier_invoice_stays_open(
+        sandbox, stripe_client, gym, clock):
+    sandbox.fail_payment(gym["account"], gym["subscription"])
+    clock[0] = NOW + 30 * DAY
+    renewed = sandbox.renew_subscription(gym["account"], gym["subscription"])
+    assert renewed["status"] == "active"
+    assert sandbox.events[-1]["data"]["previous_attributes"]["status"] == "past_due"
+    newest = stripe_client.v1.invoices.list({"subscription": gym["subscription"], "limit": 1}, gym["opts"]).data[0]
+    assert (newest.status, newest.billing_reason, newest.created) == ("paid", "subscription_cycle", NOW + 30 * DAY)
+    assert [i.created for i in open_invoices(stripe_client, gym).data] == [NOW]
+
+
+def test_paying_the_open_invoices_settles_each_and_makes_the_subscription_active(sandbox, stripe_client, gym, clock):
+    sandbox.fail_payment(gym["account"], gym["subscription"])
+    clock[0] = NOW + 30 * DAY
+    sandbox.renew_subscription(gym["account"], gym["subscription"], paid=False)
+    clock[0] = NOW + 33 * DAY
+    assert sandbox.pay_open_invoices(gym["account"], gym["subscription"])["status"] == "active"
+    assert open_invoices(stripe_client, gym).data == []
+    paid = stripe_client.v1.invoices.list({"subscription": gym["subscription"], "status": "paid"}, gym["opts"]).data
+    assert [(i.amount_paid, i.amount_remaining, i.status_transitions.paid_at) for i in paid[:2]] == [
+        (1500, 0, NOW + 33 * DAY)] * 2
+    assert sandbox.events[-1]["data"]["previous_attributes"] == {"status": "past_due"}
+    with pytest.raises(ValueError, match="no open invoice"):
+        sandbox.pay_open_invoices(gym["account"], gym["subscription"])
+
+
+def test_a_cursor_paid_between_two_pages_of_open_invoices_still_pages_on(sandbox, stripe_client, gym, clock):
+    owing = [sandbox.create_subscription(gym["account"], gym["customer"], [gym["product"]], status="past_due")["id"]
+             for _ in range(3)]
+    first = stripe_client.v1.invoices.list({"status": "open", "limit": 2}, gym["opts"])
+    paid_cursor = first.data[-1]
+    sandbox.pay_open_invoices(gym["account"], owing[1])
+    rest = stripe_client.v1.invoices.list({"status": "open", "limit": 2, "starting_after": paid_cursor.id},
+                                          gym["opts"])
+    assert [i.parent.subscription_details.subscription for i in rest.data] == [owing[0]]
+
+
+# ------------------------------------------------------------ an invoice open for weeks
+
+def test_a_backdated_open_invoice_is_listed_in_its_place_and_found_by_created(sandbox, stripe_client, gym, clock):
+    owing = sandbox.create_subscription(gym["account"], gym["customer"], [gym["product"]], status="past_due")["id"]
+    [invoice] = sandbox.invoices(gym["account"], subscription=owing)
+    moved = sandbox.backdate_invoice(gym["account"], invoice["id"], NOW - 20 * DAY)
+    assert (moved["created"], moved["status_transitions"]["finalized_at"], moved["effective_at"]) == (
+        NOW - 20 * DAY,) * 3
+    listed = stripe_client.v1.invoices.list({}, gym["opts"])
+    assert [i.id for i in listed.data][-1] == invoice["id"]
+    older = stripe_client.v1.invoices.list({"status": "open", "created": {"lt": NOW - 14 * DAY}}, gym["opts"])
+    assert [i.id for i in older.data] == [invoice["id"]]
+
+
+def test_a_paid_invoice_backdated_keeps_its_payment_at_its_making(sandbox, gym):
+    [invoice] = sandbox.invoices(gym["account"])
+    moved = sandbox.backdate_invoice(gym["account"], invoice["id"], NOW - DAY)
+    assert moved["status_transitions"]["paid_at"] == NOW - DAY
+
+
+def test_an_invoice_cannot_be_backdated_into_the_future_or_on_another_account(sandbox, gym):
+    [invoice] = sandbox.invoices(gym["account"])
+    with pytest.raises(ValueError, match="future"):
+        sandbox.backdate_invoice(gym["account"], invoice["id"], NOW + 1)
+    other = sandbox.create_account(display_name="Other Studio")["id"]
+    with pytest.raises(KeyError):
+        sandbox.backdate_invoice(other, invoice["id"], NOW - DAY)
+    assert sandbox.invoices(gym["account"]) == [invoice]

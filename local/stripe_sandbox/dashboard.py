@@ -4,9 +4,11 @@ subscriptions with the controls that move them along and the pre-load of
 many, its webhooks (held, as if the endpoint were down, or sent), and its
 events with each webhook delivery's result."""
 import json
-from typing import Any, Dict, List
+from collections import Counter
+from typing import Any, Callable, Dict, List
 
 from local.stripe_sandbox.events import HELD_DELIVERY_ERROR
+from local.stripe_sandbox.invoices import _subscription_of
 from local.stripe_sandbox.pages import (control_done, control_error, display_name, error_page, esc, hidden_text,
                                         notice, product_names, see_other, utc)
 from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD, preload_notice
@@ -14,8 +16,13 @@ from local.stripe_sandbox.subscriptions import DEFAULT_PERIOD_SECONDS, _period_e
 from local.stripe_sandbox.wire import Request, Response, html_response
 
 # The dashboard's subscription buttons, in the order shown.
-SUBSCRIPTION_ACTIONS = ("cancel_at_period_end", "undo_cancel", "renew", "past_due", "unpaid", "pause", "resume",
-                        "cancel_now")
+SUBSCRIPTION_ACTIONS = ("cancel_at_period_end", "undo_cancel", "renew", "renew_unpaid", "payment_fails",
+                        "pay_open_invoices", "past_due", "unpaid", "pause", "resume", "cancel_now")
+# A button's words where its action's name says too little to a person.
+_ACTION_LABELS = {"renew_unpaid": "renew unpaid (card declines)", "payment_fails": "payment fails (card declines)",
+                  "pay_open_invoices": "payment succeeds (pays open invoices)"}
+# Where Stripe would charge a renewal, and so where the charge can fail.
+_CHARGED_AT_RENEWAL = ("active", "trialing", "past_due")
 RECENT_EVENTS = 10
 # An account's newest subscriptions shown with their buttons; a pre-loaded
 # account's thousands are for the API to list.
@@ -118,6 +125,7 @@ class Dashboard:
         subscriptions = [every[i] for i in list(reversed(every))[:SHOWN_SUBSCRIPTIONS]]
         customers = self._customers.get(account_id, {})
         account_name = display_name(self._account_view(account_id))
+        owing = Counter(_subscription_of(invoice) for invoice in self._invoices_of(account_id, status="open"))
         listed = "".join('<li><strong>%s</strong> <code>%s</code>%s</li>' % (
             esc(p["name"]), esc(p["id"]),
             "".join(' <span class="muted">%s=%s</span>' % (esc(k), esc(v))
@@ -139,14 +147,18 @@ class Dashboard:
             feedback = (subscription.get("cancellation_details") or {}).get("feedback")
             if feedback:
                 flags.append("reason: %s" % feedback)
+            unpaid = owing[subscription["id"]]
+            unpaid_words = "<br>%d open invoice%s" % (unpaid, "" if unpaid == 1 else "s") if unpaid else ""
             rows.append(
                 '<tr><th scope="row" data-label="Subscription"><code>%s</code></th>'
                 '<td data-label="Customer">%s<br><code>%s</code></td><td data-label="Products">%s</td>'
-                '<td data-label="Status"><strong>%s</strong></td><td data-label="Period ends">%s</td>'
+                '<td data-label="Status"><strong>%s</strong>%s</td><td data-label="Period ends">%s</td>'
                 '<td data-label="Cancellation">%s</td><td data-label="Actions">%s</td></tr>' % (
                     esc(subscription["id"]), esc(who), esc(subscription["customer"]), esc(names),
-                    esc(subscription["status"]), esc(utc(_period_end(subscription))), esc("; ".join(flags)),
-                    _subscription_buttons(subscription, "%s for %s (%s)" % (names, who, subscription["id"]))))
+                    esc(subscription["status"]), unpaid_words, esc(utc(_period_end(subscription))),
+                    esc("; ".join(flags)),
+                    _subscription_buttons(subscription, "%s for %s (%s)" % (names, who, subscription["id"]),
+                                          bool(unpaid))))
         table = ('<table class="stack wide"><thead><tr><th scope="col">Subscription</th><th scope="col">Customer</th>'
                  '<th scope="col">Products</th><th scope="col">Status</th><th scope="col">Period ends</th>'
                  '<th scope="col">Cancellation</th><th scope="col">Actions</th></tr></thead><tbody>%s</tbody>'
@@ -377,16 +389,21 @@ class Dashboard:
             "pause": {"status": "paused"},
             "resume": {"status": "active"},
         }
-        if action not in changes and action not in ("renew", "cancel_now"):
+        calls: Dict[str, Callable[[], Dict[str, Any]]] = {
+            "renew": lambda: self.renew_subscription(scope, subscription_id),
+            "renew_unpaid": lambda: self.renew_subscription(scope, subscription_id, paid=False),
+            "payment_fails": lambda: self.fail_payment(scope, subscription_id),
+            "pay_open_invoices": lambda: self.pay_open_invoices(scope, subscription_id),
+            "cancel_now": lambda: self._cancel_subscription(scope, subscription_id),
+        }
+        if action not in changes and action not in calls:
             return control_error(request, "Unknown action %r: use one of %s." % (
                 action, ", ".join(SUBSCRIPTION_ACTIONS)), 404)
         if subscription["status"] == "canceled":
             return control_error(request, "Subscription %s is canceled." % subscription_id)
         try:
-            if action == "renew":
-                result = self.renew_subscription(scope, subscription_id)
-            elif action == "cancel_now":
-                result = self._cancel_subscription(scope, subscription_id)
+            if action in calls:
+                result = calls[action]()
             else:
                 result = self._update_subscription(scope, subscription_id, changes[action])
         except ValueError as exc:
@@ -394,18 +411,23 @@ class Dashboard:
         return control_done(request, result)
 
 
-def _subscription_buttons(subscription: Dict[str, Any], which: str) -> str:
-    """The row's buttons; each names the subscription it acts on for a screen
-    reader, which hears a button's name without its row."""
-    if subscription["status"] == "canceled":
+def _subscription_buttons(subscription: Dict[str, Any], which: str, owing: bool) -> str:
+    """The row's buttons, those that apply to it; each names the subscription
+    it acts on for a screen reader, which hears a button's name without its
+    row. `owing`: the subscription has open invoices to pay."""
+    status = subscription["status"]
+    if status == "canceled":
         return ""
     cancelling = subscription["cancel_at_period_end"] or subscription["cancel_at"] is not None
-    paused = subscription["status"] == "paused"
+    paused = status == "paused"
     shown = [a for a in SUBSCRIPTION_ACTIONS if not (
         (a == "cancel_at_period_end" and cancelling) or (a == "undo_cancel" and not cancelling)
         or (a == "pause" and paused) or (a == "resume" and not paused)
-        or (a in ("past_due", "unpaid") and subscription["status"] == a))]
+        or (a in ("past_due", "unpaid") and status == a)
+        or (a == "renew_unpaid" and status not in _CHARGED_AT_RENEWAL)
+        or (a == "payment_fails" and status != "active") or (a == "pay_open_invoices" and not owing))]
     return '<form method="post" class="buttons">%s</form>' % " ".join(
         '<button formaction="/dashboard/subscriptions/%s/%s">%s%s</button>' % (
-            esc(subscription["id"]), action, action.replace("_", " "), hidden_text(" " + which))
+            esc(subscription["id"]), action, esc(_ACTION_LABELS.get(action, action.replace("_", " "))),
+            hidden_text(" " + which))
         for action in shown)

@@ -1,12 +1,14 @@
 """Invoices as the connector reads them: GET /v1/invoices through the real
 stripe-python client (its filters, newest-first paging, and what it
 refuses), and a subscription falling behind on payment as Stripe's do,
-leaving open invoices behind."""
+leaving open invoices behind, from the Python API and the dashboard's buttons."""
 import pytest
+import requests
 import stripe
 
 from tests.sandbox.conformance import violations
 from tests.sandbox.conftest import NOW
+from tests.sandbox.test_sandbox_pages import Page, portal
 
 DAY = 24 * 3600
 
@@ -308,3 +310,63 @@ def test_an_invoice_cannot_be_backdated_into_the_future_or_on_another_account(sa
     with pytest.raises(KeyError):
         sandbox.backdate_invoice(other, invoice["id"], NOW - DAY)
     assert sandbox.invoices(gym["account"]) == [invoice]
+
+
+# ------------------------------------------------------------ the dashboard and the portal
+
+def press(sandbox, subscription, action, json_answer=False):
+    headers = {"Accept": "application/json"} if json_answer else {}
+    return requests.post("%s/dashboard/subscriptions/%s/%s" % (sandbox.url, subscription, action),
+                         headers=headers, allow_redirects=False, timeout=10)
+
+
+def buttons_of(sandbox, subscription):
+    """The names of the dashboard's buttons for one subscription, as a screen reader hears them."""
+    shown = Page(requests.get(sandbox.url + "/", timeout=10).text)
+    return [name for name in shown.buttons if name.endswith("(%s)" % subscription)]
+
+
+def test_the_dashboards_renew_unpaid_button_leaves_the_subscription_past_due_owing_the_new_period(sandbox, gym):
+    assert "renew unpaid (card declines) Yoga for member@localfitness.test (%s)" % gym["subscription"] in buttons_of(
+        sandbox, gym["subscription"])
+    answer = press(sandbox, gym["subscription"], "renew_unpaid")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/"
+    sub = sandbox.subscription(gym["account"], gym["subscription"])
+    assert sub["status"] == "past_due" and sub["items"]["data"][0]["current_period_start"] == NOW + 30 * DAY
+    assert [i["billing_reason"] for i in sandbox.invoices(gym["account"], status="open")] == ["subscription_cycle"]
+    assert "1 open invoice" in requests.get(sandbox.url + "/", timeout=10).text
+    names = [name.split(" Yoga for ")[0] for name in buttons_of(sandbox, gym["subscription"])]
+    assert "renew unpaid (card declines)" in names and "payment succeeds (pays open invoices)" in names
+    assert "payment fails (card declines)" not in names and "past due" not in names
+
+
+def test_the_dashboards_payment_fails_then_payment_succeeds_buttons_answer_json_for_curl(sandbox, gym):
+    failed = press(sandbox, gym["subscription"], "payment_fails", json_answer=True)
+    assert failed.status_code == 200 and failed.json()["status"] == "past_due"
+    assert len(sandbox.invoices(gym["account"], status="open")) == 1
+    refused = press(sandbox, gym["subscription"], "payment_fails", json_answer=True)
+    assert refused.status_code == 400 and "only an active subscription" in refused.json()["error"]["message"]
+    recovered = press(sandbox, gym["subscription"], "pay_open_invoices", json_answer=True)
+    assert recovered.status_code == 200 and recovered.json()["status"] == "active"
+    assert sandbox.invoices(gym["account"], status="open") == []
+    names = [name.split(" Yoga for ")[0] for name in buttons_of(sandbox, gym["subscription"])]
+    assert "payment succeeds (pays open invoices)" not in names and "payment fails (card declines)" in names
+
+
+def test_the_dashboard_refuses_an_unpaid_renewal_stripe_would_not_charge_and_says_why(sandbox, gym):
+    sandbox.update_subscription(gym["account"], gym["subscription"], status="paused")
+    assert not any(name.startswith("renew unpaid") for name in buttons_of(sandbox, gym["subscription"]))
+    answer = press(sandbox, gym["subscription"], "renew_unpaid", json_answer=True)
+    assert answer.status_code == 400 and "Stripe does not charge it at renewal" in answer.json()["error"]["message"]
+    assert sandbox.subscription(gym["account"], gym["subscription"])["status"] == "paused"
+
+
+def test_the_portal_shows_a_subscription_behind_on_payment_as_past_due_with_its_open_invoice(
+        sandbox, stripe_client, gym, clock):
+    clock[0] = NOW + 30 * DAY
+    sandbox.renew_subscription(gym["account"], gym["subscription"], paid=False)
+    shown = Page(requests.get(portal(stripe_client, gym).url, timeout=10).text).text
+    current = shown[shown.index("Current subscriptions"):shown.index("Invoice history")]
+    assert "Past due" in current and "Active" not in current
+    history = shown[shown.index("Invoice history"):]
+    assert history.index("Open") < history.index("Paid")

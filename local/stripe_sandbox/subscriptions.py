@@ -143,14 +143,16 @@ class Subscriptions:
                            period_end: Optional[int] = None, paid: bool = True) -> Dict[str, Any]:
         """The current period ended: every item's next period starts at the old
         end and lasts as long (or ends at period_end), and the new period is
-        billed. Paid, past_due, unpaid and trialing become active: the
-        latest invoice is what a subscription's status follows, so invoices
-        left open before stay open, as Stripe's do until their own retries
-        (pay_open_invoices) settle them. With paid=False the renewal charge
-        fails and Stripe's settings leave the subscription past_due: an
-        active, trialing or past_due one becomes (or stays) past_due and the
-        new invoice is open. One set to cancel at that moment (by
-        cancel_at_period_end or cancel_at) is canceled instead, as Stripe does.
+        billed. One set to cancel at that moment (by cancel_at_period_end or
+        cancel_at) is canceled instead, as Stripe does.
+
+        When the renewal is paid, past_due, unpaid and trialing become
+        active and the new invoice is paid. A subscription's status follows
+        its latest invoice, so invoices left open before stay open, as
+        Stripe's do until their own retries settle them (pay_open_invoices).
+        With paid=False the renewal charge fails and Stripe's settings leave
+        the subscription past_due: an active, trialing or past_due one
+        becomes (or stays) past_due and the new invoice is open.
         Records customer.subscription.updated; returns the subscription."""
         with self._lock:
             scope = self._scope(account_id)

@@ -298,6 +298,8 @@ def test_webhooks_the_sandbox_signs_carry_events_and_objects_as_their_classes_de
     sandbox.update_subscription(account, subscription, status="paused")
     sandbox.update_subscription(account, subscription, status="active")
     sandbox.renew_subscription(account, subscription)
+    sandbox.renew_subscription(account, subscription, paid=False)
+    sandbox.pay_open_invoices(account, subscription)
     client.v1.subscriptions.update(subscription, {"cancel_at_period_end": True}, gym["opts"])
     client.v1.subscriptions.cancel(subscription, None, gym["opts"])
     client.oauth.deauthorize({"stripe_user_id": account})
@@ -314,8 +316,8 @@ def test_webhooks_the_sandbox_signs_carry_events_and_objects_as_their_classes_de
     assert types == [
         "account.application.authorized", "customer.subscription.created", "account.updated",
         "customer.subscription.updated", "customer.subscription.paused", "customer.subscription.resumed",
-        "customer.subscription.updated", "customer.subscription.updated", "customer.subscription.deleted",
-        "account.application.deauthorized"]
+        "customer.subscription.updated", "customer.subscription.updated", "customer.subscription.updated",
+        "customer.subscription.updated", "customer.subscription.deleted", "account.application.deauthorized"]
 
 
 # ------------------------------------------------------------------ the values behind the fields

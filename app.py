@@ -13,7 +13,7 @@ from chalicelib.auth import ADMIN_ROLES, ROLES, authenticate, require_role
 from chalicelib.connections import parse_connect_request
 from chalicelib.errors import (AccessDenied, AlreadyLinked, ConfigurationError, ConnectionChanged, ConnectorError,
                                Forbidden, InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
-                               NoBillingAccount, NotConnected, NotFound, PayloadTooLarge, PortalDisabled,
+                               NoBillingAccount, NotConnected, NotFound, NotLinked, PayloadTooLarge, PortalDisabled,
                                StripeFailure, Unauthorized)
 from chalicelib.catch_up import CATCH_UP_MESSAGE
 from chalicelib.imports import IMPORT_MESSAGE
@@ -50,6 +50,7 @@ ERRORS = (
     (NoBillingAccount, 404, "no_billing_account"),
     (NotFound, 404, "not_found"),
     (AlreadyLinked, 409, "already_linked"),
+    (NotLinked, 409, "not_linked"),
     (NotConnected, 409, "not_connected"),
     (PortalDisabled, 409, "portal_disabled"),
     (ConnectionChanged, 409, "conflict"),
@@ -216,6 +217,7 @@ preflight("/connectors/stripe/settings", "PUT")
 preflight("/connectors/stripe/sync", "POST")
 preflight("/connectors/stripe/unmatched", "GET")
 preflight("/connectors/stripe/unmatched/{subscription_id}/link", "POST")
+preflight("/connectors/stripe/links/{subscription_id}", "DELETE")
 preflight(CALLBACK_PATH, "POST")
 preflight("/billing/portal", "GET")
 preflight("/billing/portal/sessions", "POST")
@@ -280,6 +282,13 @@ def link_unmatched(subscription_id):
     if not isinstance(body, dict) or set(body) - {"user_id"}:
         raise InvalidRequest("The body must be {\"user_id\": \"...\"}")
     return services.get_unmatched_service().link(admin.site_id, unquote(subscription_id), body.get("user_id"))
+
+
+@app.route("/connectors/stripe/links/{subscription_id}", methods=["DELETE"])
+@answers_errors
+def unlink_subscription(subscription_id):
+    admin = caller(ADMIN_ROLES)
+    return services.get_unmatched_service().unlink(admin.site_id, unquote(subscription_id))
 
 
 @app.route("/billing/portal", methods=["GET"])

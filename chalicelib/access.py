@@ -2,7 +2,7 @@
 subscription (as a plain dict, the way Stripe sends it) and a moment."""
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 USER_ID_METADATA_KEY = "customerhub_user_id"
@@ -30,6 +30,13 @@ SUBSCRIPTION_PAUSED = "subscription_paused"
 SUBSCRIPTION_INCOMPLETE = "subscription_incomplete"
 PERIOD_ENDED = "period_ended"
 PRODUCT_REMOVED = "product_removed"
+SUBSCRIPTION_REASSIGNED = "subscription_reassigned"
+SUBSCRIPTION_UNLINKED = "subscription_unlinked"
+SUBSCRIPTION_PAST_DUE = "subscription_past_due"
+
+# How long a past-due subscription keeps access while Stripe retries the
+# payment, unless the site says otherwise (past_due_grace_days).
+DEFAULT_PAST_DUE_GRACE = timedelta(days=14)
 
 GRANTING_STATUSES = ("active", "trialing", "past_due")
 # Why a status that grants nothing ended access.
@@ -58,7 +65,12 @@ class Access:
     products: Tuple[Product, ...]
 
 
-def access_of(subscription: Dict[str, Any], now: datetime) -> Access:
+def access_of(subscription: Dict[str, Any], now: datetime, grace: timedelta = DEFAULT_PAST_DUE_GRACE,
+              behind_since: Optional[datetime] = None) -> Access:
+    """What the subscription grants at `now`. `grace` is the site's
+    past_due_grace_days; `behind_since`, for a past_due subscription, when
+    its oldest unpaid invoice was made (None: none is open, and the earliest
+    item period start stands for it)."""
     status = subscription.get("status")
     products = products_of(subscription)
     if status not in GRANTING_STATUSES:
@@ -66,23 +78,26 @@ def access_of(subscription: Dict[str, Any], now: datetime) -> Access:
         reason = ENDING_REASONS.get(status) if isinstance(status, str) else None
         return Access(EXPIRED, False, ended, reason or SUBSCRIPTION_CANCELED, products)
     period_end = _latest_period_end(subscription)
-    cancel_at = _moment(subscription.get("cancel_at"))
-    scheduled = bool(subscription.get("cancel_at_period_end")) or cancel_at is not None
-    until = period_end
-    if cancel_at is not None:
-        if status == "past_due":
-            # Unpaid: the period that was paid for, or less.
-            until = cancel_at if until is None else min(until, cancel_at)
-        else:
-            # A scheduled cancellation is the end of access, even one past
-            # renewals still to come (a failed renewal makes it past_due).
-            until = cancel_at
-    if until is None:
+    if period_end is None:
         # A granting status with no period on any item: nothing to stand on.
         return Access(EXPIRED, False, None, SUBSCRIPTION_INCOMPLETE, products)
+    cancel_at = _moment(subscription.get("cancel_at"))
+    scheduled = bool(subscription.get("cancel_at_period_end")) or cancel_at is not None
+    # A far cancel_at ends access no later than the period paid for: a
+    # renewal extends it when it is paid, never before.
+    until = period_end if cancel_at is None else min(period_end, cancel_at)
+    grace_end = None
+    if status == "past_due":
+        # A subscription left past_due renews its period without a payment:
+        # access runs from when it fell behind, not from the new period.
+        since = behind_since or _earliest_period_start(subscription)
+        if since is not None:
+            grace_end = since + grace
+            until = min(until, grace_end)
     if until <= now:
         # Access is never true past access_until, whatever the status says.
-        return Access(EXPIRED, False, until, PERIOD_ENDED, products)
+        reason = SUBSCRIPTION_PAST_DUE if grace_end is not None and until == grace_end else PERIOD_ENDED
+        return Access(EXPIRED, False, until, reason, products)
     if status == "past_due":
         state = PAST_DUE
     else:
@@ -156,6 +171,12 @@ def _latest_period_end(subscription: Dict[str, Any]) -> Optional[datetime]:
     ends = [_moment(item.get("current_period_end")) for item in items_of(subscription)]
     ends = [end for end in ends if end is not None]
     return max(ends) if ends else None
+
+
+def _earliest_period_start(subscription: Dict[str, Any]) -> Optional[datetime]:
+    starts = [_moment(item.get("current_period_start")) for item in items_of(subscription)]
+    starts = [start for start in starts if start is not None]
+    return min(starts) if starts else None
 
 
 def _moment(value: Any) -> Optional[datetime]:

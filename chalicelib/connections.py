@@ -8,6 +8,7 @@ from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError
 
+from chalicelib.access import DEFAULT_PAST_DUE_GRACE
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import (AccessDenied, AccountNotConnected, ConnectionChanged, InvalidRequest,
                                InvalidState, StripeFailure)
@@ -87,6 +88,12 @@ class OAuthStateStore:
         if record.expires_at <= now:
             raise InvalidState("The state has expired")
         return record
+
+
+def grace_of(connection: Optional[ConnectionModel]) -> timedelta:
+    """How long a past-due subscription keeps access on the site."""
+    days = getattr(connection, "past_due_grace_days", None)
+    return DEFAULT_PAST_DUE_GRACE if days is None else timedelta(days=int(days))
 
 
 def _hash(state: str) -> str:

@@ -4,19 +4,12 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
-
-from pynamodb.connection import Connection
-from pynamodb.exceptions import TransactWriteError
-from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
+from typing import Dict, Iterable, List, Optional
 
 from chalicelib.access import EXPIRED, Access, is_readable
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import InvalidRequest
-from chalicelib.identity import NAMED_BY_METADATA, customer_member
-from chalicelib.member_customers import FROM_SUBSCRIPTION
-from chalicelib.models import EntitlementModel, MemberCustomerModel, ProductAttribute, WebhookEventModel
+from chalicelib.models import EntitlementModel, ProductAttribute
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +17,6 @@ logger = logging.getLogger(__name__)
 # backfill of `due_shard`: the sweep only looks in shards below it.
 DUE_SHARDS = 16
 MAX_USER_ID_LENGTH = 256
-# DynamoDB's limit on the items of one transaction, less the event's record.
-WRITES_PER_TRANSACTION = 99
 
 
 def member_key(site_id: str, user_id: str) -> str:
@@ -73,9 +64,10 @@ class View:
     # The customer's email and name, kept for an unmatched subscription.
     email: Optional[str] = None
     name: Optional[str] = None
-    # True when the subscription's own metadata named the member: the
-    # customer is then recorded as theirs on the site.
-    named: bool = False
+    # Why the subscription is the member's (chalicelib/identity.py).
+    member_from: Optional[str] = None
+    # For an unmatched subscription: the member whose link or claim of it was undone.
+    unlinked_from: Optional[str] = None
 
 
 class StaleView(Exception):
@@ -99,150 +91,53 @@ def entitlement_item(view: View, now: datetime) -> EntitlementModel:
         products=[ProductAttribute(product_id=p.product_id, stripe_product_id=p.stripe_product_id)
                   for p in access.products],
         view_time=view.view_time, stripe_event_id=view.stripe_event_id, changed_at=now,
+        member_from=None if unmatched else view.member_from,
+        unlinked_from=view.unlinked_from if unmatched else None,
     )
     if access.grants:
         item.grant_key = grant_key(view.site_id, view.account_id)
-        if unmatched and view.email and view.customer_id:
-            item.claim_key = claim_key(view.site_id, view.email)
+        if unmatched and view.customer_id:
+            item.listed_key = grant_key(view.site_id, view.account_id)
+            if view.email:
+                item.claim_key = claim_key(view.site_id, view.email)
         if access.access_until is not None:
             item.due_shard = due_shard_of(key, view.subscription_id)
             item.due_at = int(access.access_until.timestamp())
     return item
 
 
-def ended_item(item: EntitlementModel, now: datetime, reason: str,
-               stripe_status: Optional[str] = None) -> EntitlementModel:
-    """The entitlement with its access ended now, a newer view than item's."""
+def ended_item(item: EntitlementModel, now: datetime, reason: str, stripe_status: Optional[str] = None,
+               view_time: Optional[int] = None, stripe_event_id: Optional[str] = None,
+               ends_now: bool = False) -> EntitlementModel:
+    """The entitlement with its access ended, a newer view than item's. With
+    `ends_now` (the subscription went to someone else, or was unlinked),
+    access_until is now when it was later."""
     ended = EntitlementModel.from_raw_data(item.serialize())
     ended.grants = False
     ended.state = EXPIRED
     ended.reason = reason
-    ended.stripe_event_id = None
+    ended.stripe_event_id = stripe_event_id
     ended.stripe_status = stripe_status or item.stripe_status
-    ended.view_time = max(microseconds(now), item.view_time + 1)
+    ended.view_time = max(view_time or microseconds(now), item.view_time + 1)
     ended.changed_at = now
-    # Out of the due and grants indexes: there is nothing left to end.
+    if ends_now and item.grants and (item.access_until is None or item.access_until > now):
+        ended.access_until = now
+    # Out of the due, grants, claim and unmatched indexes: there is nothing left to end.
     ended.due_shard = None
     ended.due_at = None
     ended.grant_key = None
     ended.claim_key = None
+    ended.listed_key = None
     return ended
-
-
-@dataclass
-class Writes:
-    """What one view writes: its entitlement and the records beside it (the
-    member's customer for the billing portal and, where metadata named the
-    member, the customer's member on the site). They land together or,
-    when a newer view is stored, not at all."""
-    item: EntitlementModel
-    records: List[Model]
-
-
-def member_writes(views: Sequence[View], now: datetime) -> List[Writes]:
-    writes = []
-    for view in views:
-        records: List[Model] = []
-        if view.user_id is not None and view.customer_id:
-            records.append(MemberCustomerModel(
-                view.site_id, view.user_id, account_id=view.account_id, customer_id=view.customer_id,
-                source=FROM_SUBSCRIPTION, recorded_at=now))
-            if view.named:
-                records.append(customer_member(view.site_id, view.account_id, view.customer_id, view.user_id,
-                                               NAMED_BY_METADATA, now))
-        writes.append(Writes(entitlement_item(view, now), records))
-    return writes
-
-
-def _key_of(record: Model) -> tuple:
-    """The table and key of a record: what DynamoDB takes as one item."""
-    return (type(record).__name__, getattr(record, record._hash_keyname),
-            getattr(record, record._range_keyname) if record._range_keyname else None)
 
 
 def newer_than_stored(view_time: int):
     return EntitlementModel.member_key.does_not_exist() | (EntitlementModel.view_time < view_time)
 
 
-def write_condition(item: EntitlementModel):
-    """A view lands only over an older one; an unmatched one also not over a
-    subscription a member has claimed since (it is theirs now)."""
-    condition = newer_than_stored(item.view_time)
-    if item.user_id is None:
-        condition = condition & EntitlementModel.claimed_by.does_not_exist()
-    return condition
-
-
 class EntitlementStore:
-    def __init__(self, connection: Connection):
-        self._connection = connection
-
     def of_member(self, site_id: str, user_id: str) -> List[EntitlementModel]:
         return list(EntitlementModel.query(member_key(site_id, user_id), consistent_read=True))
-
-    def write(self, writes: Sequence[Writes], done: Optional[WebhookEventModel]) -> List[EntitlementModel]:
-        """Write the entitlements, the records beside them and the event's
-        record: a transaction holds whole views, the event's record goes with
-        the last. An entitlement whose stored view is newer is left out with
-        its records (and returned), the rest is written; a record written by
-        another delivery meanwhile raises EventAlreadyDone and writes nothing."""
-        stale: List[EntitlementModel] = []
-        pending = list(writes)
-        while True:
-            try:
-                self._write_chunks(pending, done)
-                return stale
-            except StaleView as exc:
-                stale.extend(exc.args[0])
-                pending = [w for w in pending if w.item not in exc.args[0]]
-
-    def _write_chunks(self, writes: List[Writes], done: Optional[WebhookEventModel]) -> None:
-        chunks: List[Tuple[List[EntitlementModel], List[Model]]] = [([], [])]
-        seen = set()
-        for write in writes:
-            # A transaction may write an item once: a record two views share goes once.
-            records = []
-            for record in write.records:
-                key = _key_of(record)
-                if key not in seen:
-                    seen.add(key)
-                    records.append(record)
-            items, chunk_records = chunks[-1]
-            if items and len(items) + len(chunk_records) + 1 + len(records) > WRITES_PER_TRANSACTION:
-                chunks.append(([], []))
-                items, chunk_records = chunks[-1]
-            items.append(write.item)
-            chunk_records.extend(records)
-        for index, (items, records) in enumerate(chunks):
-            # The record goes with the last chunk: an earlier crash leaves the
-            # event undone, and Stripe's retry writes a newer view of the same.
-            last = index == len(chunks) - 1
-            self._transact(items, records, done if last else None)
-
-    def _transact(self, items: List[EntitlementModel], records: Sequence[Model],
-                  done: Optional[WebhookEventModel]) -> None:
-        if not items and not records and done is None:
-            return
-        try:
-            with TransactWrite(connection=self._connection) as transaction:
-                for item in items:
-                    transaction.save(item, condition=write_condition(item))
-                for record in records:
-                    transaction.save(record)
-                if done is not None:
-                    transaction.save(done, condition=WebhookEventModel.event_id.does_not_exist())
-        except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons or []
-            failed = [i for i, reason in enumerate(reasons)
-                      if reason is not None and reason.code == "ConditionalCheckFailed"]
-            if not failed or len(failed) != len([r for r in reasons if r is not None]):
-                raise
-            if done is not None and len(reasons) - 1 in failed:
-                raise EventAlreadyDone(done.event_id) from exc
-            stale = [items[i] for i in failed if i < len(items)]
-            if not stale:
-                raise
-            raise StaleView(stale) from exc
 
 
 class AccessService:
@@ -278,6 +173,7 @@ def entitlements_view(items: Iterable[EntitlementModel], now: datetime) -> Dict[
             "state": item.state if readable else EXPIRED,
             "access": readable,
             "access_until": iso(item.access_until),
+            "member_from": item.member_from,
         })
     return {"entitlements": entries}
 

@@ -45,6 +45,10 @@ class AlreadyLinked(ConnectorError):
     """The subscription became another member's since the caller looked."""
 
 
+class NotLinked(ConnectorError):
+    """The subscription's member did not come from a link or a claim."""
+
+
 class NotConnected(ConnectorError):
     """The site has no connected Stripe account."""
 

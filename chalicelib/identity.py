@@ -1,16 +1,53 @@
 """Whose a subscription is on a site: `metadata.customerhub_user_id` on the
-Stripe customer, else on the subscription, else the member the site has
-recorded for that customer (from an earlier subscription that named them, a
-link or a claim), else nobody: the subscription is then unmatched."""
+Stripe customer, else on the subscription, else the member an admin linked
+it to or who claimed it, else the member the site has recorded for that
+customer (from an earlier subscription that named them, a link or a claim),
+else nobody: the subscription is then unmatched."""
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from chalicelib.access import customer_id_of, user_of
-from chalicelib.models import CustomerMemberModel
+from chalicelib.models import CustomerMemberModel, SubscriptionMemberModel
 
-NAMED_BY_METADATA = "metadata"
-LINKED = "link"
-CLAIMED = "claim"
+# Why a subscription is its member's (`member_from`), and why a site
+# recorded a customer as a member (the customer record's `source`).
+METADATA = "metadata"
+RECORD = "record"
+LINK = "link"
+CLAIM = "claim"
+# Only these can be undone (DELETE /connectors/stripe/links/{id}).
+UNDOABLE = (LINK, CLAIM)
+
+# The customer record's sources, by their older names.
+NAMED_BY_METADATA = METADATA
+LINKED = LINK
+CLAIMED = CLAIM
+
+
+@dataclass(frozen=True)
+class Membership:
+    user_id: Optional[str]
+    member_from: Optional[str]
+
+
+UNMATCHED = Membership(None, None)
+
+
+def membership(subscription: Dict[str, Any], holder: Optional[SubscriptionMemberModel],
+               recorded: Optional[str]) -> Membership:
+    """The subscription's member now, from its metadata, its own link or
+    claim (`holder`, whose it was as last written), and the member recorded
+    for its customer. A link or claim that was undone never comes back by
+    the customer's record."""
+    named = user_of(subscription)
+    if named:
+        return Membership(named, METADATA)
+    if holder is not None and holder.user_id and holder.member_from in UNDOABLE:
+        return Membership(holder.user_id, holder.member_from)
+    if recorded and not (holder is not None and holder.unlinked_from == recorded):
+        return Membership(recorded, RECORD)
+    return UNMATCHED
 
 
 def customer_ref(account_id: str, customer_id: str) -> str:
@@ -35,20 +72,25 @@ def customer_email(subscription: Dict[str, Any]) -> Tuple[Optional[str], Optiona
     return text(customer.get("email"), 512), text(customer.get("name"), 256)
 
 
+def customer_key(site_id: str, account_id: str, subscription: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    """The key of the site's record of the subscription's customer."""
+    customer = customer_id_of(subscription)
+    return (site_id, customer_ref(account_id, customer)) if customer else None
+
+
 class CustomerMembers:
     """The members sites have recorded for Stripe customers."""
 
     def recorded(self, keys: Iterable[Tuple[str, str, str]]) -> Dict[Tuple[str, str, str], str]:
         """(site, account, customer) → the recorded member, for those that
-        have one; one batch read however many keys (up to 100)."""
+        have one; one batch read per hundred keys."""
         wanted = sorted(set(keys))
-        if not wanted:
-            return {}
         found = {}
-        for record in CustomerMemberModel.batch_get(
-                [(site, customer_ref(account, customer)) for site, account, customer in wanted],
-                consistent_read=True):
-            found[(record.site_id, record.account_id, record.customer_id)] = record.user_id
+        for start in range(0, len(wanted), 100):
+            for record in CustomerMemberModel.batch_get(
+                    [(site, customer_ref(account, customer)) for site, account, customer in wanted[start:start + 100]],
+                    consistent_read=True):
+                found[(record.site_id, record.account_id, record.customer_id)] = record.user_id
         return found
 
     def get(self, site_id: str, account_id: str, customer_id: str) -> Optional[CustomerMemberModel]:
@@ -56,35 +98,3 @@ class CustomerMembers:
             return CustomerMemberModel.get(site_id, customer_ref(account_id, customer_id), consistent_read=True)
         except CustomerMemberModel.DoesNotExist:
             return None
-
-
-class Identity:
-    def __init__(self, members: CustomerMembers):
-        self._members = members
-
-    def members_of(self, subscriptions: List[Dict[str, Any]], account_id: str,
-                   site_ids: List[str]) -> Dict[Tuple[str, str], Tuple[Optional[str], bool]]:
-        """(site, subscription id) → (member or None, whether metadata named
-        them), for each subscription on each site. The records of customers
-        that metadata does not settle are read in one batch."""
-        answer: Dict[Tuple[str, str], Tuple[Optional[str], bool]] = {}
-        to_look_up = []
-        for subscription in subscriptions:
-            named = user_of(subscription)
-            customer = customer_id_of(subscription)
-            for site in site_ids:
-                answer[(site, subscription["id"])] = (named, named is not None)
-                if named is None and customer:
-                    to_look_up.append((site, account_id, customer))
-        recorded: Dict[Tuple[str, str, str], str] = {}
-        for start in range(0, len(to_look_up), 100):
-            recorded.update(self._members.recorded(to_look_up[start:start + 100]))
-        for subscription in subscriptions:
-            customer = customer_id_of(subscription)
-            for site in site_ids:
-                if answer[(site, subscription["id"])][0] is None and customer:
-                    answer[(site, subscription["id"])] = (recorded.get((site, account_id, customer)), False)
-        return answer
-
-    def member_of(self, subscription: Dict[str, Any], account_id: str, site_id: str) -> Optional[str]:
-        return self.members_of([subscription], account_id, [site_id])[(site_id, subscription["id"])][0]

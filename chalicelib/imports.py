@@ -23,18 +23,17 @@ from pynamodb.attributes import MapAttribute
 
 from chalicelib import observability
 from chalicelib.access import (GRANTING_STATUSES, PRODUCT_ID_METADATA_KEY, SUBSCRIPTION_CANCELED,
-                               access_of, customer_id_of, is_stripe_id, items_of)
+                               access_of, is_stripe_id, items_of)
 from chalicelib.clock import Clock, utc_now
-from chalicelib.connections import CONNECTED, ConnectionStore
-from chalicelib.entitlements import (EntitlementStore, View, ended_item, entitlement_item, grant_key,
-                                     member_writes, microseconds)
+from chalicelib.connections import CONNECTED, ConnectionStore, grace_of
+from chalicelib.entitlements import ended_item, grant_key, microseconds
 from chalicelib.errors import NotConnected
-from chalicelib.identity import Identity, customer_email
 from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
 from chalicelib.models import ConnectionModel, EntitlementModel, ImportModel, save_if, update_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
+from chalicelib.writer import Reading, ViewWriter
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +116,12 @@ class ImportWorker:
     """One page of an import per message."""
 
     def __init__(self, imports: ImportStore, connections: ConnectionStore, stripe: StripeGateway,
-                 entitlements: EntitlementStore, queue: WorkQueue, identity: Identity,
-                 clock: Clock = utc_now, metrics: Optional[Metrics] = None):
+                 writer: ViewWriter, queue: WorkQueue, clock: Clock = utc_now, metrics: Optional[Metrics] = None):
         self._metrics = metrics or Metrics()
-        self._identity = identity
         self._imports = imports
         self._connections = connections
         self._stripe = stripe
-        self._entitlements = entitlements
+        self._writer = writer
         self._queue = queue
         self._clock = clock
 
@@ -149,7 +146,8 @@ class ImportWorker:
             self._finish(record, FAILED, "the account is no longer connected")
             return FAILED
         try:
-            result = self._reread(record) if record.phase == REREAD else self._list(record)
+            grace = grace_of(connection)
+            result = self._reread(record, grace) if record.phase == REREAD else self._list(record, grace)
         except Exception:
             if receive_count >= MAX_RECEIVES:
                 # The queue moves this message aside after this try: the card says so.
@@ -158,35 +156,30 @@ class ImportWorker:
             raise
         return self._advance(record, result)
 
-    def _list(self, record: ImportModel) -> PageResult:
+    def _list(self, record: ImportModel, grace: timedelta) -> PageResult:
         now = self._clock()
         # Timed before Stripe is asked, as a webhook's view is.
         view_time = microseconds(now)
         listed = self._stripe.subscriptions_page(record.account_id, record.phase, record.cursor)
         known = record.products.as_dict() if isinstance(record.products, MapAttribute) else dict(record.products or {})
         found = self._read_products(record.account_id, listed.data, known)
-        views = []
         result = PageResult(record.phase, listed.last_id if listed.has_more else None,
                             subscriptions=len(listed.data), products=found)
         page = [subscription for subscription in listed.data if is_stripe_id(subscription.get("id"))]
+        readings = []
         for subscription in page:
             _fill_products(subscription, {**known, **found})
-        members = self._identity.members_of(page, record.account_id, [record.site_id])
-        for subscription in page:
-            user_id, named = members[(record.site_id, subscription["id"])]
-            if user_id is None:
+            behind_since = self._stripe.behind_since(record.account_id, subscription)
+            readings.append(Reading(record.site_id, record.account_id, subscription,
+                                    access_of(subscription, now, grace, behind_since), view_time, None))
+        written = self._writer.write(readings, now)
+        for view in written.written + written.stale:
+            if view.user_id is None:
                 result.unmatched += 1
             else:
                 result.matched += 1
-            email, name = customer_email(subscription)
-            views.append(View(
-                site_id=record.site_id, user_id=user_id, account_id=record.account_id,
-                customer_id=customer_id_of(subscription), subscription_id=subscription["id"],
-                stripe_status=str(subscription.get("status")), access=access_of(subscription, now),
-                view_time=view_time, stripe_event_id=None, email=email, name=name, named=named))
-        stale = self._entitlements.write(member_writes(views, now), None)
-        if stale:
-            logger.info("Import %s left %d subscriptions with newer views", record.import_id, len(stale))
+        if written.stale:
+            logger.info("Import %s left %d subscriptions with newer views", record.import_id, len(written.stale))
         if result.cursor is None:
             result.phase = PHASES[PHASES.index(record.phase) + 1]
         return result
@@ -204,37 +197,31 @@ class ImportWorker:
                     found[product] = named.strip() if isinstance(named, str) and named.strip() else product
         return found
 
-    def _reread(self, record: ImportModel) -> PageResult:
+    def _reread(self, record: ImportModel, grace: timedelta) -> PageResult:
         query = EntitlementModel.grants_index.query(
             grant_key(record.site_id, record.account_id),
             EntitlementModel.view_time < record.started_view_time,
             limit=REREADS_PER_PAGE, last_evaluated_key=json.loads(record.cursor) if record.cursor else None)
         items = list(query)
         for item in items:
-            self._reread_one(item)
+            self._reread_one(item, grace)
         more = query.last_evaluated_key
         return PageResult(REREAD, json.dumps(more) if more else None, reread=len(items))
 
-    def _reread_one(self, item: EntitlementModel) -> None:
+    def _reread_one(self, item: EntitlementModel, grace: timedelta) -> None:
         now = self._clock()
         subscription = self._stripe.subscription(item.account_id, item.subscription_id)
         if subscription is None:
-            replacement = ended_item(item, now, SUBSCRIPTION_CANCELED)
-        else:
-            access = access_of(subscription, now)
-            status = str(subscription.get("status"))
-            if self._identity.member_of(subscription, item.account_id, item.site_id) != item.user_id:
-                # The subscription is now another member's, or nobody's.
-                replacement = ended_item(item, now, access.reason if not access.grants else SUBSCRIPTION_CANCELED,
-                                         stripe_status=status)
-            else:
-                replacement = entitlement_item(View(
-                    site_id=item.site_id, user_id=item.user_id, account_id=item.account_id,
-                    customer_id=customer_id_of(subscription) or item.customer_id,
-                    subscription_id=item.subscription_id, stripe_status=status, access=access,
-                    view_time=max(microseconds(now), item.view_time + 1), stripe_event_id=None), now)
-        # A write since the index showed it is newer than this read.
-        save_if(replacement, EntitlementModel.view_time == item.view_time)
+            # A write since the index showed it is newer than this read.
+            save_if(ended_item(item, now, SUBSCRIPTION_CANCELED), EntitlementModel.view_time == item.view_time)
+            return
+        behind_since = self._stripe.behind_since(item.account_id, subscription)
+        # Whose it is now decides, as for a webhook: another member's (or
+        # nobody's) ends this member's access in the same write.
+        self._writer.write([Reading(item.site_id, item.account_id, subscription,
+                                    access_of(subscription, now, grace, behind_since),
+                                    max(microseconds(now), item.view_time + 1), None,
+                                    expected=(item.member_key, item.view_time))], now)
 
     def _advance(self, record: ImportModel, result: PageResult) -> str:
         now = self._clock()

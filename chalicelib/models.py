@@ -1,5 +1,7 @@
 """PynamoDB models. Table names, region and endpoint come from settings
 through `bind`, called by the factories before first use."""
+from typing import Any, Dict, Iterable, List, Tuple, Type
+
 from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute,
                                  TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute,
                                  VersionAttribute)
@@ -51,6 +53,8 @@ class ConnectionModel(Model):
     terms_of_service_url = UnicodeAttribute(null=True)
     allow_cancel = BooleanAttribute(default=False)
     portal_configuration_id = UnicodeAttribute(null=True)
+    # How long a past-due subscription keeps access (PUT /connectors/stripe/settings).
+    past_due_grace_days = NumberAttribute(default=14)
     version = VersionAttribute()
 
     account_index = AccountIndex()
@@ -150,6 +154,20 @@ class ClaimIndex(GlobalSecondaryIndex):
     subscription_id = UnicodeAttribute(range_key=True)
 
 
+class UnmatchedIndex(GlobalSecondaryIndex):
+    """Unmatched subscriptions a site's admin is shown, by site and account:
+    the list reads what it lists, not the history of the site's unmatched
+    partition. Sparse: `listed_key` is set only while the subscription is
+    unmatched, unclaimed and would grant access."""
+
+    class Meta:
+        index_name = "unmatched-index"
+        projection = AllProjection()
+
+    listed_key = UnicodeAttribute(hash_key=True)
+    subscription_id = UnicodeAttribute(range_key=True)
+
+
 class EntitlementModel(Model):
     """What one subscription grants a member of a site: every product on it
     shares the subscription's state and access_until. A subscription that
@@ -177,6 +195,13 @@ class EntitlementModel(Model):
     claim_key = UnicodeAttribute(null=True)
     # The member an unmatched subscription went to (a claim or a link).
     claimed_by = UnicodeAttribute(null=True)
+    # Why the subscription is this member's (chalicelib/identity.py); None
+    # while it is unmatched.
+    member_from = UnicodeAttribute(null=True)
+    # The member whose link or claim of this unmatched subscription was
+    # undone: they may not claim it again.
+    unlinked_from = UnicodeAttribute(null=True)
+    listed_key = UnicodeAttribute(null=True)
     stripe_status = UnicodeAttribute()
     state = UnicodeAttribute()
     grants = BooleanAttribute()
@@ -193,6 +218,29 @@ class EntitlementModel(Model):
     due_index = DueIndex()
     grants_index = GrantsIndex()
     claim_index = ClaimIndex()
+    unmatched_index = UnmatchedIndex()
+
+
+class SubscriptionMemberModel(Model):
+    """Whose a subscription is on a site now: the member (None while it is
+    unmatched) and why, as of the newest view written. Every view of the
+    subscription is written with it, on the condition that it is still as
+    read, so a subscription changing hands ends the earlier member's access
+    in the same write, and two writers never both think they hold it."""
+
+    class Meta:
+        table_name = "stripe-connector-subscription-members"
+        billing_mode = "PAY_PER_REQUEST"
+
+    site_id = UnicodeAttribute(hash_key=True)
+    subscription_id = UnicodeAttribute(range_key=True)
+    account_id = UnicodeAttribute()
+    user_id = UnicodeAttribute(null=True)
+    member_from = UnicodeAttribute(null=True)
+    # A member whose link or claim was undone: no record makes it theirs again.
+    unlinked_from = UnicodeAttribute(null=True)
+    view_time = NumberAttribute()
+    changed_at = UTCDateTimeAttribute()
 
 
 class CustomerMemberModel(Model):
@@ -258,7 +306,7 @@ class CatchUpModel(Model):
 
 
 MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel,
-          ImportModel, CatchUpModel, CustomerMemberModel)
+          ImportModel, CatchUpModel, CustomerMemberModel, SubscriptionMemberModel)
 
 
 def bind(settings: Settings) -> None:
@@ -272,6 +320,7 @@ def bind(settings: Settings) -> None:
         ImportModel: settings.imports_table,
         CatchUpModel: settings.catch_ups_table,
         CustomerMemberModel: settings.customer_members_table,
+        SubscriptionMemberModel: settings.subscription_members_table,
     }
     for model, table_name in tables.items():
         place = (table_name, settings.aws_region, settings.aws_endpoint_url)
@@ -324,3 +373,37 @@ def delete_if(item: Model, condition) -> bool:
             raise
         return False
     return True
+
+
+# DynamoDB's limit on the keys of one BatchGetItem.
+KEYS_PER_BATCH_GET = 100
+
+
+def read_many(connection, wanted: Dict[Type[Model], Iterable[Tuple]]) -> Dict[Type[Model], List[Model]]:
+    """Items of several tables by key, consistently read, in one BatchGetItem
+    per hundred keys (PynamoDB's batch_get reads one table a request). Keys
+    DynamoDB leaves unprocessed are asked for again."""
+    requests: List[Tuple[Type[Model], Tuple]] = []
+    for model, keys in wanted.items():
+        requests.extend((model, key) for key in dict.fromkeys(keys))
+    by_table = {model.Meta.table_name: model for model, _ in requests}
+    found: Dict[Type[Model], List[Model]] = {model: [] for model in wanted}
+    for start in range(0, len(requests), KEYS_PER_BATCH_GET):
+        pending: Dict[str, Any] = {}
+        for model, key in requests[start:start + KEYS_PER_BATCH_GET]:
+            table = pending.setdefault(model.Meta.table_name, {"Keys": [], "ConsistentRead": True})
+            table["Keys"].append(_key_of(model, key))
+        while pending:
+            answer = connection.dispatch("BatchGetItem", {"RequestItems": pending})
+            for table_name, items in answer.get("Responses", {}).items():
+                model = by_table[table_name]
+                found[model].extend(model.from_raw_data(item) for item in items)
+            pending = answer.get("UnprocessedKeys") or {}
+    return found
+
+
+def _key_of(model: Type[Model], key: Tuple) -> Dict[str, Any]:
+    names = [model._hash_keyname] + ([model._range_keyname] if model._range_keyname else [])
+    attributes = model.get_attributes()
+    return {name: {attributes[name].attr_type: attributes[name].serialize(value)}
+            for name, value in zip(names, key)}

@@ -10,7 +10,7 @@ from chalicelib.announcements import AccessEventBus, Announcer
 from chalicelib.catch_up import CatchUp
 from chalicelib.connections import ConnectionStore, ConnectorService, OAuthStateStore
 from chalicelib.entitlements import AccessService, EntitlementStore
-from chalicelib.identity import CustomerMembers, Identity
+from chalicelib.identity import CustomerMembers
 from chalicelib.import_records import ImportStore
 from chalicelib.imports import ImportService, ImportWorker
 from chalicelib.member_customers import MemberCustomerStore
@@ -22,6 +22,7 @@ from chalicelib.stripe_gateway import StripeGateway, longest_call_seconds, make_
 from chalicelib.sweep import Sweep
 from chalicelib.unmatched import UnmatchedService
 from chalicelib.webhooks import EventLog, WebhookReceiver
+from chalicelib.writer import ViewWriter
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,8 +60,8 @@ def get_import_service() -> ImportService:
 
 @functools.lru_cache(maxsize=1)
 def get_import_worker() -> ImportWorker:
-    return ImportWorker(ImportStore(), ConnectionStore(), get_stripe_gateway(), get_entitlement_store(),
-                        get_work_queue(), get_identity(), metrics=get_metrics())
+    return ImportWorker(ImportStore(), ConnectionStore(), get_stripe_gateway(), get_view_writer(),
+                        get_work_queue(), metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,20 +88,26 @@ def get_portal_service() -> PortalService:
 @functools.lru_cache(maxsize=1)
 def get_entitlement_store() -> EntitlementStore:
     get_bound_models()
-    settings = get_settings()
-    return EntitlementStore(Connection(region=settings.aws_region, host=settings.aws_endpoint_url))
+    return EntitlementStore()
 
 
 @functools.lru_cache(maxsize=1)
-def get_identity() -> Identity:
+def get_dynamodb_connection() -> Connection:
+    """For transactions and reads across tables."""
+    settings = get_settings()
+    return Connection(region=settings.aws_region, host=settings.aws_endpoint_url)
+
+
+@functools.lru_cache(maxsize=1)
+def get_view_writer() -> ViewWriter:
     get_bound_models()
-    return Identity(CustomerMembers())
+    return ViewWriter(get_dynamodb_connection())
 
 
 @functools.lru_cache(maxsize=1)
 def get_webhook_receiver() -> WebhookReceiver:
     return WebhookReceiver(get_stripe_gateway(), EventLog(), get_connector_service(),
-                           ConnectionStore(), get_entitlement_store(), get_identity(), metrics=get_metrics())
+                           ConnectionStore(), get_view_writer(), metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,7 +127,7 @@ def get_announcer() -> Announcer:
 @functools.lru_cache(maxsize=1)
 def get_sweep() -> Sweep:
     get_bound_models()
-    return Sweep(ConnectionStore(), get_stripe_gateway(), identity=get_identity(),
+    return Sweep(ConnectionStore(), get_stripe_gateway(), writer=get_view_writer(),
                  longest_stripe_call=longest_call_seconds(get_settings().stripe_timeout_seconds),
                  metrics=get_metrics())
 
@@ -128,9 +135,8 @@ def get_sweep() -> Sweep:
 @functools.lru_cache(maxsize=1)
 def get_unmatched_service() -> UnmatchedService:
     get_bound_models()
-    settings = get_settings()
     return UnmatchedService(ConnectionStore(), CustomerMembers(), get_entitlement_store(),
-                            Connection(region=settings.aws_region, host=settings.aws_endpoint_url))
+                            get_dynamodb_connection())
 
 
 def reset() -> None:
@@ -138,5 +144,6 @@ def reset() -> None:
     for factory in (get_settings, get_metrics, get_stripe_gateway, get_bound_models, get_connector_service,
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
-                    get_import_worker, get_catch_up, get_identity, get_unmatched_service):
+                    get_import_worker, get_catch_up, get_dynamodb_connection, get_view_writer,
+                    get_unmatched_service):
         factory.cache_clear()

@@ -4,6 +4,7 @@ import copy
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 import stripe
@@ -236,6 +237,32 @@ class StripeGateway:
                 items["data"] = self._all_items(account_id, subscription["id"])
                 items["has_more"] = False
         return Page(subscriptions, bool(page.has_more))
+
+    def behind_since(self, account_id: str, subscription: Dict[str, Any]) -> Optional[datetime]:
+        """For a past_due subscription, when it fell behind: its oldest open
+        invoice's creation. Asked of Stripe only while it is past_due."""
+        if subscription.get("status") != "past_due" or not is_stripe_id(subscription.get("id")):
+            return None
+        created = self.oldest_open_invoice(account_id, subscription["id"])
+        return None if created is None else datetime.fromtimestamp(created, tz=timezone.utc)
+
+    def oldest_open_invoice(self, account_id: str, subscription_id: str) -> Optional[int]:
+        """When the subscription's oldest unpaid (open) invoice was made, as a
+        Unix time; None when it has none open."""
+        params: Dict[str, Any] = {"subscription": subscription_id, "status": "open", "limit": MAX_LIST_LIMIT}
+        oldest: Optional[int] = None
+        try:
+            while True:
+                page = self._client.v1.invoices.list(params, {"stripe_account": account_id})
+                for invoice in page.data:
+                    created = getattr(invoice, "created", None)
+                    if is_unix_time(created) and (oldest is None or created < oldest):
+                        oldest = created
+                if not page.has_more or not page.data:
+                    return oldest
+                params["starting_after"] = page.data[-1].id
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not list the open invoices of %s" % subscription_id) from exc
 
     def undelivered_events(self, account_id: str, types: List[str], since: int) -> List[Dict[str, Any]]:
         """The account's events of `types` created at or after `since` that

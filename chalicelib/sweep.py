@@ -10,15 +10,15 @@ from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
 from chalicelib import observability
-from chalicelib.access import PERIOD_ENDED, access_of
+from chalicelib.access import PAST_DUE, PERIOD_ENDED, SUBSCRIPTION_PAST_DUE, access_of
 from chalicelib.clock import Clock, utc_now
-from chalicelib.connections import CONNECTED, ConnectionStore
-from chalicelib.entitlements import DUE_SHARDS, View, ended_item, entitlement_item, microseconds
+from chalicelib.connections import CONNECTED, ConnectionStore, grace_of
+from chalicelib.entitlements import DUE_SHARDS, ended_item, microseconds
 from chalicelib.errors import AccountNotConnected, StripeFailure
-from chalicelib.identity import CustomerMembers, Identity
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.observability import Metrics
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
+from chalicelib.writer import Reading, ViewWriter, with_reason
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ class Sweep:
     def __init__(self, connections: ConnectionStore, stripe: StripeGateway, clock: Clock = utc_now,
                  max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE,
                  longest_stripe_call: float = longest_call_seconds(HTTP_TIMEOUT_SECONDS),
-                 identity: Optional[Identity] = None, metrics: Optional[Metrics] = None):
+                 writer: Optional[ViewWriter] = None, metrics: Optional[Metrics] = None):
         self._metrics = metrics or Metrics()
         self._connections = connections
-        self._identity = identity or Identity(CustomerMembers())
+        self._writer = writer or ViewWriter()
         # No new entitlement is taken with less time left than one may need
         # when Stripe hangs: the function would be stopped in the middle.
         self._stop_with_seconds_left = longest_stripe_call + WRITE_SECONDS
@@ -113,9 +113,12 @@ class Sweep:
         # asked after this read must pass what this run writes.
         now = self._clock()
         subscription = None
+        behind_since = None
         if still_connected:
             try:
                 subscription = self._stripe.subscription(item.account_id, item.subscription_id)
+                if subscription is not None:
+                    behind_since = self._stripe.behind_since(item.account_id, subscription)
             except AccountNotConnected:
                 # Revoked at Stripe before we heard of it: the stored date stands.
                 subscription = None
@@ -124,27 +127,25 @@ class Sweep:
                 logger.warning("Sweep left %s of %s for the next run: %s",
                                item.subscription_id, item.site_id, exc)
                 return LEFT
-        if subscription is not None:
-            replacement = self._from_stripe(item, subscription, now)
-        else:
-            replacement = ended_item(item, now, PERIOD_ENDED)
-        outcome = KEPT if replacement.grants else REVOKED
-        # Only if nothing was written since the index showed it: a webhook
-        # that arrived meanwhile wins, and of two sweeps at once one writes.
-        if not save_if(replacement, EntitlementModel.view_time == item.view_time):
+        if subscription is None:
+            reason = SUBSCRIPTION_PAST_DUE if item.state == PAST_DUE else PERIOD_ENDED
+            # Only if nothing was written since the index showed it: a webhook
+            # that arrived meanwhile wins, and of two sweeps at once one writes.
+            if not save_if(ended_item(item, now, reason), EntitlementModel.view_time == item.view_time):
+                return CHANGED_MEANWHILE
+            return REVOKED
+        access = access_of(subscription, now, grace_of(connection), behind_since)
+        if not access.grants and access.reason != SUBSCRIPTION_PAST_DUE:
+            # Whatever Stripe's status now, this access ended with its period.
+            access = with_reason(access, PERIOD_ENDED)
+        # Whose it is now decides, as for a webhook: when it is another
+        # member's (or nobody's), this one's access ends in the same write.
+        # Only if nothing was written since the index showed it.
+        written = self._writer.write([Reading(item.site_id, item.account_id, subscription, access,
+                                              max(microseconds(now), item.view_time + 1), None,
+                                              expected=(item.member_key, item.view_time))], now)
+        if written.stale:
             return CHANGED_MEANWHILE
-        return outcome
-
-    def _from_stripe(self, item: EntitlementModel, subscription: dict, now: datetime) -> EntitlementModel:
-        access = access_of(subscription, now)
-        if not access.grants or self._identity.member_of(subscription, item.account_id, item.site_id) != item.user_id:
-            # Whatever Stripe's status now, this access ended with its period
-            # (also when the subscription is now another member's, or nobody's).
-            return ended_item(item, now, PERIOD_ENDED, stripe_status=str(subscription.get("status")))
-        return entitlement_item(View(
-            site_id=item.site_id, user_id=item.user_id, account_id=item.account_id,
-            customer_id=item.customer_id, subscription_id=item.subscription_id,
-            stripe_status=str(subscription.get("status")), access=access,
-            view_time=max(microseconds(now), item.view_time + 1), stripe_event_id=None,
-            email=item.email, name=item.name), now)
-
+        if written.written[0].user_id != item.user_id:
+            return REVOKED
+        return KEPT if access.grants else REVOKED

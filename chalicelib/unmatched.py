@@ -1,38 +1,47 @@
-"""Subscriptions that name no member: the admin's list and link, and the
-claim a member with the customer's verified email makes on any member route.
+"""Subscriptions that name no member: the admin's list, link and unlink,
+and the claim a member with the customer's verified email makes on any
+member route.
 
 A link or a claim records the customer as the member on the site (so every
 later subscription of the customer is theirs, chalicelib/identity.py), moves
-the subscription's entitlement to the member (announced, as any grant), marks
-the unmatched subscription as theirs and remembers the customer for the
-member's billing portal, in one transaction. A customer already recorded as
-another member is never taken from them."""
+the subscription's entitlement to the member (announced, as any grant), makes
+the subscription theirs in its member record and, when the member has no
+billing customer yet, remembers this one for their billing portal, in one
+transaction. A customer already recorded as another member is never taken
+from them, and a member's billing customer is never replaced. An unlink
+undoes it: the member's access from the subscription ends (announced), the
+subscription is unmatched again, and the customer is no longer theirs unless
+Stripe metadata made it so."""
 import base64
 import binascii
 import logging
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.access import EXPIRED, PERIOD_ENDED, is_readable, is_stripe_id
+from chalicelib.access import (EXPIRED, PERIOD_ENDED, SUBSCRIPTION_UNLINKED, Access, Product, is_readable,
+                               is_stripe_id)
 from chalicelib.auth import Caller
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
-from chalicelib.entitlements import (MAX_USER_ID_LENGTH, EntitlementStore, claim_key, due_shard_of,
-                                     entitlements_view, member_key, microseconds, newer_than_stored,
-                                     unmatched_key)
-from chalicelib.errors import AlreadyLinked, InvalidRequest, NotFound
-from chalicelib.identity import CLAIMED, LINKED, CustomerMembers, customer_member
+from chalicelib.entitlements import (MAX_USER_ID_LENGTH, EntitlementStore, View, claim_key, due_shard_of,
+                                     ended_item, entitlement_item, entitlements_view, grant_key, member_key,
+                                     microseconds, newer_than_stored, unmatched_key)
+from chalicelib.errors import AlreadyLinked, ConnectionChanged, InvalidRequest, NotFound, NotLinked
+from chalicelib.identity import CLAIM, LINK, METADATA, UNDOABLE, CustomerMembers, customer_member, customer_ref
 from chalicelib.member_customers import FROM_LINK
-from chalicelib.models import CustomerMemberModel, EntitlementModel, MemberCustomerModel
+from chalicelib.models import (CustomerMemberModel, EntitlementModel, MemberCustomerModel, SubscriptionMemberModel,
+                               read_many)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+# Reads and writes of one subscription before a race is the caller's to retry.
+ATTEMPTS = 3
 
 
 class LostRace(Exception):
@@ -93,24 +102,21 @@ class UnmatchedService:
 
     def unmatched(self, site_id: str, limit: int, cursor: Optional[str]) -> Dict[str, Any]:
         """The site's unmatched subscriptions on its connected account that
-        would grant access now, oldest id first."""
+        would grant access now, oldest id first. Read from the sparse
+        unmatched index: the cost follows the page, not the site's history."""
         connection = self._connections.get(site_id)
         if connection is None or connection.status != CONNECTED:
             return {"unmatched": [], "next_cursor": None}
         now = self._clock()
-        start = ({"member_key": {"S": unmatched_key(site_id)}, "subscription_id": {"S": cursor}}
-                 if cursor else None)
         found: List[EntitlementModel] = []
         more = False
-        query = EntitlementModel.query(
-            unmatched_key(site_id), consistent_read=True, last_evaluated_key=start,
-            filter_condition=(EntitlementModel.grants == True)  # noqa: E712 (a DynamoDB condition)
-            & (EntitlementModel.account_id == connection.account_id)
-            & EntitlementModel.claimed_by.does_not_exist(),
-            page_size=MAX_LIMIT)
+        query = EntitlementModel.unmatched_index.query(
+            grant_key(site_id, connection.account_id),
+            EntitlementModel.subscription_id > cursor if cursor else None,
+            page_size=limit + 1)
         for item in query:
             if not is_readable(item.access_until, item.grants, now):
-                continue
+                continue  # its period is over; the sweep has not ended it yet
             if len(found) == limit:
                 more = True
                 break
@@ -128,24 +134,49 @@ class UnmatchedService:
             raise InvalidRequest("user_id must be 1 to %d characters" % MAX_USER_ID_LENGTH)
         if not is_stripe_id(subscription_id):
             raise NotFound("The site has no unmatched subscription %s" % subscription_id[:255])
-        for _ in range(3):
-            item = self._unmatched(site_id, subscription_id)
-            if item is None or not item.customer_id:
+        for _ in range(ATTEMPTS):
+            item, holder = self._unmatched(site_id, subscription_id)
+            if item is None or holder is None or not item.customer_id:
                 raise NotFound("The site has no unmatched subscription %s" % subscription_id)
-            record = self._members.get(site_id, item.account_id, item.customer_id)
-            owner = record.user_id if record is not None else item.claimed_by
-            if owner is not None and owner != user_id:
-                raise AlreadyLinked("The subscription belongs to another member now")
-            if item.claimed_by == user_id:
+            if holder.user_id == user_id:
                 break  # theirs already: linking it again changes nothing
+            if holder.user_id is not None:
+                raise AlreadyLinked("The subscription belongs to another member now")
+            record = self._members.get(site_id, item.account_id, item.customer_id)
+            if record is not None and record.user_id != user_id:
+                raise AlreadyLinked("The subscription's customer belongs to another member now")
             try:
-                self._give(item, user_id, LINKED)
+                self._give(item, holder, user_id, LINK)
                 break
             except LostRace as exc:
                 if exc.customer_taken:
                     raise AlreadyLinked("The subscription belongs to another member now") from exc
+        else:
+            raise ConnectionChanged("The subscription kept changing; try again")
         logger.info("Site %s linked %s (customer %s) to a member", site_id, subscription_id, item.customer_id)
         return entitlements_view(self._entitlements.of_member(site_id, user_id), self._clock())
+
+    def unlink(self, site_id: str, subscription_id: str) -> Dict[str, Any]:
+        """DELETE /connectors/stripe/links/{id}: undo a link or a claim. The
+        subscription as the unmatched list shows it."""
+        if not is_stripe_id(subscription_id):
+            raise NotFound("The site has no subscription %s" % subscription_id[:255])
+        for _ in range(ATTEMPTS):
+            holder = self._holder(site_id, subscription_id)
+            if holder is None:
+                raise NotFound("The site has no subscription %s" % subscription_id)
+            if holder.user_id is None:
+                raise NotLinked("The subscription is unmatched already")
+            if holder.member_from not in UNDOABLE:
+                raise NotLinked("The subscription's member comes from Stripe metadata or the customer's record, "
+                                "not from a link or a claim: change it in Stripe")
+            try:
+                unmatched = self._take_back(holder)
+            except LostRace:
+                continue
+            logger.info("Site %s unlinked %s from a member", site_id, subscription_id)
+            return listed(unmatched)
+        raise ConnectionChanged("The subscription kept changing; try again")
 
     # ----------------------------------------------------------- the member
 
@@ -155,12 +186,21 @@ class UnmatchedService:
         is nothing to claim; nothing at all without a verified email."""
         if not member.email_verified or not member.email:
             return 0
+        candidates = [item for item in EntitlementModel.claim_index.query(claim_key(member.site_id, member.email))
+                      if item.user_id is None and item.claimed_by is None and item.customer_id
+                      and item.unlinked_from != member.user_id]
+        if not candidates:
+            return 0
+        holders = {(h.site_id, h.subscription_id): h for h in read_many(self._connection, {
+            SubscriptionMemberModel: [(item.site_id, item.subscription_id) for item in candidates]
+        })[SubscriptionMemberModel]}
         claimed = 0
-        for item in EntitlementModel.claim_index.query(claim_key(member.site_id, member.email)):
-            if item.user_id is not None or item.claimed_by is not None or not item.customer_id:
+        for item in candidates:
+            holder = holders.get((item.site_id, item.subscription_id))
+            if holder is None or holder.user_id is not None or holder.unlinked_from == member.user_id:
                 continue
             try:
-                self._give(item, member.user_id, CLAIMED)
+                self._give(item, holder, member.user_id, CLAIM)
                 claimed += 1
             except LostRace:
                 logger.info("Subscription %s of site %s went to someone else first", item.subscription_id,
@@ -171,23 +211,33 @@ class UnmatchedService:
 
     # ----------------------------------------------------------- both
 
-    def _unmatched(self, site_id: str, subscription_id: str) -> Optional[EntitlementModel]:
+    def _holder(self, site_id: str, subscription_id: str) -> Optional[SubscriptionMemberModel]:
         try:
-            return EntitlementModel.get(unmatched_key(site_id), subscription_id, consistent_read=True)
-        except EntitlementModel.DoesNotExist:
+            return SubscriptionMemberModel.get(site_id, subscription_id, consistent_read=True)
+        except SubscriptionMemberModel.DoesNotExist:
             return None
 
-    def _give(self, item: EntitlementModel, user_id: str, source: str) -> None:
+    def _unmatched(self, site_id: str, subscription_id: str
+                   ) -> Tuple[Optional[EntitlementModel], Optional[SubscriptionMemberModel]]:
+        found = read_many(self._connection, {EntitlementModel: [(unmatched_key(site_id), subscription_id)],
+                                             SubscriptionMemberModel: [(site_id, subscription_id)]})
+        items, holders = found[EntitlementModel], found[SubscriptionMemberModel]
+        return (items[0] if items else None), (holders[0] if holders else None)
+
+    def _billing_customer(self, site_id: str, user_id: str) -> Optional[MemberCustomerModel]:
+        try:
+            return MemberCustomerModel.get(site_id, user_id, consistent_read=True)
+        except MemberCustomerModel.DoesNotExist:
+            return None
+
+    def _give(self, item: EntitlementModel, holder: SubscriptionMemberModel, user_id: str, source: str) -> None:
         now = self._clock()
-        view_time = max(microseconds(now), item.view_time + 1)
-        given = _member_entitlement(item, user_id, view_time, now)
-        taken = EntitlementModel.from_raw_data(item.serialize())
+        view_time = max(microseconds(now), item.view_time + 1, holder.view_time + 1)
+        given = _member_entitlement(item, user_id, source, view_time, now)
+        taken = ended_item(item, now, item.reason, view_time=view_time)
         taken.claimed_by = user_id
-        taken.grants = False
-        taken.view_time = view_time
-        taken.changed_at = now
-        for key in ("claim_key", "grant_key", "due_shard", "due_at"):
-            setattr(taken, key, None)
+        taken.stripe_event_id = item.stripe_event_id
+        billing = self._billing_customer(item.site_id, user_id)
         try:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(customer_member(item.site_id, item.account_id, item.customer_id, user_id, source, now),
@@ -195,30 +245,87 @@ class UnmatchedService:
                                  | (CustomerMemberModel.user_id == user_id))
                 # Only if nothing was written since it was read (a newer view,
                 # or another member's claim).
-                transaction.save(taken, condition=(EntitlementModel.view_time == item.view_time)
-                                 & (EntitlementModel.claimed_by.does_not_exist()
-                                    | (EntitlementModel.claimed_by == user_id)))
+                transaction.save(taken, condition=EntitlementModel.view_time == item.view_time)
                 transaction.save(given, condition=newer_than_stored(view_time))
-                transaction.save(MemberCustomerModel(item.site_id, user_id, account_id=item.account_id,
-                                                     customer_id=item.customer_id, source=FROM_LINK,
-                                                     recorded_at=now))
+                transaction.save(SubscriptionMemberModel(
+                    item.site_id, item.subscription_id, account_id=item.account_id, user_id=user_id,
+                    member_from=source, unlinked_from=None if source == LINK else holder.unlinked_from,
+                    view_time=view_time, changed_at=now), condition=SubscriptionMemberModel.view_time == holder.view_time)
+                # The member's billing customer is the first recorded: a
+                # customer claimed or linked later never replaces it.
+                if billing is None or billing.account_id != item.account_id:
+                    transaction.save(MemberCustomerModel(item.site_id, user_id, account_id=item.account_id,
+                                                         customer_id=item.customer_id, source=FROM_LINK,
+                                                         recorded_at=now),
+                                     condition=MemberCustomerModel.user_id.does_not_exist()
+                                     | (MemberCustomerModel.account_id != item.account_id))
         except TransactWriteError as exc:
-            reasons = exc.cancellation_reasons or []
-            codes = [reason.code if reason is not None else None for reason in reasons]
-            if "ConditionalCheckFailed" not in codes:
-                raise
-            raise LostRace(customer_taken=bool(codes) and codes[0] == "ConditionalCheckFailed") from exc
+            raise _lost_race(exc) from exc
+
+    def _take_back(self, holder: SubscriptionMemberModel) -> EntitlementModel:
+        """The unlink's one transaction; the unmatched item it wrote."""
+        site_id, user_id = holder.site_id, holder.user_id
+        found = read_many(self._connection, {EntitlementModel: [(member_key(site_id, user_id), holder.subscription_id),
+                                                                (unmatched_key(site_id), holder.subscription_id)]})
+        items = {item.member_key: item for item in found[EntitlementModel]}
+        held = items.get(member_key(site_id, user_id))
+        if held is None:
+            raise LostRace(customer_taken=False)
+        before = items.get(unmatched_key(site_id))
+        records = {}
+        if held.customer_id:
+            records = read_many(self._connection, {
+                CustomerMemberModel: [(site_id, customer_ref(held.account_id, held.customer_id))],
+                MemberCustomerModel: [(site_id, user_id)]})
+        record = next(iter(records.get(CustomerMemberModel, [])), None)
+        billing = next(iter(records.get(MemberCustomerModel, [])), None)
+        now = self._clock()
+        view_time = max(microseconds(now), holder.view_time + 1, held.view_time + 1,
+                        before.view_time + 1 if before is not None else 0)
+        ended = ended_item(held, now, SUBSCRIPTION_UNLINKED, view_time=view_time, ends_now=True)
+        unmatched = _unmatched_entitlement(held, before, user_id, view_time, now)
+        # The customer stays the member's only where metadata recorded it so.
+        forget_customer = record is not None and record.user_id == user_id and record.source != METADATA
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                transaction.save(ended, condition=EntitlementModel.view_time == held.view_time)
+                transaction.save(unmatched, condition=newer_than_stored(view_time))
+                transaction.save(SubscriptionMemberModel(
+                    site_id, holder.subscription_id, account_id=holder.account_id, user_id=None, member_from=None,
+                    unlinked_from=user_id, view_time=view_time, changed_at=now),
+                    condition=SubscriptionMemberModel.view_time == holder.view_time)
+                if forget_customer:
+                    transaction.delete(record, condition=(CustomerMemberModel.user_id == user_id)
+                                       & (CustomerMemberModel.source == record.source))
+                    if billing is not None and billing.customer_id == held.customer_id:
+                        # Billing must not open a customer that is not theirs.
+                        transaction.delete(billing, condition=MemberCustomerModel.customer_id == held.customer_id)
+        except TransactWriteError as exc:
+            raise _lost_race(exc) from exc
+        return unmatched
 
 
-def _member_entitlement(item: EntitlementModel, user_id: str, view_time: int, now: datetime) -> EntitlementModel:
+def _lost_race(exc: TransactWriteError) -> Exception:
+    reasons = exc.cancellation_reasons or []
+    codes = [reason.code if reason is not None else None for reason in reasons]
+    if "ConditionalCheckFailed" not in codes:
+        return exc
+    return LostRace(customer_taken=bool(codes) and codes[0] == "ConditionalCheckFailed")
+
+
+def _member_entitlement(item: EntitlementModel, user_id: str, source: str, view_time: int,
+                        now: datetime) -> EntitlementModel:
     """What the unmatched subscription grants, now the member's."""
     given = EntitlementModel.from_raw_data(item.serialize())
     given.member_key = member_key(item.site_id, user_id)
     given.user_id = user_id
+    given.member_from = source
     given.email = None
     given.name = None
     given.claim_key = None
+    given.listed_key = None
     given.claimed_by = None
+    given.unlinked_from = None
     given.stripe_event_id = None
     given.view_time = view_time
     given.changed_at = now
@@ -229,3 +336,19 @@ def _member_entitlement(item: EntitlementModel, user_id: str, view_time: int, no
     elif given.due_at is not None:
         given.due_shard = due_shard_of(given.member_key, item.subscription_id)
     return given
+
+
+def _unmatched_entitlement(held: EntitlementModel, before: Optional[EntitlementModel], user_id: str,
+                           view_time: int, now: datetime) -> EntitlementModel:
+    """What the member's subscription would grant, unmatched again: listed
+    (when it grants) and claimable, but not by the member who had it."""
+    access = Access(held.state, bool(held.grants), held.access_until, held.reason,
+                    tuple(Product(p.product_id, p.stripe_product_id) for p in held.products))
+    if held.grants and not is_readable(held.access_until, held.grants, now):
+        access = Access(EXPIRED, False, held.access_until, PERIOD_ENDED, access.products)
+    return entitlement_item(View(
+        site_id=held.site_id, user_id=None, account_id=held.account_id, customer_id=held.customer_id,
+        subscription_id=held.subscription_id, stripe_status=held.stripe_status, access=access,
+        view_time=view_time, stripe_event_id=None,
+        email=before.email if before is not None else None, name=before.name if before is not None else None,
+        unlinked_from=user_id), now)

@@ -4,15 +4,15 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
 
 from chalicelib import observability
-from chalicelib.access import access_of, customer_id_of, is_stripe_id
+from chalicelib.access import access_of, is_stripe_id
 from chalicelib.clock import Clock, utc_now
-from chalicelib.connections import ConnectionStore, ConnectorService
-from chalicelib.entitlements import EntitlementStore, EventAlreadyDone, View, member_writes, microseconds
+from chalicelib.connections import ConnectionStore, ConnectorService, grace_of
+from chalicelib.entitlements import EventAlreadyDone, microseconds
 from chalicelib.errors import InvalidPayload, InvalidSignature, PayloadTooLarge
-from chalicelib.identity import Identity, customer_email
 from chalicelib.models import ConnectionModel, WebhookEventModel, save_if
 from chalicelib.observability import Metrics
 from chalicelib.stripe_gateway import StripeGateway
+from chalicelib.writer import Reading, ViewWriter
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +72,14 @@ class EventLog:
 
 class WebhookReceiver:
     def __init__(self, stripe: StripeGateway, events: EventLog, connector: ConnectorService,
-                 connections: ConnectionStore, entitlements: EntitlementStore, identity: Identity,
+                 connections: ConnectionStore, writer: ViewWriter,
                  clock: Clock = utc_now, metrics: Optional[Metrics] = None):
-        self._identity = identity
         self._metrics = metrics or Metrics()
         self._stripe = stripe
         self._events = events
         self._connector = connector
         self._connections = connections
-        self._entitlements = entitlements
+        self._writer = writer
         self._clock = clock
         self._handlers: Dict[str, Callable[[Dict[str, Any]], str]] = {
             "account.application.deauthorized": self._account_deauthorized,
@@ -160,6 +159,7 @@ class WebhookReceiver:
         subscription = self._stripe.subscription(account_id, subscription_id)
         view_time = microseconds(now)
         from_copy = subscription is None
+        behind_since = None
         if from_copy:
             logger.info("Stripe no longer has %s; using the copy in %s", subscription_id, event["id"])
             subscription = self._stripe.expand(account_id, carried)
@@ -169,34 +169,30 @@ class WebhookReceiver:
             # second (a read made earlier in that second is older).
             if subscription.get("status") not in FINAL_STATUSES:
                 view_time = (event["created"] + 1) * 1_000_000 - 1
-        access = access_of(subscription, now)
-        if from_copy and access.grants:
-            # What Stripe does not have, it cannot have sold: a copy may end
-            # access, never grant it.
-            logger.warning("Stripe has no %s; %s's copy would grant access, so it is ignored",
-                           subscription_id, event["id"])
-            return IGNORED
-        members = self._identity.members_of([subscription], account_id, [site.site_id for site in sites])
-        email, name = customer_email(subscription)
-        views = []
+        else:
+            behind_since = self._stripe.behind_since(account_id, subscription)
+        readings = []
         for site in sites:
-            user_id, named = members[(site.site_id, subscription_id)]
-            if user_id is None:
-                logger.info("Subscription %s on %s names no member of site %s: kept as unmatched",
-                            subscription_id, account_id, site.site_id)
-            views.append(View(
-                site_id=site.site_id, user_id=user_id, account_id=account_id,
-                customer_id=customer_id_of(subscription), subscription_id=subscription_id,
-                stripe_status=str(subscription.get("status")), access=access, view_time=view_time,
-                stripe_event_id=event["id"], email=email, name=name, named=named))
+            access = access_of(subscription, now, grace_of(site), behind_since)
+            if from_copy and access.grants:
+                # What Stripe does not have, it cannot have sold: a copy may end
+                # access, never grant it.
+                logger.warning("Stripe has no %s; %s's copy would grant access, so it is ignored",
+                               subscription_id, event["id"])
+                return IGNORED
+            readings.append(Reading(site.site_id, account_id, subscription, access, view_time, event["id"]))
         try:
-            stale = self._entitlements.write(member_writes(views, now), event_record(event, now))
+            result = self._writer.write(readings, now, event_record(event, now))
         except EventAlreadyDone:
             logger.info("%s was handled by another delivery meanwhile", event["id"])
             return DUPLICATE
-        for item in stale:
+        for view in result.written:
+            if view.user_id is None:
+                logger.info("Subscription %s on %s names no member of site %s: kept as unmatched",
+                            subscription_id, account_id, view.site_id)
+        for view in result.stale:
             logger.info("A newer view of %s is stored for %s; %s left it", subscription_id,
-                        item.site_id, event["id"])
+                        view.site_id, event["id"])
         return HANDLED
 
     def _sites_for(self, event: Dict[str, Any]) -> List[ConnectionModel]:

@@ -257,7 +257,7 @@ def test_a_webhook_that_asked_stripe_after_the_sweep_did_wins_though_the_sweep_w
     # Its delivery was handled while the period still ran.
     receiver = lambda clock=utc_now: WebhookReceiver(  # noqa: E731
         services.get_stripe_gateway(), EventLog(), services.get_connector_service(), ConnectionStore(),
-        services.get_entitlement_store(), services.get_identity(), clock=clock)
+        services.get_view_writer(), clock=clock)
     payload, headers = signed(studio.events[-1])
     receiver(lambda: at(now - 120)).receive(payload.encode(), headers["Stripe-Signature"])
     access_events.drain()

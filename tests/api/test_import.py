@@ -150,11 +150,14 @@ def test_a_reconnection_brings_in_what_changed_while_disconnected(client, studio
     assert heard(access_events) == sorted([
         (REVOKED, "user_ben", "yoga", "subscription_canceled", None),
         (REVOKED, "user_cy", "prod_pilates", "subscription_canceled", None),
-        (REVOKED, "user_di", "prod_pilates", "subscription_canceled", None),
+        # Handed to another member: the same write ends the first one's access.
+        (REVOKED, "user_di", "prod_pilates", "subscription_reassigned", None),
         (GRANTED, "user_eve", "prod_pilates", "subscription_active", None),
         (GRANTED, "user_fay", "prod_pilates", "subscription_active", None)])
     stored = ImportModel.get("site_a")
-    assert (stored.subscriptions, stored.reread) == (3, 3)
+    # The listing wrote the handed-over subscription as user_eve's, which
+    # ended user_di's access: only the two it did not list are read again.
+    assert (stored.subscriptions, stored.reread) == (3, 2)
 
 
 def test_a_webhook_newer_than_the_import_s_read_wins(client, studio, work, access_events):

@@ -130,12 +130,13 @@ class Life:
             "canceling": ("canceling", True, self.first_end),
             "uncanceled": ("active", True, self.first_end),
             "renewed": ("active", True, self.second_end),
-            "past_due": ("past_due", True, self.second_end),
+            # No invoice is open: the grace (14 days) runs from the period's start.
+            "past_due": ("past_due", True, self.first_end + 14 * DAY),
             "deleted": ("expired", False, self.ended_at),
         }[step]
         return [{"product_id": product_id, "stripe_product_id": stripe_id,
                  "subscription_id": self.subscription_id, "state": state, "access": access,
-                 "access_until": at(until)}
+                 "access_until": at(until), "member_from": "metadata"}
                 for product_id, stripe_id in sorted(self.products)]
 
     def expected_story(self) -> list:

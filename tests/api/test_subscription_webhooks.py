@@ -50,7 +50,7 @@ def test_a_new_subscription_grants_access_until_the_period_end_and_announces_it(
     assert access(client) == [{
         "product_id": "yoga", "stripe_product_id": "prod_yoga", "subscription_id": subscription["id"],
         "state": "active", "access": True,
-        "access_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(period_end))}]
+        "access_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(period_end)), "member_from": "metadata"}]
     heard = access_events.drain()
     assert len(heard) == 1
     granted = heard[0]
@@ -236,13 +236,15 @@ def test_access_is_never_true_past_access_until_even_before_the_sweep(client, st
     assert (entry["access"], entry["state"]) == (False, "expired")
 
 
-def test_a_subscription_event_costs_at_most_three_dynamodb_and_one_stripe_request(client, studio):
+def test_a_subscription_event_costs_at_most_four_dynamodb_and_one_stripe_request(client, studio):
     studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga", "prod_pilates"])
     event = last_event(studio)
     stripe_before = len(studio.requests)
     with AWS_CALLS.counting() as calls:
         assert deliver(client, event).status_code == 200
-    assert calls.of("dynamodb") <= 3, calls.calls
+    # The event's record, the account's sites, whose the subscription is (one
+    # read across tables), and one transaction.
+    assert calls.of("dynamodb") <= 4, calls.calls
     assert len(studio.requests) - stripe_before == 1
     assert calls.of("eventbridge") == 0
 
@@ -275,7 +277,7 @@ def test_a_view_read_before_the_stored_one_is_left_out_and_the_event_is_still_do
     # A handler whose read of Stripe is older than the stored view (it read,
     # then stalled while another delivery wrote) must not overwrite it.
     stalled = WebhookReceiver(services.get_stripe_gateway(), EventLog(), services.get_connector_service(),
-                              ConnectionStore(), services.get_entitlement_store(), services.get_identity(),
+                              ConnectionStore(), services.get_view_writer(),
                               clock=lambda: datetime.now(timezone.utc) - timedelta(minutes=5))
     payload, headers = signed(created)
     assert stalled.receive(payload.encode(), headers["Stripe-Signature"]) == "handled"
@@ -293,7 +295,7 @@ def test_a_read_answered_before_a_change_but_arriving_after_its_delivery_does_no
         studio.cancel_subscription(ACCOUNT, subscription["id"])
         payload, headers = signed(last_event(studio))
         other = WebhookReceiver(services.get_stripe_gateway(), EventLog(), services.get_connector_service(),
-                                ConnectionStore(), services.get_entitlement_store(), services.get_identity())
+                                ConnectionStore(), services.get_view_writer())
         assert other.receive(payload.encode(), headers["Stripe-Signature"]) == "handled"
 
     studio.before_answering_next("GET", "/v1/subscriptions/" + subscription["id"], canceled_meanwhile)

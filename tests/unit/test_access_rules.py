@@ -131,43 +131,91 @@ def test_cancel_at_before_the_period_end_is_canceling_until_cancel_at(status):
 
 
 @pytest.mark.parametrize("status", ["active", "trialing"])
-def test_cancel_at_after_the_period_end_is_canceling_until_cancel_at(status):
-    # Renewals still come before the cancellation: access runs to cancel_at.
+def test_cancel_at_after_the_period_end_ends_access_at_the_period_end_until_a_renewal_is_paid(status):
+    # A far cancel_at is not paid for yet: the period that was is the limit.
     cancel_at = PERIOD_END + timedelta(days=40)
     access = access_of(subscription(status=status, cancel_at=cancel_at), NOW)
-    assert (access.state, access.grants, access.access_until) == ("canceling", True, cancel_at)
+    assert (access.state, access.grants, access.access_until) == ("canceling", True, PERIOD_END)
 
 
-def test_past_due_keeps_access_until_the_period_end_in_state_past_due():
-    access = access_of(subscription(status="past_due"), NOW)
-
-    assert access.grants is True
-    assert access.state == "past_due"
-    assert access.access_until == PERIOD_END
-    assert access.reason == "subscription_active"
+def test_a_paid_renewal_before_a_far_cancel_at_extends_access_to_the_new_period_end():
+    cancel_at = PERIOD_END + timedelta(days=40)
+    renewed = sub_item(period_start=PERIOD_END, period_end=PERIOD_END + timedelta(days=30))
+    access = access_of(subscription(cancel_at=cancel_at, items=[renewed]), PERIOD_END + timedelta(days=1))
+    assert (access.state, access.access_until) == ("canceling", PERIOD_END + timedelta(days=30))
 
 
-def test_past_due_keeps_access_until_the_latest_item_period_end():
-    later = PERIOD_END + timedelta(days=2)
-    sub = subscription(status="past_due", items=[sub_item("prod_a"), sub_item("prod_b", period_end=later)])
-
-    assert access_of(sub, NOW).access_until == later
-
-
-def test_past_due_with_cancel_at_before_the_period_end_keeps_access_until_cancel_at():
-    cancel_at = NOW + timedelta(days=3)
-
-    access = access_of(subscription(status="past_due", cancel_at=cancel_at), NOW)
-
-    assert access.grants is True
-    assert access.state == "past_due"
+def test_the_last_renewal_before_cancel_at_grants_access_until_cancel_at():
+    cancel_at = PERIOD_END + timedelta(days=40)
+    renewed = sub_item(period_start=PERIOD_END + timedelta(days=30), period_end=PERIOD_END + timedelta(days=60))
+    access = access_of(subscription(cancel_at=cancel_at, items=[renewed]), PERIOD_END + timedelta(days=31))
     assert access.access_until == cancel_at
 
 
-def test_past_due_with_cancel_at_after_the_period_end_keeps_access_until_the_period_end():
-    access = access_of(subscription(status="past_due", cancel_at=PERIOD_END + timedelta(days=30)), NOW)
+# --- access_of: past due ------------------------------------------------------------
+# The grace runs from when the subscription fell behind: its oldest open
+# invoice (behind_since), else its earliest item period start; access ends at
+# the earliest of the grace's end, the latest period end and a cancel_at.
 
-    assert (access.state, access.grants, access.access_until) == ("past_due", True, PERIOD_END)
+DAY = timedelta(days=1)
+GRACE = timedelta(days=14)
+
+
+@pytest.mark.parametrize("case, behind_by, grace, period_end, cancel_at, until, state, reason", [
+    ("fell behind today: the grace", 0, GRACE, PERIOD_END, None, NOW + GRACE, "past_due", "subscription_active"),
+    ("fell behind 10 days ago: 4 days left", 10, GRACE, PERIOD_END, None, NOW + 4 * DAY, "past_due",
+     "subscription_active"),
+    ("the grace outlasts the period: the period end", 0, 60 * DAY, PERIOD_END, None, PERIOD_END, "past_due",
+     "subscription_active"),
+    ("a cancellation sooner than both", 0, GRACE, PERIOD_END, NOW + 2 * DAY, NOW + 2 * DAY, "past_due",
+     "subscription_active"),
+    ("a cancellation later than the grace", 0, GRACE, PERIOD_END, NOW + 20 * DAY, NOW + GRACE, "past_due",
+     "subscription_active"),
+    ("invoice older than the grace: nothing", 15, GRACE, PERIOD_END, None, NOW - DAY, "expired",
+     "subscription_past_due"),
+    ("grace of 0 days: nothing", 0, timedelta(0), PERIOD_END, None, NOW, "expired", "subscription_past_due"),
+    ("renewed while past due: the new period grants nothing", 40, GRACE, PERIOD_END + 30 * DAY, None,
+     NOW - 26 * DAY, "expired", "subscription_past_due"),
+])
+def test_past_due_access_lasts_the_sites_grace_from_when_it_fell_behind(
+        case, behind_by, grace, period_end, cancel_at, until, state, reason):
+    sub = subscription(status="past_due", items=[sub_item(period_end=period_end)], cancel_at=cancel_at)
+
+    access = access_of(sub, NOW, grace=grace, behind_since=NOW - behind_by * DAY)
+
+    assert (access.state, access.access_until, access.reason) == (state, until, reason), case
+    assert access.grants is (state == "past_due")
+
+
+def test_past_due_with_no_open_invoice_counts_the_grace_from_the_earliest_item_period_start():
+    sub = subscription(status="past_due", items=[
+        sub_item("prod_a", period_start=NOW - 3 * DAY), sub_item("prod_b", period_start=NOW - 1 * DAY)])
+
+    access = access_of(sub, NOW)
+
+    assert (access.state, access.access_until) == ("past_due", NOW - 3 * DAY + GRACE)
+
+
+def test_past_due_keeps_access_no_later_than_the_latest_item_period_end():
+    sub = subscription(status="past_due", items=[sub_item(period_end=NOW + 2 * DAY)])
+
+    assert access_of(sub, NOW, grace=60 * DAY, behind_since=NOW).access_until == NOW + 2 * DAY
+
+
+def test_a_past_due_subscription_renewed_without_payment_does_not_move_access_forward():
+    first = access_of(subscription(status="past_due"), NOW + DAY, behind_since=NOW)
+    renewed = subscription(status="past_due", items=[sub_item(period_start=PERIOD_END,
+                                                              period_end=PERIOD_END + 30 * DAY)])
+
+    second = access_of(renewed, NOW + 2 * DAY, behind_since=NOW)
+
+    assert first.access_until == second.access_until == NOW + GRACE
+
+
+def test_the_grace_does_not_apply_to_an_active_subscription():
+    access = access_of(subscription(status="active"), NOW, grace=timedelta(0), behind_since=NOW - 30 * DAY)
+
+    assert (access.state, access.access_until) == ("active", PERIOD_END)
 
 
 # --- access_of: statuses that grant nothing ----------------------------------------
@@ -383,7 +431,7 @@ def view_of(sub, now=NOW, site_id="site_1", user_id="u_1", view_time=None, strip
                 customer_id=customer_id_of(sub), subscription_id=sub["id"],
                 stripe_status=sub["status"], access=access_of(sub, now),
                 view_time=view_time if view_time is not None else int(now.timestamp() * 1_000_000),
-                stripe_event_id=stripe_event_id)
+                stripe_event_id=stripe_event_id, member_from="metadata" if user_id else None)
 
 
 def item_of(sub, now=NOW, **view):
@@ -473,12 +521,13 @@ def test_granting_entitlement_reads_as_its_state_with_access_and_a_utc_timestamp
         "state": "canceling",
         "access": True,
         "access_until": "2026-12-24T16:00:00Z",
+        "member_from": "metadata",
     }]}
 
 
 @pytest.mark.parametrize("later", [timedelta(0), timedelta(seconds=1), timedelta(days=10)])
 def test_stored_grant_reads_expired_without_access_once_access_until_has_passed(later):
-    item = item_of(subscription(status="past_due"))
+    item = item_of(subscription(status="past_due", items=[sub_item(period_start=PERIOD_END - timedelta(days=14))]))
     assert item.grants is True  # the sweep has not run yet
 
     entry, = entitlements_view([item], PERIOD_END + later)["entitlements"]
@@ -489,7 +538,7 @@ def test_stored_grant_reads_expired_without_access_once_access_until_has_passed(
 
 
 def test_stored_grant_reads_with_access_one_second_before_access_until():
-    item = item_of(subscription(status="past_due"))
+    item = item_of(subscription(status="past_due", items=[sub_item(period_start=PERIOD_END - timedelta(days=14))]))
 
     entry, = entitlements_view([item], PERIOD_END - timedelta(seconds=1))["entitlements"]
 
@@ -551,4 +600,4 @@ def test_entitlements_are_sorted_by_product_id_one_entry_per_product():
 
     assert [e["product_id"] for e in entries] == ["alpha", "mid", "zeta"]
     assert all(set(e) == {"product_id", "stripe_product_id", "subscription_id", "state", "access",
-                          "access_until"} for e in entries)
+                          "access_until", "member_from"} for e in entries)

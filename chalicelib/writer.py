@@ -1,0 +1,311 @@
+"""Writing what a subscription grants on a site, whoever read it (a webhook,
+the import, the sweep, an import's re-read).
+
+A view is written with the subscription's member record (whose it is now,
+SubscriptionMemberModel) on the condition that the record is still as read,
+and with the records beside it: the customer's member where metadata named
+them, the member's billing customer where they had none. When the member
+changed (metadata names someone else now, or nobody), the earlier member's
+entitlement ends in the same transaction, with reason
+`subscription_reassigned`. A view older than the member record is stale:
+it is left out."""
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.access import SUBSCRIPTION_REASSIGNED, Access, customer_id_of
+from chalicelib.entitlements import (EventAlreadyDone, View, ended_item, entitlement_item, member_key,
+                                     newer_than_stored, unmatched_key)
+from chalicelib.identity import METADATA, NAMED_BY_METADATA, customer_email, customer_key, customer_member, membership
+from chalicelib.member_customers import FROM_EMAIL_LOOKUP, FROM_SUBSCRIPTION
+from chalicelib.models import (CustomerMemberModel, EntitlementModel, MemberCustomerModel, SubscriptionMemberModel,
+                               WebhookEventModel, read_many)
+
+logger = logging.getLogger(__name__)
+
+# DynamoDB's limit on the items of one transaction.
+ITEMS_PER_TRANSACTION = 100
+# Rounds of read, decide and write when other writers keep changing the
+# same subscriptions; after them the caller's retry (Stripe's, the queue's)
+# starts afresh.
+ATTEMPTS = 4
+
+ENTITLEMENT = "entitlement"
+HOLDER = "holder"
+PREVIOUS = "previous"
+RECORD = "record"
+EVENT = "event"
+# A condition on an item that is not written.
+CHECK = "check"
+
+
+class SubscriptionsKeptChanging(Exception):
+    """Other writers changed the same subscriptions on every attempt."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A subscription as read from Stripe for one site, with what it grants
+    there (the site's grace decides a past-due subscription's access)."""
+    site_id: str
+    account_id: str
+    subscription: Dict[str, Any]
+    access: Access
+    view_time: int
+    stripe_event_id: Optional[str]
+    # (member_key, view_time) of the entitlement the reader started from (the
+    # sweep, a re-read): written only if it is still that, else stale.
+    expected: Optional[Tuple[str, int]] = None
+
+    @property
+    def subscription_id(self) -> str:
+        return self.subscription["id"]
+
+
+@dataclass
+class WriteResult:
+    written: List[View] = field(default_factory=list)
+    # Views older than what is stored: left out.
+    stale: List[View] = field(default_factory=list)
+
+
+@dataclass
+class _Planned:
+    reading: Reading
+    view: View
+    # (item, condition, role): what this view writes, together.
+    puts: List[Tuple[Model, Any, str]]
+
+
+def holder_of(view: View, holder: Optional[SubscriptionMemberModel], now: datetime,
+              unlinked_from: Optional[str] = None) -> SubscriptionMemberModel:
+    return SubscriptionMemberModel(
+        view.site_id, view.subscription_id, account_id=view.account_id, user_id=view.user_id,
+        member_from=view.member_from, unlinked_from=unlinked_from if holder is None else holder.unlinked_from,
+        view_time=view.view_time, changed_at=now)
+
+
+def holder_unchanged(holder: Optional[SubscriptionMemberModel]):
+    """The member record is as it was read (or still absent)."""
+    if holder is None:
+        return SubscriptionMemberModel.site_id.does_not_exist()
+    return SubscriptionMemberModel.view_time == holder.view_time
+
+
+def holder_key_of(holder: SubscriptionMemberModel) -> Tuple[str, str]:
+    """The key of the entitlement the member record points at."""
+    key = member_key(holder.site_id, holder.user_id) if holder.user_id else unmatched_key(holder.site_id)
+    return key, holder.subscription_id
+
+
+class ViewWriter:
+    def __init__(self, connection: Optional[Connection] = None):
+        # By default, where the models are bound (models.bind).
+        self._connection = connection or Connection(region=EntitlementModel.Meta.region,
+                                                    host=getattr(EntitlementModel.Meta, "host", None))
+
+    def write(self, readings: Sequence[Reading], now: datetime,
+              done: Optional[WebhookEventModel] = None) -> WriteResult:
+        """Write every reading that is newer than what is stored, and the
+        event's record with the last transaction. Raises EventAlreadyDone
+        when another delivery recorded the event first."""
+        result = WriteResult()
+        pending = list(readings)
+        for _ in range(ATTEMPTS):
+            planned = self._plan(pending, now, result)
+            try:
+                self._write_chunks(planned, done, result)
+                return result
+            except _Conflict as exc:
+                result.stale.extend(exc.stale)
+                pending = exc.again
+        raise SubscriptionsKeptChanging("%d subscriptions kept changing while they were written" % len(pending))
+
+    # ------------------------------------------------------------ planning
+
+    def _plan(self, readings: List[Reading], now: datetime, result: WriteResult) -> List[_Planned]:
+        """Read what the readings' writes depend on, in one request (two when
+        a subscription changed hands), and decide what each writes."""
+        customers = [customer_key(r.site_id, r.account_id, r.subscription) for r in readings]
+        named = [membership(r.subscription, None, None) for r in readings]
+        found = read_many(self._connection, {
+            SubscriptionMemberModel: [(r.site_id, r.subscription_id) for r in readings],
+            CustomerMemberModel: [key for key in customers if key],
+            MemberCustomerModel: [(r.site_id, named[i].user_id) for i, r in enumerate(readings)
+                                  if named[i].member_from == METADATA and customers[i]],
+        })
+        holders = {(h.site_id, h.subscription_id): h for h in found[SubscriptionMemberModel]}
+        recorded = {(c.site_id, c.customer_ref): c.user_id for c in found[CustomerMemberModel]}
+        billing = {(b.site_id, b.user_id): b for b in found[MemberCustomerModel]}
+        views = []
+        for reading, customer in zip(readings, customers):
+            holder = holders.get((reading.site_id, reading.subscription_id))
+            view = self._view(reading, holder, recorded.get(customer))
+            if holder is not None and holder.view_time >= reading.view_time:
+                result.stale.append(view)
+                continue
+            views.append((reading, holder, view))
+        previous = self._previous_entitlements([(holder, view) for _, holder, view in views])
+        planned = []
+        for reading, holder, view in views:
+            puts: List[Tuple[Model, Any, str]] = []
+            item = entitlement_item(view, now)
+            puts.append((item, newer_than_stored(view.view_time), ENTITLEMENT))
+            puts.append((holder_of(view, holder, now), holder_unchanged(holder), HOLDER))
+            if holder is not None:
+                earlier = previous.get(holder_key_of(holder))
+                if earlier is not None and earlier.member_key != item.member_key:
+                    ended = ended_item(earlier, now, SUBSCRIPTION_REASSIGNED, stripe_status=view.stripe_status,
+                                       view_time=view.view_time, stripe_event_id=view.stripe_event_id,
+                                       ends_now=True)
+                    puts.append((ended, EntitlementModel.view_time == earlier.view_time, PREVIOUS))
+            puts.extend(self._records(view, billing.get((view.site_id, view.user_id)), now))
+            if reading.expected is not None:
+                puts = _expecting(puts, reading)
+            planned.append(_Planned(reading, view, puts))
+        return planned
+
+    @staticmethod
+    def _view(reading: Reading, holder: Optional[SubscriptionMemberModel], recorded: Optional[str]) -> View:
+        member = membership(reading.subscription, holder, recorded)
+        email, name = customer_email(reading.subscription)
+        return View(
+            site_id=reading.site_id, user_id=member.user_id, account_id=reading.account_id,
+            customer_id=customer_id_of(reading.subscription), subscription_id=reading.subscription_id,
+            stripe_status=str(reading.subscription.get("status")), access=reading.access,
+            view_time=reading.view_time, stripe_event_id=reading.stripe_event_id, email=email, name=name,
+            member_from=member.member_from, unlinked_from=holder.unlinked_from if holder is not None else None)
+
+    def _previous_entitlements(self, views: List[Tuple[Optional[SubscriptionMemberModel], View]]
+                               ) -> Dict[Tuple[str, str], EntitlementModel]:
+        """The entitlements of the members the subscriptions are leaving."""
+        keys = [holder_key_of(holder) for holder, view in views
+                if holder is not None and holder.user_id != view.user_id]
+        if not keys:
+            return {}
+        items = read_many(self._connection, {EntitlementModel: keys})[EntitlementModel]
+        return {(item.member_key, item.subscription_id): item for item in items}
+
+    @staticmethod
+    def _records(view: View, billing: Optional[MemberCustomerModel], now: datetime) -> List[Tuple[Model, Any, str]]:
+        if view.member_from != METADATA or not view.customer_id:
+            return []
+        # Metadata names its customer for sure: the site records it as the
+        # member's (a later naming wins).
+        records: List[Tuple[Model, Any, str]] = [(customer_member(
+            view.site_id, view.account_id, view.customer_id, view.user_id, NAMED_BY_METADATA, now), None, RECORD)]
+        # The member's billing customer is the first recorded on the account;
+        # only a guess by email gives way to one a subscription names.
+        if billing is None or billing.account_id != view.account_id or (
+                billing.source == FROM_EMAIL_LOOKUP and billing.customer_id != view.customer_id):
+            records.append((MemberCustomerModel(
+                view.site_id, view.user_id, account_id=view.account_id, customer_id=view.customer_id,
+                source=FROM_SUBSCRIPTION, recorded_at=now),
+                MemberCustomerModel.user_id.does_not_exist() | (MemberCustomerModel.account_id != view.account_id)
+                | (MemberCustomerModel.source == FROM_EMAIL_LOOKUP), RECORD))
+        return records
+
+    # ------------------------------------------------------------ writing
+
+    def _write_chunks(self, planned: List[_Planned], done: Optional[WebhookEventModel],
+                      result: WriteResult) -> None:
+        chunks: List[List[_Planned]] = [[]]
+        for plan in planned:
+            size = sum(len(p.puts) for p in chunks[-1])
+            if chunks[-1] and size + len(plan.puts) + 1 > ITEMS_PER_TRANSACTION:
+                chunks.append([])
+            chunks[-1].append(plan)
+        for index, chunk in enumerate(chunks):
+            # The event's record goes with the last chunk: an earlier crash
+            # leaves the event undone, and the retry writes newer views.
+            last = index == len(chunks) - 1
+            try:
+                self._transact(chunk, done if last else None)
+            except _Conflict as exc:
+                exc.again.extend(plan.reading for later in chunks[index + 1:] for plan in later)
+                raise
+            result.written.extend(plan.view for plan in chunk)
+
+    def _transact(self, chunk: List[_Planned], done: Optional[WebhookEventModel]) -> None:
+        if not chunk and done is None:
+            return
+        # DynamoDB reports a cancelled transaction's reasons in the order of
+        # its items, and PynamoDB sends condition checks before puts.
+        checks: List[Tuple[int, str]] = []
+        saves: List[Tuple[int, str]] = []
+        seen = set()
+        try:
+            with TransactWrite(connection=self._connection) as transaction:
+                for index, plan in enumerate(chunk):
+                    for item, condition, role in plan.puts:
+                        # A transaction writes an item once: a record two
+                        # views share (one customer's subscriptions) goes once.
+                        key = _key_of(item)
+                        if role == RECORD and key in seen:
+                            continue
+                        seen.add(key)
+                        if role == CHECK:
+                            transaction.condition_check(type(item), getattr(item, item._hash_keyname),
+                                                        getattr(item, item._range_keyname), condition=condition)
+                            checks.append((index, role))
+                        else:
+                            transaction.save(item, condition=condition)
+                            saves.append((index, role))
+                if done is not None:
+                    transaction.save(done, condition=WebhookEventModel.event_id.does_not_exist())
+                    saves.append((-1, EVENT))
+        except TransactWriteError as exc:
+            roles = checks + saves
+            reasons = exc.cancellation_reasons or []
+            failed = [i for i, reason in enumerate(reasons)
+                      if reason is not None and reason.code == "ConditionalCheckFailed"]
+            if not failed or len(failed) != len([r for r in reasons if r is not None]):
+                raise
+            if any(roles[i][1] == EVENT for i in failed if i < len(roles)):
+                raise EventAlreadyDone(done.event_id) from exc
+            stale = {roles[i][0] for i in failed if i < len(roles) and roles[i][1] in (ENTITLEMENT, CHECK)}
+            for plan in (chunk[i] for i in stale):
+                logger.info("A newer view of %s is stored for %s", plan.view.subscription_id, plan.view.site_id)
+            raise _Conflict([chunk[i].view for i in sorted(stale)],
+                            [plan.reading for i, plan in enumerate(chunk) if i not in stale]) from exc
+
+
+def _expecting(puts: List[Tuple[Model, Any, str]], reading: Reading) -> List[Tuple[Model, Any, str]]:
+    """The puts, written only if the entitlement the reader started from is
+    unchanged: a write since then is newer than this reading."""
+    key, view_time = reading.expected
+    unchanged = EntitlementModel.view_time == view_time
+    found = False
+    changed = []
+    for item, condition, role in puts:
+        if isinstance(item, EntitlementModel) and item.member_key == key:
+            condition, role, found = unchanged, ENTITLEMENT, True
+        changed.append((item, condition, role))
+    if not found:
+        changed.append((EntitlementModel(key, reading.subscription_id), unchanged, CHECK))
+    return changed
+
+
+def _key_of(item: Model) -> tuple:
+    return (type(item).__name__, getattr(item, item._hash_keyname),
+            getattr(item, item._range_keyname) if item._range_keyname else None)
+
+
+class _Conflict(Exception):
+    """A transaction's conditions failed: `stale` views are older than what
+    is stored; `again` are to be read and decided once more."""
+
+    def __init__(self, stale: List[View], again: List[Reading]):
+        super().__init__("%d stale, %d to try again" % (len(stale), len(again)))
+        self.stale = stale
+        self.again = again
+
+
+def with_reason(access: Access, reason: str) -> Access:
+    return replace(access, reason=reason)

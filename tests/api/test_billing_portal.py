@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from chalicelib.member_customers import (FROM_EMAIL_LOOKUP, FROM_SUBSCRIPTION, MemberCustomer,
+from chalicelib.member_customers import (FROM_EMAIL_LOOKUP, FROM_LINK, FROM_SUBSCRIPTION, MemberCustomer,
                                          MemberCustomerStore)
 from chalicelib.models import ConnectionModel, MemberCustomerModel
 from tests.api.test_connect_lifecycle import ADMIN, connect
@@ -264,6 +264,16 @@ def test_an_email_lookup_never_replaces_a_subscriptions_record(aws):
     assert store.record(MemberCustomer("site_a", "member_1", "acct_other", "cus_x", FROM_EMAIL_LOOKUP), NOW)
     store.record(MemberCustomer("site_a", "member_1", "acct_other", "cus_y", FROM_SUBSCRIPTION), NOW)
     assert store.find("site_a", "member_1", "acct_other").customer_id == "cus_y"
+
+
+@pytest.mark.parametrize("source", [FROM_EMAIL_LOOKUP, FROM_LINK])
+def test_an_email_lookup_never_replaces_an_earlier_record_of_any_source_on_the_same_account(aws, source):
+    store = MemberCustomerStore()
+    store.record(MemberCustomer("site_a", "member_1", "acct_gym", "cus_first", source), NOW)
+    assert store.record(MemberCustomer("site_a", "member_1", "acct_gym", "cus_later", FROM_EMAIL_LOOKUP),
+                        NOW) is False
+    kept = store.find("site_a", "member_1", "acct_gym")
+    assert (kept.customer_id, kept.source) == ("cus_first", source)
 
 
 # --------------------------------------------------------- return URLs

@@ -286,7 +286,7 @@ def link_unmatched(subscription_id):
 @answers_errors
 def billing_portal():
     member = member_caller()
-    return services.get_portal_service().availability(member.site_id)
+    return services.get_portal_service().availability(member)
 
 
 @app.route("/billing/portal/sessions", methods=["POST"])

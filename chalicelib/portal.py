@@ -2,12 +2,13 @@
 make on the connected account, and the member's way into the portal."""
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from chalicelib.auth import Caller
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, connector_card
+from chalicelib.identity import CustomerMembers
 from chalicelib.import_records import ImportStore
 from chalicelib.errors import (CustomerGone, InvalidRequest, InvalidReturnUrl, InvalidSettings,
                                NoBillingAccount, NotConnected, PortalConfigurationGone,
@@ -153,11 +154,21 @@ def portal_configuration_params(settings: PortalSettings, default_return_url: st
     }
 
 
-def choose_customer(customers: Iterable[StripeCustomer], user_id: str) -> Optional[str]:
+def candidates(customers: Iterable[StripeCustomer], user_id: str) -> List[StripeCustomer]:
+    """The customers with the member's email that may be theirs: those whose
+    metadata names the member or nobody."""
+    return [c for c in customers if c.user_id in (user_id, None)]
+
+
+def choose_customer(customers: Iterable[StripeCustomer], user_id: str,
+                    recorded: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """Among the customers with the member's email: the one that names the
-    member, else the only one that names nobody. None when that is nobody or
-    more than one."""
-    customers = list(customers)
+    member, else the only one that names nobody. A customer the site has
+    recorded (`recorded`: customer id → member) as another member is never
+    chosen: sharing an email address does not make someone's customer
+    yours. None when that leaves nobody, or more than one."""
+    recorded = recorded or {}
+    customers = [c for c in candidates(customers, user_id) if recorded.get(c.customer_id, user_id) == user_id]
     named = [c.customer_id for c in customers if c.user_id == user_id]
     if named:
         return named[0] if len(named) == 1 else None
@@ -173,10 +184,12 @@ def portal_open(connection: Optional[ConnectionModel]) -> bool:
 class PortalService:
     def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
                  stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
-                 imports: Optional[ImportStore] = None, clock: Clock = utc_now):
+                 imports: Optional[ImportStore] = None, clock: Clock = utc_now,
+                 members: Optional[CustomerMembers] = None):
         self._connections = connections
         self._imports = imports or ImportStore()
         self._customers = customers
+        self._members = members or CustomerMembers()
         self._stripe = stripe
         self._app_base_url = app_base_url
         self._allowed_origins = (app_base_url,) + tuple(return_url_origins)
@@ -241,8 +254,17 @@ class PortalService:
 
     # ----------------------------------------------------------- the member
 
-    def availability(self, site_id: str) -> dict:
-        return {"available": portal_open(self._connections.get(site_id))}
+    def availability(self, member: Caller) -> dict:
+        """Whether the member's Billing link shows: the portal is open and a
+        Stripe customer is known for them on the connected account (found by
+        their verified email when none is recorded, and then remembered)."""
+        connection = self._connections.get(member.site_id)
+        if not portal_open(connection):
+            return {"available": False}
+        account_id = connection.account_id
+        known = (self._remembered(member, account_id) is not None
+                 or self._look_up(member, account_id) is not None)
+        return {"available": known}
 
     def open_session(self, member: Caller, requested_return_url: Any) -> dict:
         """A billing portal session for the member, on the site's account."""
@@ -252,7 +274,7 @@ class PortalService:
             raise PortalDisabled("The billing portal is not available on this site")
         account_id = connection.account_id
         configuration_id = connection.portal_configuration_id
-        remembered = self._customers.find(member.site_id, member.user_id, account_id)
+        remembered = self._remembered(member, account_id)
         if remembered is not None:
             try:
                 return {"url": self._stripe.create_portal_session(
@@ -262,6 +284,8 @@ class PortalService:
                 logger.info("Customer %s of user %s on site %s is gone at Stripe; looking again",
                             remembered.customer_id, member.user_id, member.site_id)
         customer_id = self._look_up(member, account_id)
+        if customer_id is None:
+            raise NoBillingAccount("You have no billing account on this site")
         try:
             return {"url": self._stripe.create_portal_session(
                 account_id, customer_id, configuration_id, return_url)}
@@ -269,22 +293,42 @@ class PortalService:
             self._customers.forget(member.site_id, member.user_id, customer_id)
             raise NoBillingAccount("You have no billing account on this site") from exc
 
-    def _look_up(self, member: Caller, account_id: str) -> str:
-        """The member's customer found by the token's email, remembered. An
-        email CustomerHub has not verified proves nothing: anyone can type
-        another person's address into their profile."""
+    def _remembered(self, member: Caller, account_id: str) -> Optional[MemberCustomer]:
+        """The member's customer the site remembers on account_id. One that an
+        email lookup found and that the site has since recorded as another
+        member (a link, a claim, a subscription naming them) is forgotten."""
+        remembered = self._customers.find(member.site_id, member.user_id, account_id)
+        if remembered is None or remembered.source != FROM_EMAIL_LOOKUP:
+            return remembered
+        key = (member.site_id, account_id, remembered.customer_id)
+        owner = self._members.recorded([key]).get(key, member.user_id)
+        if owner == member.user_id:
+            return remembered
+        logger.info("Customer %s found by email for user %s of site %s is recorded as another member; "
+                    "forgetting it", remembered.customer_id, member.user_id, member.site_id)
+        self._customers.forget(member.site_id, member.user_id, remembered.customer_id)
+        return None
+
+    def _look_up(self, member: Caller, account_id: str) -> Optional[str]:
+        """The member's customer found by the token's email, remembered; None
+        when there is none, or no single one. An email CustomerHub has not
+        verified proves nothing: anyone can type another person's address
+        into their profile, so it costs no Stripe request either."""
         if not member.email or not member.email_verified:
-            raise NoBillingAccount("You have no billing account on this site")
+            return None
         customers = self._stripe.customers_with_email(account_id, member.email)
-        customer_id = choose_customer(customers, member.user_id)
+        keys = [(member.site_id, account_id, c.customer_id) for c in candidates(customers, member.user_id)]
+        recorded = {customer: user for (_, _, customer), user in self._members.recorded(keys).items()}
+        customer_id = choose_customer(customers, member.user_id, recorded)
         if customer_id is None:
             logger.info("No single customer on %s for user %s of site %s (%d share the email)",
                         account_id, member.user_id, member.site_id, len(customers))
-            raise NoBillingAccount("You have no billing account on this site")
+            return None
         found = MemberCustomer(member.site_id, member.user_id, account_id, customer_id, FROM_EMAIL_LOOKUP)
         if not self._customers.record(found, self._clock()):
-            # A subscription named the member's customer meanwhile: it wins.
-            recorded = self._customers.find(member.site_id, member.user_id, account_id)
-            if recorded is not None:
-                return recorded.customer_id
+            # A record for this account came first (a subscription, a link, or
+            # a lookup racing this one): it wins.
+            recorded_first = self._customers.find(member.site_id, member.user_id, account_id)
+            if recorded_first is not None:
+                return recorded_first.customer_id
         return customer_id

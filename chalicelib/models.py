@@ -27,6 +27,9 @@ class AccountIndex(GlobalSecondaryIndex):
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
+# How long a member keeps access while Stripe retries a failed payment, until
+# the site's admin chooses otherwise.
+DEFAULT_PAST_DUE_GRACE_DAYS = 14
 
 
 class ConnectionModel(Model):
@@ -51,6 +54,8 @@ class ConnectionModel(Model):
     terms_of_service_url = UnicodeAttribute(null=True)
     allow_cancel = BooleanAttribute(default=False)
     portal_configuration_id = UnicodeAttribute(null=True)
+    # An item stored before the setting existed reads the default too.
+    past_due_grace_days = NumberAttribute(default=DEFAULT_PAST_DUE_GRACE_DAYS)
     version = VersionAttribute()
 
     account_index = AccountIndex()

@@ -23,6 +23,10 @@ MAX_URL_LENGTH = 2048
 URL_FIELDS = ("privacy_policy_url", "terms_of_service_url")
 FLAG_FIELDS = ("portal_enabled", "allow_cancel")
 SETTINGS_FIELDS = ("portal_enabled", "privacy_policy_url", "terms_of_service_url", "allow_cancel")
+GRACE_DAYS_FIELD = "past_due_grace_days"
+# Left out, the stored value stays.
+OPTIONAL_SETTINGS_FIELDS = (GRACE_DAYS_FIELD,)
+MIN_GRACE_DAYS, MAX_GRACE_DAYS = 0, 60
 SESSION_FIELDS = ("return_url",)
 CANCELLATION_REASONS = ("too_expensive", "missing_features", "switched_service", "unused",
                         "customer_service", "too_complex", "low_quality", "other")
@@ -37,6 +41,8 @@ class PortalSettings:
     privacy_policy_url: Optional[str]
     terms_of_service_url: Optional[str]
     allow_cancel: bool
+    # None: keep what is stored.
+    past_due_grace_days: Optional[int] = None
 
 
 def parse_portal_settings(body: Any) -> PortalSettings:
@@ -44,7 +50,7 @@ def parse_portal_settings(body: Any) -> PortalSettings:
     first (invalid_request), then what the values mean (invalid_settings)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object")
-    unknown = sorted(set(body) - set(SETTINGS_FIELDS))
+    unknown = sorted(set(body) - set(SETTINGS_FIELDS) - set(OPTIONAL_SETTINGS_FIELDS))
     if unknown:
         raise InvalidRequest("Unknown field: %s" % ", ".join(unknown))
     missing = [name for name in SETTINGS_FIELDS if name not in body]
@@ -56,10 +62,17 @@ def parse_portal_settings(body: Any) -> PortalSettings:
     for name in URL_FIELDS:
         if body[name] is not None and not isinstance(body[name], str):
             raise InvalidRequest("%s must be a string or null" % name)
+    grace_days = body.get(GRACE_DAYS_FIELD)
+    # JSON's true is a Python int, and 14.0 is not a whole number to a client
+    # whose language keeps the two apart.
+    if GRACE_DAYS_FIELD in body and (isinstance(grace_days, bool) or not isinstance(grace_days, int)):
+        raise InvalidRequest("%s must be a whole number of days" % GRACE_DAYS_FIELD)
     for name in URL_FIELDS:
         if body[name] is not None:
             check_policy_url(name, body[name])
-    settings = PortalSettings(**{name: body[name] for name in SETTINGS_FIELDS})
+    if grace_days is not None and not MIN_GRACE_DAYS <= grace_days <= MAX_GRACE_DAYS:
+        raise InvalidSettings("%s must be from %d to %d" % (GRACE_DAYS_FIELD, MIN_GRACE_DAYS, MAX_GRACE_DAYS))
+    settings = PortalSettings(past_due_grace_days=grace_days, **{name: body[name] for name in SETTINGS_FIELDS})
     if settings.portal_enabled and not (settings.privacy_policy_url and settings.terms_of_service_url):
         raise InvalidSettings("Enabling the portal needs privacy_policy_url and terms_of_service_url")
     return settings
@@ -176,6 +189,15 @@ def choose_customer(customers: Iterable[StripeCustomer], user_id: str,
     return unnamed[0] if len(unnamed) == 1 else None
 
 
+def _apply(connection: ConnectionModel, settings: PortalSettings) -> None:
+    connection.portal_enabled = settings.portal_enabled
+    connection.privacy_policy_url = settings.privacy_policy_url
+    connection.terms_of_service_url = settings.terms_of_service_url
+    connection.allow_cancel = settings.allow_cancel
+    if settings.past_due_grace_days is not None:
+        connection.past_due_grace_days = settings.past_due_grace_days
+
+
 def portal_open(connection: Optional[ConnectionModel]) -> bool:
     return (connection is not None and connection.status == CONNECTED
             and bool(connection.portal_enabled) and bool(connection.portal_configuration_id))
@@ -202,17 +224,14 @@ class PortalService:
         follow them. A Stripe failure leaves the stored settings as they were."""
         connection = self._connections.get(site_id)
         if connection is None or connection.status != CONNECTED:
-            raise NotConnected("Connect a Stripe account before saving the portal settings")
+            return self._keep_for_next_connection(site_id, connection, settings)
         account_id = connection.account_id
         stored_id = connection.portal_configuration_id
         if settings.portal_enabled:
             configuration_id = self._activate(site_id, account_id, stored_id, settings)
         else:
             configuration_id = self._deactivate(account_id, stored_id)
-        connection.portal_enabled = settings.portal_enabled
-        connection.privacy_policy_url = settings.privacy_policy_url
-        connection.terms_of_service_url = settings.terms_of_service_url
-        connection.allow_cancel = settings.allow_cancel
+        _apply(connection, settings)
         connection.portal_configuration_id = configuration_id
         try:
             self._connections.save(connection)
@@ -222,6 +241,20 @@ class PortalService:
             raise
         logger.info("Site %s saved its portal settings (enabled: %s)", site_id, settings.portal_enabled)
         return connector_card(connection, self._imports.sync_of(connection))
+
+    def _keep_for_next_connection(self, site_id: str, connection: Optional[ConnectionModel],
+                                  settings: PortalSettings) -> dict:
+        """Settings saved while no account is connected: stored for the next
+        connection, with the portal off and nothing asked of Stripe (a
+        configuration left on an earlier account is out of reach)."""
+        if settings.portal_enabled:
+            raise NotConnected("Connect a Stripe account before turning the portal on")
+        connection = connection or ConnectionModel(site_id)
+        _apply(connection, settings)
+        # A connect meanwhile makes this a conflict (the version attribute).
+        self._connections.save(connection)
+        logger.info("Site %s saved its portal settings while disconnected", site_id)
+        return connector_card(connection)
 
     def _activate(self, site_id: str, account_id: str, stored_id: Optional[str],
                   settings: PortalSettings) -> str:

@@ -295,7 +295,7 @@ def unlink_subscription(subscription_id):
 @answers_errors
 def billing_portal():
     member = member_caller()
-    return services.get_portal_service().availability(member.site_id)
+    return services.get_portal_service().availability(member)
 
 
 @app.route("/billing/portal/sessions", methods=["POST"])

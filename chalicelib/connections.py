@@ -8,11 +8,11 @@ from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError
 
-from chalicelib.access import DEFAULT_PAST_DUE_GRACE
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import (AccessDenied, AccountNotConnected, ConnectionChanged, InvalidRequest,
                                InvalidState, StripeFailure)
-from chalicelib.models import CONNECTED, DISCONNECTED, LOST_RACE, ConnectionModel, OAuthStateModel
+from chalicelib.models import (CONNECTED, DEFAULT_PAST_DUE_GRACE_DAYS, DISCONNECTED, LOST_RACE, ConnectionModel,
+                               OAuthStateModel)
 from chalicelib.stripe_gateway import AuthorizedAccount, StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -90,14 +90,19 @@ class OAuthStateStore:
         return record
 
 
-def grace_of(connection: Optional[ConnectionModel]) -> timedelta:
-    """How long a past-due subscription keeps access on the site."""
-    days = getattr(connection, "past_due_grace_days", None)
-    return DEFAULT_PAST_DUE_GRACE if days is None else timedelta(days=int(days))
-
-
 def _hash(state: str) -> str:
     return hashlib.sha256(state.encode("utf-8")).hexdigest()
+
+
+def grace_of(connection: Optional[ConnectionModel]) -> timedelta:
+    """How long the site's members keep access while Stripe retries a
+    failed payment (the admin's past_due_grace_days)."""
+    return timedelta(days=_grace_days(connection))
+
+
+def _grace_days(connection: Optional[ConnectionModel]) -> int:
+    days = connection.past_due_grace_days if connection is not None else None
+    return DEFAULT_PAST_DUE_GRACE_DAYS if days is None else int(days)
 
 
 def connector_card(connection: Optional[ConnectionModel], sync: Optional[dict] = None) -> dict:
@@ -116,6 +121,7 @@ def connector_card(connection: Optional[ConnectionModel], sync: Optional[dict] =
             "privacy_policy_url": connection.privacy_policy_url if connection else None,
             "terms_of_service_url": connection.terms_of_service_url if connection else None,
             "allow_cancel": bool(connection.allow_cancel) if connection else False,
+            "past_due_grace_days": _grace_days(connection),
         },
         # The latest import of the connected account's subscriptions.
         "sync": sync if connected else None,

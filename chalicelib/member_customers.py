@@ -34,8 +34,8 @@ class MemberCustomerStore:
         return MemberCustomer(item.site_id, item.user_id, item.account_id, item.customer_id, item.source)
 
     def record(self, found: MemberCustomer, now: datetime) -> bool:
-        """Remember found; False when a subscription's record for the same
-        account was there first, which an email lookup must not replace."""
+        """Remember found; False when it is an email lookup and a record for
+        the same account (of any source) was there first."""
         if found.source not in SOURCES:
             raise ValueError("unknown source %r" % found.source)
         item = MemberCustomerModel(found.site_id, found.user_id, account_id=found.account_id,
@@ -43,9 +43,10 @@ class MemberCustomerStore:
         if found.source != FROM_EMAIL_LOOKUP:
             item.save()
             return True
-        # A subscription names its customer for sure; an email only suggests one.
+        # A subscription or a link names its customer for sure; an email only
+        # suggests one, and a second lookup racing the first must not swap
+        # the customer the member's portal opens for.
         condition = (MemberCustomerModel.user_id.does_not_exist()
-                     | (MemberCustomerModel.source == FROM_EMAIL_LOOKUP)
                      | (MemberCustomerModel.account_id != found.account_id))
         return save_if(item, condition)
 

@@ -9,6 +9,7 @@ from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from chalicelib.access import DEFAULT_PAST_DUE_GRACE
 from chalicelib.settings import Settings
 
 # What DynamoDB answers when a write's condition does not hold.
@@ -29,6 +30,9 @@ class AccountIndex(GlobalSecondaryIndex):
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
+# How long a member keeps access while Stripe retries a failed payment, until
+# the site's admin chooses otherwise.
+DEFAULT_PAST_DUE_GRACE_DAYS = DEFAULT_PAST_DUE_GRACE.days
 
 
 class ConnectionModel(Model):
@@ -53,8 +57,9 @@ class ConnectionModel(Model):
     terms_of_service_url = UnicodeAttribute(null=True)
     allow_cancel = BooleanAttribute(default=False)
     portal_configuration_id = UnicodeAttribute(null=True)
-    # How long a past-due subscription keeps access (PUT /connectors/stripe/settings).
-    past_due_grace_days = NumberAttribute(default=14)
+    # How long a past-due subscription keeps access (PUT /connectors/stripe/settings);
+    # an item stored before the setting existed reads the default too.
+    past_due_grace_days = NumberAttribute(default=DEFAULT_PAST_DUE_GRACE_DAYS)
     version = VersionAttribute()
 
     account_index = AccountIndex()

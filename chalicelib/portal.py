@@ -2,12 +2,13 @@
 make on the connected account, and the member's way into the portal."""
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from chalicelib.auth import Caller
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, connector_card
+from chalicelib.identity import CustomerMembers
 from chalicelib.import_records import ImportStore
 from chalicelib.errors import (CustomerGone, InvalidRequest, InvalidReturnUrl, InvalidSettings,
                                NoBillingAccount, NotConnected, PortalConfigurationGone,
@@ -22,6 +23,10 @@ MAX_URL_LENGTH = 2048
 URL_FIELDS = ("privacy_policy_url", "terms_of_service_url")
 FLAG_FIELDS = ("portal_enabled", "allow_cancel")
 SETTINGS_FIELDS = ("portal_enabled", "privacy_policy_url", "terms_of_service_url", "allow_cancel")
+GRACE_DAYS_FIELD = "past_due_grace_days"
+# Left out, the stored value stays.
+OPTIONAL_SETTINGS_FIELDS = (GRACE_DAYS_FIELD,)
+MIN_GRACE_DAYS, MAX_GRACE_DAYS = 0, 60
 SESSION_FIELDS = ("return_url",)
 CANCELLATION_REASONS = ("too_expensive", "missing_features", "switched_service", "unused",
                         "customer_service", "too_complex", "low_quality", "other")
@@ -36,6 +41,8 @@ class PortalSettings:
     privacy_policy_url: Optional[str]
     terms_of_service_url: Optional[str]
     allow_cancel: bool
+    # None: keep what is stored.
+    past_due_grace_days: Optional[int] = None
 
 
 def parse_portal_settings(body: Any) -> PortalSettings:
@@ -43,7 +50,7 @@ def parse_portal_settings(body: Any) -> PortalSettings:
     first (invalid_request), then what the values mean (invalid_settings)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object")
-    unknown = sorted(set(body) - set(SETTINGS_FIELDS))
+    unknown = sorted(set(body) - set(SETTINGS_FIELDS) - set(OPTIONAL_SETTINGS_FIELDS))
     if unknown:
         raise InvalidRequest("Unknown field: %s" % ", ".join(unknown))
     missing = [name for name in SETTINGS_FIELDS if name not in body]
@@ -55,10 +62,17 @@ def parse_portal_settings(body: Any) -> PortalSettings:
     for name in URL_FIELDS:
         if body[name] is not None and not isinstance(body[name], str):
             raise InvalidRequest("%s must be a string or null" % name)
+    grace_days = body.get(GRACE_DAYS_FIELD)
+    # JSON's true is a Python int, and 14.0 is not a whole number to a client
+    # whose language keeps the two apart.
+    if GRACE_DAYS_FIELD in body and (isinstance(grace_days, bool) or not isinstance(grace_days, int)):
+        raise InvalidRequest("%s must be a whole number of days" % GRACE_DAYS_FIELD)
     for name in URL_FIELDS:
         if body[name] is not None:
             check_policy_url(name, body[name])
-    settings = PortalSettings(**{name: body[name] for name in SETTINGS_FIELDS})
+    if grace_days is not None and not MIN_GRACE_DAYS <= grace_days <= MAX_GRACE_DAYS:
+        raise InvalidSettings("%s must be from %d to %d" % (GRACE_DAYS_FIELD, MIN_GRACE_DAYS, MAX_GRACE_DAYS))
+    settings = PortalSettings(past_due_grace_days=grace_days, **{name: body[name] for name in SETTINGS_FIELDS})
     if settings.portal_enabled and not (settings.privacy_policy_url and settings.terms_of_service_url):
         raise InvalidSettings("Enabling the portal needs privacy_policy_url and terms_of_service_url")
     return settings
@@ -153,16 +167,35 @@ def portal_configuration_params(settings: PortalSettings, default_return_url: st
     }
 
 
-def choose_customer(customers: Iterable[StripeCustomer], user_id: str) -> Optional[str]:
+def candidates(customers: Iterable[StripeCustomer], user_id: str) -> List[StripeCustomer]:
+    """The customers with the member's email that may be theirs: those whose
+    metadata names the member or nobody."""
+    return [c for c in customers if c.user_id in (user_id, None)]
+
+
+def choose_customer(customers: Iterable[StripeCustomer], user_id: str,
+                    recorded: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """Among the customers with the member's email: the one that names the
-    member, else the only one that names nobody. None when that is nobody or
-    more than one."""
-    customers = list(customers)
+    member, else the only one that names nobody. A customer the site has
+    recorded (`recorded`: customer id → member) as another member is never
+    chosen: sharing an email address does not make someone's customer
+    yours. None when that leaves nobody, or more than one."""
+    recorded = recorded or {}
+    customers = [c for c in candidates(customers, user_id) if recorded.get(c.customer_id, user_id) == user_id]
     named = [c.customer_id for c in customers if c.user_id == user_id]
     if named:
         return named[0] if len(named) == 1 else None
     unnamed = [c.customer_id for c in customers if c.user_id is None]
     return unnamed[0] if len(unnamed) == 1 else None
+
+
+def _apply(connection: ConnectionModel, settings: PortalSettings) -> None:
+    connection.portal_enabled = settings.portal_enabled
+    connection.privacy_policy_url = settings.privacy_policy_url
+    connection.terms_of_service_url = settings.terms_of_service_url
+    connection.allow_cancel = settings.allow_cancel
+    if settings.past_due_grace_days is not None:
+        connection.past_due_grace_days = settings.past_due_grace_days
 
 
 def portal_open(connection: Optional[ConnectionModel]) -> bool:
@@ -173,10 +206,12 @@ def portal_open(connection: Optional[ConnectionModel]) -> bool:
 class PortalService:
     def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
                  stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
-                 imports: Optional[ImportStore] = None, clock: Clock = utc_now):
+                 imports: Optional[ImportStore] = None, clock: Clock = utc_now,
+                 members: Optional[CustomerMembers] = None):
         self._connections = connections
         self._imports = imports or ImportStore()
         self._customers = customers
+        self._members = members or CustomerMembers()
         self._stripe = stripe
         self._app_base_url = app_base_url
         self._allowed_origins = (app_base_url,) + tuple(return_url_origins)
@@ -189,17 +224,14 @@ class PortalService:
         follow them. A Stripe failure leaves the stored settings as they were."""
         connection = self._connections.get(site_id)
         if connection is None or connection.status != CONNECTED:
-            raise NotConnected("Connect a Stripe account before saving the portal settings")
+            return self._keep_for_next_connection(site_id, connection, settings)
         account_id = connection.account_id
         stored_id = connection.portal_configuration_id
         if settings.portal_enabled:
             configuration_id = self._activate(site_id, account_id, stored_id, settings)
         else:
             configuration_id = self._deactivate(account_id, stored_id)
-        connection.portal_enabled = settings.portal_enabled
-        connection.privacy_policy_url = settings.privacy_policy_url
-        connection.terms_of_service_url = settings.terms_of_service_url
-        connection.allow_cancel = settings.allow_cancel
+        _apply(connection, settings)
         connection.portal_configuration_id = configuration_id
         try:
             self._connections.save(connection)
@@ -209,6 +241,20 @@ class PortalService:
             raise
         logger.info("Site %s saved its portal settings (enabled: %s)", site_id, settings.portal_enabled)
         return connector_card(connection, self._imports.sync_of(connection))
+
+    def _keep_for_next_connection(self, site_id: str, connection: Optional[ConnectionModel],
+                                  settings: PortalSettings) -> dict:
+        """Settings saved while no account is connected: stored for the next
+        connection, with the portal off and nothing asked of Stripe (a
+        configuration left on an earlier account is out of reach)."""
+        if settings.portal_enabled:
+            raise NotConnected("Connect a Stripe account before turning the portal on")
+        connection = connection or ConnectionModel(site_id)
+        _apply(connection, settings)
+        # A connect meanwhile makes this a conflict (the version attribute).
+        self._connections.save(connection)
+        logger.info("Site %s saved its portal settings while disconnected", site_id)
+        return connector_card(connection)
 
     def _activate(self, site_id: str, account_id: str, stored_id: Optional[str],
                   settings: PortalSettings) -> str:
@@ -241,8 +287,17 @@ class PortalService:
 
     # ----------------------------------------------------------- the member
 
-    def availability(self, site_id: str) -> dict:
-        return {"available": portal_open(self._connections.get(site_id))}
+    def availability(self, member: Caller) -> dict:
+        """Whether the member's Billing link shows: the portal is open and a
+        Stripe customer is known for them on the connected account (found by
+        their verified email when none is recorded, and then remembered)."""
+        connection = self._connections.get(member.site_id)
+        if not portal_open(connection):
+            return {"available": False}
+        account_id = connection.account_id
+        known = (self._remembered(member, account_id) is not None
+                 or self._look_up(member, account_id) is not None)
+        return {"available": known}
 
     def open_session(self, member: Caller, requested_return_url: Any) -> dict:
         """A billing portal session for the member, on the site's account."""
@@ -252,7 +307,7 @@ class PortalService:
             raise PortalDisabled("The billing portal is not available on this site")
         account_id = connection.account_id
         configuration_id = connection.portal_configuration_id
-        remembered = self._customers.find(member.site_id, member.user_id, account_id)
+        remembered = self._remembered(member, account_id)
         if remembered is not None:
             try:
                 return {"url": self._stripe.create_portal_session(
@@ -262,6 +317,8 @@ class PortalService:
                 logger.info("Customer %s of user %s on site %s is gone at Stripe; looking again",
                             remembered.customer_id, member.user_id, member.site_id)
         customer_id = self._look_up(member, account_id)
+        if customer_id is None:
+            raise NoBillingAccount("You have no billing account on this site")
         try:
             return {"url": self._stripe.create_portal_session(
                 account_id, customer_id, configuration_id, return_url)}
@@ -269,22 +326,42 @@ class PortalService:
             self._customers.forget(member.site_id, member.user_id, customer_id)
             raise NoBillingAccount("You have no billing account on this site") from exc
 
-    def _look_up(self, member: Caller, account_id: str) -> str:
-        """The member's customer found by the token's email, remembered. An
-        email CustomerHub has not verified proves nothing: anyone can type
-        another person's address into their profile."""
+    def _remembered(self, member: Caller, account_id: str) -> Optional[MemberCustomer]:
+        """The member's customer the site remembers on account_id. One that an
+        email lookup found and that the site has since recorded as another
+        member (a link, a claim, a subscription naming them) is forgotten."""
+        remembered = self._customers.find(member.site_id, member.user_id, account_id)
+        if remembered is None or remembered.source != FROM_EMAIL_LOOKUP:
+            return remembered
+        key = (member.site_id, account_id, remembered.customer_id)
+        owner = self._members.recorded([key]).get(key, member.user_id)
+        if owner == member.user_id:
+            return remembered
+        logger.info("Customer %s found by email for user %s of site %s is recorded as another member; "
+                    "forgetting it", remembered.customer_id, member.user_id, member.site_id)
+        self._customers.forget(member.site_id, member.user_id, remembered.customer_id)
+        return None
+
+    def _look_up(self, member: Caller, account_id: str) -> Optional[str]:
+        """The member's customer found by the token's email, remembered; None
+        when there is none, or no single one. An email CustomerHub has not
+        verified proves nothing: anyone can type another person's address
+        into their profile, so it costs no Stripe request either."""
         if not member.email or not member.email_verified:
-            raise NoBillingAccount("You have no billing account on this site")
+            return None
         customers = self._stripe.customers_with_email(account_id, member.email)
-        customer_id = choose_customer(customers, member.user_id)
+        keys = [(member.site_id, account_id, c.customer_id) for c in candidates(customers, member.user_id)]
+        recorded = {customer: user for (_, _, customer), user in self._members.recorded(keys).items()}
+        customer_id = choose_customer(customers, member.user_id, recorded)
         if customer_id is None:
             logger.info("No single customer on %s for user %s of site %s (%d share the email)",
                         account_id, member.user_id, member.site_id, len(customers))
-            raise NoBillingAccount("You have no billing account on this site")
+            return None
         found = MemberCustomer(member.site_id, member.user_id, account_id, customer_id, FROM_EMAIL_LOOKUP)
         if not self._customers.record(found, self._clock()):
-            # A subscription named the member's customer meanwhile: it wins.
-            recorded = self._customers.find(member.site_id, member.user_id, account_id)
-            if recorded is not None:
-                return recorded.customer_id
+            # A record for this account came first (a subscription, a link, or
+            # a lookup racing this one): it wins.
+            recorded_first = self._customers.find(member.site_id, member.user_id, account_id)
+            if recorded_first is not None:
+                return recorded_first.customer_id
         return customer_id

@@ -6,9 +6,14 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from chalicelib.member_customers import (FROM_EMAIL_LOOKUP, FROM_SUBSCRIPTION, MemberCustomer,
+from chalicelib import services
+from chalicelib.auth import Caller
+from chalicelib.connections import ConnectionStore
+from chalicelib.identity import LINKED, CustomerMembers, customer_member
+from chalicelib.member_customers import (FROM_EMAIL_LOOKUP, FROM_LINK, FROM_SUBSCRIPTION, MemberCustomer,
                                          MemberCustomerStore)
 from chalicelib.models import ConnectionModel, MemberCustomerModel
+from chalicelib.portal import PortalService
 from tests.api.test_connect_lifecycle import ADMIN, connect
 from tests.api.test_portal_settings import ENABLED, put_settings
 from tests.helpers import APP_BASE_URL, bearer
@@ -60,12 +65,80 @@ def remembered(user_id="member_1", site_id="site_a"):
 def test_the_link_is_hidden_until_an_account_is_connected_and_the_portal_enabled(client, sandbox):
     assert available(client) is False
     sandbox.create_account(id="acct_gym")
+    sandbox.create_customer("acct_gym", email=EMAIL)
     connect(client, sandbox, "acct_gym")
     assert available(client) is False
     put_settings(client, ENABLED)
     assert available(client) is True
     put_settings(client, dict(ENABLED, portal_enabled=False))
     assert available(client) is False
+
+
+def test_the_link_is_hidden_from_a_member_with_no_customer_on_the_account(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email="someone.else@gym.test")
+    assert available(client) is False
+    assert remembered() is None
+
+
+def test_the_link_shows_for_a_recorded_customer_without_asking_stripe(client, sandbox):
+    account = portal_open(client, sandbox)
+    MemberCustomerStore().record(MemberCustomer("site_a", "member_1", account, "cus_recorded",
+                                                FROM_SUBSCRIPTION), NOW)
+    calls = len(sandbox.requests)
+    assert available(client, bearer(site="site_a", role="member", sub="member_1")) is True
+    assert len(sandbox.requests) == calls
+
+
+def test_the_link_shows_for_a_customer_found_by_verified_email_and_remembers_it(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_found")
+    assert available(client) is True
+    assert (remembered().customer_id, remembered().source) == ("cus_found", FROM_EMAIL_LOOKUP)
+    calls = len(sandbox.requests)
+    assert available(client) is True
+    assert open_session(client).status_code == 200
+    [request] = sandbox.requests[calls:]
+    assert (request["path"], request["params"]["customer"]) == (SESSIONS, "cus_found")
+
+
+@pytest.mark.parametrize("headers", [
+    bearer(site="site_a", role="member", sub="member_1"),
+    bearer(site="site_a", role="member", sub="member_1", email=EMAIL),
+    bearer(site="site_a", role="member", sub="member_1", email=EMAIL, email_verified=False),
+], ids=["no email", "email_verified missing", "email_verified false"])
+def test_the_link_is_hidden_without_a_verified_email_or_a_record_and_stripe_is_not_asked(
+        client, sandbox, headers):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, metadata={"customerhub_user_id": "member_1"})
+    calls = len(sandbox.requests)
+    assert available(client, headers) is False
+    assert len(sandbox.requests) == calls
+    assert remembered() is None
+
+
+def test_the_link_is_hidden_when_several_customers_could_be_the_member(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    sandbox.create_customer(account, email=EMAIL)
+    assert available(client) is False
+
+
+def test_the_link_is_hidden_when_the_only_customer_with_the_email_is_recorded_for_another_member(
+        client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_stranger")
+    record_as_member(account, "cus_stranger", "member_2")
+    assert available(client) is False
+    assert remembered() is None
+
+
+def test_stripe_failing_to_list_customers_for_the_link_is_502_and_nothing_is_remembered(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    sandbox.fail_next("GET", "/v1/customers", status=500, should_retry=False)
+    assert_error(client.get("/billing/portal", headers=MEMBER), 502, "stripe_error")
+    assert remembered() is None
 
 
 def test_a_member_of_another_site_sees_nothing_of_this_sites_portal(client, sandbox):
@@ -150,6 +223,95 @@ def test_a_customer_naming_someone_else_does_not_make_the_unnamed_one_ambiguous(
     sandbox.create_customer(account, email=EMAIL, id="cus_mine")
     assert open_session(client).status_code == 200
     assert last_session_request(sandbox)["params"]["customer"] == "cus_mine"
+
+
+def record_as_member(account, customer_id, user_id):
+    """The site's record that customer_id is user_id (from their
+    subscription, a link or a claim)."""
+    customer_member("site_a", account, customer_id, user_id, LINKED, NOW).save()
+
+
+def test_a_strangers_customer_with_the_members_email_recorded_for_another_member_is_not_opened(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_stranger")
+    record_as_member(account, "cus_stranger", "member_2")
+    assert_error(open_session(client), 404, "no_billing_account")
+    assert sandbox.requests_to("POST", SESSIONS) == []
+    assert remembered() is None
+
+
+def test_a_customer_naming_the_member_but_recorded_for_another_member_is_not_opened(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_disputed", metadata={"customerhub_user_id": "member_1"})
+    record_as_member(account, "cus_disputed", "member_2")
+    assert_error(open_session(client), 404, "no_billing_account")
+    assert sandbox.requests_to("POST", SESSIONS) == []
+
+
+def test_a_customer_recorded_for_another_member_does_not_make_the_members_own_ambiguous(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_stranger")
+    sandbox.create_customer(account, email=EMAIL, id="cus_mine")
+    record_as_member(account, "cus_stranger", "member_2")
+    assert open_session(client).status_code == 200
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_mine"
+    assert remembered().customer_id == "cus_mine"
+
+
+def test_a_record_for_another_member_on_another_site_or_account_does_not_count(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_mine")
+    customer_member("site_b", account, "cus_mine", "member_2", LINKED, NOW).save()
+    record_as_member("acct_other", "cus_mine", "member_2")
+    assert open_session(client).status_code == 200
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_mine"
+
+
+class CountingCustomerMembers(CustomerMembers):
+    def __init__(self):
+        self.reads = []
+
+    def recorded(self, keys):
+        keys = list(keys)
+        self.reads.append(keys)
+        return super().recorded(keys)
+
+
+def test_a_customer_found_by_email_and_since_recorded_for_another_member_is_forgotten(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_shared")
+    assert open_session(client).status_code == 200
+    record_as_member(account, "cus_shared", "member_2")
+    assert available(client) is False
+    assert remembered() is None
+    assert_error(open_session(client), 404, "no_billing_account")
+    assert [r["params"]["customer"] for r in sandbox.requests_to("POST", SESSIONS)] == ["cus_shared"]
+
+
+def test_a_customer_recorded_from_a_subscription_is_kept_whatever_the_customer_members_say(client, sandbox):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email="family@gym.test", id="cus_sub")
+    MemberCustomerStore().record(MemberCustomer("site_a", "member_1", account, "cus_sub", FROM_SUBSCRIPTION), NOW)
+    record_as_member(account, "cus_sub", "member_2")
+    assert open_session(client).status_code == 200
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_sub"
+
+
+def test_the_records_of_every_customer_with_the_email_are_read_in_one_batch(client, sandbox):
+    account = portal_open(client, sandbox)
+    for n in range(3):
+        sandbox.create_customer(account, email=EMAIL, id="cus_%d" % n)
+    sandbox.create_customer(account, email=EMAIL, id="cus_named_elsewhere", metadata={"customerhub_user_id": "x"})
+    record_as_member(account, "cus_0", "member_2")
+    record_as_member(account, "cus_1", "member_3")
+    members = CountingCustomerMembers()
+    portal = PortalService(ConnectionStore(), MemberCustomerStore(), services.get_stripe_gateway(), APP_BASE_URL,
+                           members=members)
+    caller = Caller(user_id="member_1", site_id="site_a", role="member", email=EMAIL, email_verified=True)
+    assert portal.open_session(caller, None)["url"]
+    assert last_session_request(sandbox)["params"]["customer"] == "cus_2"
+    [keys] = members.reads
+    assert sorted(keys) == [("site_a", account, "cus_%d" % n) for n in range(3)]
 
 
 def test_a_member_with_no_customer_is_404_no_billing_account(client, sandbox):
@@ -264,6 +426,16 @@ def test_an_email_lookup_never_replaces_a_subscriptions_record(aws):
     assert store.record(MemberCustomer("site_a", "member_1", "acct_other", "cus_x", FROM_EMAIL_LOOKUP), NOW)
     store.record(MemberCustomer("site_a", "member_1", "acct_other", "cus_y", FROM_SUBSCRIPTION), NOW)
     assert store.find("site_a", "member_1", "acct_other").customer_id == "cus_y"
+
+
+@pytest.mark.parametrize("source", [FROM_EMAIL_LOOKUP, FROM_LINK])
+def test_an_email_lookup_never_replaces_an_earlier_record_of_any_source_on_the_same_account(aws, source):
+    store = MemberCustomerStore()
+    store.record(MemberCustomer("site_a", "member_1", "acct_gym", "cus_first", source), NOW)
+    assert store.record(MemberCustomer("site_a", "member_1", "acct_gym", "cus_later", FROM_EMAIL_LOOKUP),
+                        NOW) is False
+    kept = store.find("site_a", "member_1", "acct_gym")
+    assert (kept.customer_id, kept.source) == ("cus_first", source)
 
 
 # --------------------------------------------------------- return URLs

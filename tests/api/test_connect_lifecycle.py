@@ -64,7 +64,8 @@ def test_a_new_site_shows_a_disconnected_card(client):
         "status": "disconnected", "account": None, "connected_at": None,
         "disconnected_reason": None,
         "settings": {"portal_enabled": False, "privacy_policy_url": None,
-                     "terms_of_service_url": None, "allow_cancel": False},
+                     "terms_of_service_url": None, "allow_cancel": False,
+                     "past_due_grace_days": 14},
         "sync": None}
 
 

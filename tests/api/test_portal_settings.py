@@ -1,12 +1,13 @@
 """An admin saves the billing portal settings; the site's portal configuration
 at Stripe follows them."""
 import json
+from datetime import timedelta
 
 import pytest
 
 from app import to_response
 from chalicelib import services
-from chalicelib.connections import ConnectionStore
+from chalicelib.connections import ConnectionStore, grace_of
 from chalicelib.errors import ConnectionChanged
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.models import ConnectionModel
@@ -20,6 +21,12 @@ ENABLED = {"portal_enabled": True, "privacy_policy_url": PRIVACY,
            "terms_of_service_url": TERMS, "allow_cancel": False}
 DISABLED = dict(ENABLED, portal_enabled=False)
 JSON = {"Content-Type": "application/json"}
+DEFAULT_GRACE_DAYS = 14
+
+
+def shown(body, grace_days=DEFAULT_GRACE_DAYS):
+    """The card's settings after saving body."""
+    return dict(body, past_due_grace_days=body.get("past_due_grace_days", grace_days))
 
 
 def put_settings(client, body, headers=ADMIN):
@@ -134,20 +141,155 @@ def test_bad_settings_are_400_even_when_no_account_is_connected(client):
 
 # ---------------------------------------------------------- not connected
 
-@pytest.mark.parametrize("body", [ENABLED, DISABLED])
-def test_saving_settings_with_no_account_connected_is_409_not_connected(client, sandbox, body):
-    assert_error(put_settings(client, body), 409, "not_connected")
+def test_enabling_the_portal_with_no_account_connected_is_409_not_connected_and_stores_nothing(client, sandbox):
+    assert_error(put_settings(client, ENABLED), 409, "not_connected")
     assert card(client)["settings"]["portal_enabled"] is False
+    assert ConnectionModel.count() == 0
     assert sandbox.requests == []
 
 
-def test_saving_settings_after_a_disconnect_is_409_and_keeps_the_stored_urls(client, sandbox):
+def test_enabling_the_portal_after_a_disconnect_is_409_and_keeps_the_stored_urls(client, sandbox):
     connected(client, sandbox)
     assert put_settings(client, ENABLED).status_code == 200
     client.delete("/connectors/stripe", headers=ADMIN)
     assert_error(put_settings(client, dict(ENABLED, privacy_policy_url="https://gym.test/new")),
                  409, "not_connected")
-    assert card(client)["settings"] == dict(ENABLED, portal_enabled=False)
+    assert card(client)["settings"] == shown(dict(ENABLED, portal_enabled=False))
+
+
+def test_settings_with_the_portal_off_are_saved_on_a_site_never_connected_without_asking_stripe(client, sandbox):
+    body = dict(DISABLED, allow_cancel=True, past_due_grace_days=30)
+    response = put_settings(client, body)
+    assert response.status_code == 200, response.body
+    assert response.json_body["status"] == "disconnected"
+    assert response.json_body["account"] is None
+    assert response.json_body["disconnected_reason"] is None
+    assert response.json_body["settings"] == body
+    assert card(client) == response.json_body
+    assert sandbox.requests == []
+
+
+def test_settings_saved_while_disconnected_are_kept_for_the_next_connection(client, sandbox):
+    connected(client, sandbox)
+    assert put_settings(client, ENABLED).status_code == 200
+    client.delete("/connectors/stripe", headers=ADMIN)
+    calls = len(sandbox.requests)
+    body = dict(DISABLED, privacy_policy_url="https://gym.test/new", allow_cancel=True, past_due_grace_days=7)
+    response = put_settings(client, body)
+    assert response.status_code == 200, response.body
+    assert response.json_body["status"] == "disconnected"
+    assert response.json_body["disconnected_reason"] == "disconnected_by_admin"
+    assert response.json_body["settings"] == body
+    assert len(sandbox.requests) == calls
+
+    connect(client, sandbox, "acct_gym")
+    assert card(client)["settings"] == body
+    assert put_settings(client, dict(body, portal_enabled=True)).status_code == 200
+    [configuration] = [c for c in sandbox.portal_configurations("acct_gym")
+                       if c["id"] == stored().portal_configuration_id]
+    assert configuration["business_profile"]["privacy_policy_url"] == "https://gym.test/new"
+    assert configuration["features"]["subscription_cancel"]["enabled"] is True
+
+
+# --------------------------------------------------- past due grace days
+
+def test_the_grace_is_14_days_until_an_admin_changes_it(client, sandbox):
+    assert card(client)["settings"]["past_due_grace_days"] == 14
+    connected(client, sandbox)
+    assert card(client)["settings"]["past_due_grace_days"] == 14
+    assert stored().past_due_grace_days == 14
+
+
+@pytest.mark.parametrize("days", [0, 1, 30, 60])
+def test_grace_days_from_0_to_60_are_saved_and_shown_on_the_card(client, sandbox, days):
+    connected(client, sandbox)
+    response = put_settings(client, dict(ENABLED, past_due_grace_days=days))
+    assert response.status_code == 200, response.body
+    assert response.json_body["settings"] == dict(ENABLED, past_due_grace_days=days)
+    assert card(client)["settings"]["past_due_grace_days"] == days
+    assert stored().past_due_grace_days == days
+    assert type(stored().past_due_grace_days) is int
+    assert grace_of(stored()) == timedelta(days=days)
+
+
+def test_grace_days_left_out_are_kept_as_they_were(client, sandbox):
+    connected(client, sandbox)
+    put_settings(client, dict(DISABLED, past_due_grace_days=21))
+    response = put_settings(client, ENABLED)
+    assert response.status_code == 200, response.body
+    assert response.json_body["settings"]["past_due_grace_days"] == 21
+    assert stored().past_due_grace_days == 21
+
+
+def test_grace_days_have_no_stripe_side(client, sandbox):
+    account = connected(client, sandbox)
+    put_settings(client, ENABLED)
+    [configuration] = sandbox.portal_configurations(account)
+    path = "/v1/billing_portal/configurations/" + configuration["id"]
+    put_settings(client, ENABLED)
+    put_settings(client, dict(ENABLED, past_due_grace_days=3))
+    without, with_grace = [request["params"] for request in sandbox.requests_to("POST", path)]
+    assert with_grace == without
+    assert sandbox.portal_configurations(account) == [configuration]
+
+
+def test_a_connection_stored_before_grace_days_existed_reads_14(client, sandbox):
+    connected(client, sandbox)
+    stored().update(actions=[ConnectionModel.past_due_grace_days.remove()])
+    raw = ConnectionModel._get_connection().get_item("site_a", consistent_read=True)["Item"]
+    assert "past_due_grace_days" not in raw
+    assert stored().past_due_grace_days == 14
+    assert grace_of(stored()) == timedelta(days=14)
+    assert card(client)["settings"]["past_due_grace_days"] == 14
+
+
+def test_grace_days_stay_on_the_card_after_a_disconnect(client, sandbox):
+    connected(client, sandbox)
+    put_settings(client, dict(DISABLED, past_due_grace_days=45))
+    client.delete("/connectors/stripe", headers=ADMIN)
+    assert card(client)["settings"]["past_due_grace_days"] == 45
+
+
+@pytest.mark.parametrize("days", [-1, 61, 365, 10 ** 30])
+def test_grace_days_out_of_0_to_60_are_400_invalid_settings_and_store_nothing(client, sandbox, days):
+    connected(client, sandbox)
+    before, calls = stored().serialize(), len(sandbox.requests)
+    response = put_settings(client, dict(ENABLED, past_due_grace_days=days))
+    assert_error(response, 400, "invalid_settings")
+    assert "past_due_grace_days" in response.json_body["error"]["message"]
+    assert stored().serialize() == before
+    assert len(sandbox.requests) == calls
+
+
+@pytest.mark.parametrize("body", [ENABLED, DISABLED])
+def test_grace_days_out_of_range_are_400_even_when_no_account_is_connected(client, sandbox, body):
+    assert_error(put_settings(client, dict(body, past_due_grace_days=61)), 400, "invalid_settings")
+    assert ConnectionModel.count() == 0
+    assert sandbox.requests == []
+
+
+@pytest.mark.parametrize("raw", ["true", "false", "14.0", "14.5", "1e1", '"14"', "null", "[14]", '{"days": 14}'])
+def test_grace_days_that_are_not_a_whole_number_are_400_invalid_request_and_store_nothing(client, sandbox, raw):
+    connected(client, sandbox)
+    before, calls = stored().serialize(), len(sandbox.requests)
+    body = json.dumps(ENABLED)[:-1] + ', "past_due_grace_days": %s}' % raw
+    response = put_settings(client, body)
+    assert_error(response, 400, "invalid_request")
+    assert "past_due_grace_days" in response.json_body["error"]["message"]
+    assert stored().serialize() == before
+    assert len(sandbox.requests) == calls
+
+
+def test_a_type_error_in_the_grace_days_wins_over_a_bad_url(client, sandbox):
+    connected(client, sandbox)
+    response = put_settings(client, dict(ENABLED, privacy_policy_url="http://gym.test/p", past_due_grace_days="7"))
+    assert_error(response, 400, "invalid_request")
+
+
+def test_grace_of_is_the_connections_grace_as_a_duration():
+    assert grace_of(ConnectionModel("site_x")) == timedelta(days=14)
+    assert grace_of(ConnectionModel("site_x", past_due_grace_days=0)) == timedelta(0)
+    assert grace_of(ConnectionModel("site_x", past_due_grace_days=60)) == timedelta(days=60)
 
 
 # ------------------------------------------------------------- enabling
@@ -157,7 +299,7 @@ def test_enabling_creates_the_sites_configuration_on_the_connected_account(clien
     response = put_settings(client, ENABLED)
     assert response.status_code == 200, response.body
     assert response.json_body["status"] == "connected"
-    assert response.json_body["settings"] == ENABLED
+    assert response.json_body["settings"] == shown(ENABLED)
     assert card(client) == response.json_body
 
     [configuration] = sandbox.portal_configurations(account)
@@ -221,7 +363,7 @@ def test_disabling_turns_the_configuration_off_and_keeps_the_urls(client, sandbo
     configuration_id = stored().portal_configuration_id
     response = put_settings(client, dict(DISABLED, allow_cancel=True))
     assert response.status_code == 200
-    assert response.json_body["settings"] == dict(DISABLED, allow_cancel=True)
+    assert response.json_body["settings"] == shown(dict(DISABLED, allow_cancel=True))
     [configuration] = sandbox.portal_configurations(account)
     assert configuration["active"] is False
     assert stored().portal_configuration_id == configuration_id
@@ -243,7 +385,7 @@ def test_disabling_with_no_configuration_stores_the_urls_and_calls_no_stripe(cli
             "allow_cancel": True}
     response = put_settings(client, body)
     assert response.status_code == 200
-    assert response.json_body["settings"] == body
+    assert response.json_body["settings"] == shown(body)
     assert len(sandbox.requests) == calls
 
 
@@ -261,7 +403,7 @@ def test_disconnecting_turns_the_portal_off_on_the_card(client, sandbox):
     connected(client, sandbox)
     put_settings(client, ENABLED)
     response = client.delete("/connectors/stripe", headers=ADMIN)
-    assert response.json_body["settings"] == dict(ENABLED, portal_enabled=False)
+    assert response.json_body["settings"] == shown(dict(ENABLED, portal_enabled=False))
     assert card(client)["settings"]["portal_enabled"] is False
 
 

@@ -12,10 +12,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 from playwright.sync_api import Page, expect
 
+from fuzz.run import connect_site
 from local.run import LOCAL_ACCOUNT, LOCAL_MEMBER
 
 CALLBACK_PAGE = "/settings/connectors/stripe/callback"
 GREEN = "rgb(34, 161, 85)"
+GRACE_LABEL = "Days of access while a payment is retried"
+PORTAL_ON = {"portal_enabled": True, "privacy_policy_url": "https://localfitness.test/privacy",
+             "terms_of_service_url": "https://localfitness.test/terms", "allow_cancel": True}
 
 
 def sign_in(page: Page, role: str, user_id: str = None, email: str = None) -> None:
@@ -61,6 +65,35 @@ def callback_addresses(page: Page) -> List[str]:
     page.on("request", lambda request: seen.append(request.url)
             if request.is_navigation_request() and CALLBACK_PAGE + "?" in request.url else None)
     return seen
+
+
+def open_advanced_options(page: Page) -> None:
+    options = page.locator("details", has=page.get_by_text("Advanced options"))
+    if options.get_attribute("open") is None:
+        page.get_by_text("Advanced options").click()
+
+
+def keep_grace_days(stack, days: int) -> None:
+    settings = stack.card()["settings"]
+    answer = stack.admin("PUT", "/connectors/stripe/settings", json=dict(settings, past_due_grace_days=days))
+    assert answer.status_code == 200, answer.text
+
+
+def portal_on_the_local_account(stack) -> None:
+    card = stack.card()
+    if card["status"] != "connected" or card["account"]["id"] != LOCAL_ACCOUNT:
+        connect_site(stack.api_url, stack.sandbox_url, stack.tokens["admin"], LOCAL_ACCOUNT)
+    answer = stack.admin("PUT", "/connectors/stripe/settings", json=PORTAL_ON)
+    assert answer.status_code == 200, answer.text
+
+
+def open_profile_menu(page: Page):
+    """The profile menu, open, once it has asked whether Billing belongs in it."""
+    page.get_by_role("button", name="Profile").click()
+    menu = page.get_by_role("menu", name="Profile")
+    expect(menu).to_be_visible()
+    expect(menu).not_to_have_attribute("aria-busy", "true")
+    return menu
 
 
 def until(check: Callable[[], bool], refresh: Callable[[], None], tries: int = 20) -> None:
@@ -171,10 +204,92 @@ def test_portal_settings_show_the_apis_error_beside_a_javascript_url_then_save_g
     expect(page.get_by_text("Saved. Members now find Billing in their profile menu.")).to_be_visible()
     expect(privacy).not_to_have_attribute("aria-invalid", "true")
     expect(stripe_card(page).get_by_text("On", exact=True)).to_be_visible()
-    assert stack.card()["settings"] == {
+    assert dict(stack.card()["settings"], past_due_grace_days=None) == {
         "portal_enabled": True, "privacy_policy_url": "https://localfitness.test/privacy",
-        "terms_of_service_url": "https://localfitness.test/terms", "allow_cancel": True}
+        "terms_of_service_url": "https://localfitness.test/terms", "allow_cancel": True,
+        "past_due_grace_days": None}
     step("saved")
+
+
+def test_admin_saves_the_days_of_access_while_a_payment_is_retried_and_reads_them_back_after_a_reload(
+        page, stack, step):
+    stack.ensure_connected()
+    sign_in(page, "admin")
+    open_connectors(page)
+    open_advanced_options(page)
+    days = page.get_by_label(GRACE_LABEL)
+    expect(days).to_have_value(str(stack.card()["settings"]["past_due_grace_days"]))
+    try:
+        days.fill("30")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status").filter(has_text=re.compile("^Saved"))).to_be_visible()
+        expect(days).not_to_have_attribute("aria-invalid", "true")
+        assert stack.card()["settings"]["past_due_grace_days"] == 30
+        step("saved 30 days")
+
+        page.reload()
+        expect(stripe_card(page)).not_to_have_attribute("aria-busy", "true")
+        open_advanced_options(page)
+        expect(page.get_by_label(GRACE_LABEL)).to_have_value("30")
+        step("30 days after a reload")
+    finally:
+        keep_grace_days(stack, 14)
+
+
+def test_61_days_of_access_while_a_payment_is_retried_show_the_apis_error_beside_the_field(page, stack, step):
+    stack.ensure_connected()
+    before = stack.card()
+    sign_in(page, "admin")
+    open_connectors(page)
+    open_advanced_options(page)
+    days = page.get_by_label(GRACE_LABEL)
+    days.fill("61")
+    page.get_by_role("button", name="Save").click()
+    expect(days).to_have_attribute("aria-invalid", "true")
+    expect(days).to_be_focused()
+    expect(page.locator("#past-due-grace-days-error")).to_have_text(GRACE_LABEL + " must be from 0 to 60")
+    expect(page.get_by_text("Not saved: %s must be from 0 to 60" % GRACE_LABEL)).to_be_visible()
+    assert stack.card()["settings"] == before["settings"]
+    step("61 days refused beside the field")
+
+
+def test_while_disconnected_the_admin_saves_the_settings_for_the_next_connection_with_the_portal_off(
+        page, stack, step):
+    stack.ensure_disconnected()
+    sign_in(page, "admin")
+    open_connectors(page)
+    open_advanced_options(page)
+    expect(page.get_by_label("Enable Stripe Customer Portal")).to_be_disabled()
+    try:
+        page.get_by_label(GRACE_LABEL).fill("20")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_text("Saved. They apply once Stripe is connected.")).to_be_visible()
+        card = stack.card()
+        assert (card["status"], card["settings"]["past_due_grace_days"]) == ("disconnected", 20)
+        step("saved while disconnected")
+    finally:
+        keep_grace_days(stack, 14)
+
+
+def test_billing_shows_only_for_a_member_stripe_knows_and_opens_the_portal(page, stack, step):
+    portal_on_the_local_account(stack)
+    sign_in(page, "member", user_id="user_nobody", email="nobody@localfitness.test")
+    billing = page.get_by_role("region", name="Billing")
+    expect(billing).to_contain_text("You have no billing to manage here yet")
+    menu = open_profile_menu(page)
+    expect(menu.get_by_role("menuitem", name="My access")).to_be_visible()
+    expect(menu.get_by_role("menuitem", name="Billing")).to_have_count(0)
+    step("no Billing for a member with no Stripe customer")
+    page.keyboard.press("Escape")
+
+    sign_in(page, "member")
+    expect(billing).to_contain_text("Choose Billing in the Profile menu")
+    menu = open_profile_menu(page)
+    expect(menu.get_by_role("menuitem").first).to_have_text("Billing")
+    step("Billing for the member Stripe knows")
+    menu.get_by_role("menuitem", name="Billing").click()
+    expect(page.get_by_role("heading", name="Billing portal")).to_be_visible()
+    step("the portal")
 
 
 def test_member_opens_billing_cancels_in_the_portal_and_comes_back(page, stack, step):

@@ -85,18 +85,26 @@ function setSettingsOpen(open) {
   document.getElementById("settings-links").hidden = !open;
 }
 
-// The profile menu: Billing when the site's portal is on, My access, sign out.
+// The profile menu: My access and Sign out at once, and Billing when the API
+// says the member's portal can open (the site's portal is on and Stripe knows
+// them as a customer). The menu is busy until it has said.
+let menuAsked = 0;
 async function fillProfileMenu() {
   const menu = document.getElementById("profile-menu");
-  const items = [menuItem("My access", null, "/account#my-access")];
+  const asked = ++menuAsked;
+  menu.setAttribute("aria-busy", "true");
+  menu.replaceChildren(menuItem("My access", null, "/account#my-access"),
+    menuItem("Sign out", () => { signOut(); navigate("/"); }));
+  let available = false;
   try {
-    const { available } = await api("GET", "/billing/portal");
-    if (available) items.unshift(menuItem("Billing", openBilling));
+    ({ available } = await api("GET", "/billing/portal"));
   } catch {
-    // Without an answer the menu goes without Billing; the pages say why.
+    // Without an answer the menu goes without Billing; the account page says why.
   }
-  items.push(menuItem("Sign out", () => { signOut(); navigate("/"); }));
-  menu.replaceChildren(...items);
+  // A later page asked again: its answer is the one that counts.
+  if (asked !== menuAsked) return;
+  if (available) menu.prepend(menuItem("Billing", openBilling));
+  menu.removeAttribute("aria-busy");
 }
 
 async function openBilling() {

@@ -22,18 +22,35 @@ function entitlement(item) {
       h("code", {}, item.subscription_id)));
 }
 
+// Billing shows only when the portal can open for this member: the site
+// offers it and Stripe knows them as a customer.
+function billingWords(available, subscribed) {
+  if (available) {
+    return "Choose Billing in the Profile menu to change your card, see your invoices or cancel a subscription.";
+  }
+  if (subscribed) {
+    return "Billing isn't available to you on this site right now, so your card, invoices and cancellation "
+      + "can't be managed here. Ask the site's team if you need to change something.";
+  }
+  return "You have no billing to manage here yet. Once you subscribe on this site, Billing appears in your "
+    + "Profile menu to change your card, see your invoices or cancel.";
+}
+
 export function accountPage(main, { user }) {
   const list = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
   const billing = h("p", { class: "muted" }, "Checking billing…");
 
+  // The member's entitlements, shown; null when they could not be read.
   async function load() {
     try {
       const { entitlements } = await api("GET", "/access");
       list.replaceChildren(entitlements.length
         ? h("ul", { class: "entitlements" }, entitlements.map(entitlement))
         : h("p", { class: "empty" }, "You have no subscriptions on this site yet."));
+      return entitlements;
     } catch (error) {
       list.replaceChildren(problem(error.message));
+      return null;
     }
   }
 
@@ -45,12 +62,11 @@ export function accountPage(main, { user }) {
         h("button", { type: "button", onclick: load }, "Refresh", hidden(" my access"))),
       list),
     h("section", { "aria-labelledby": "billing-heading" }, h("h2", { id: "billing-heading" }, "Billing"), billing));
-  load();
-  api("GET", "/billing/portal").then(({ available }) => {
+  const entitlements = load();
+  Promise.all([api("GET", "/billing/portal"), entitlements]).then(([{ available }, subscribed]) => {
     billing.className = "";
-    billing.textContent = available
-      ? "Choose Billing in the Profile menu to change your card, see your invoices or cancel a subscription."
-      : "Billing is not available on this site yet.";
-  }, (error) => billing.replaceWith(problem(error.message)));
+    billing.textContent = billingWords(available, Boolean(subscribed && subscribed.some((item) => item.access)));
+  }, (error) => billing.replaceWith(problem(error.code === "stripe_error"
+    ? "Billing could not be checked just now. Try again in a moment." : error.message)));
   return null;
 }

@@ -11,6 +11,7 @@ const REASONS = {
 };
 const STATES = { active: "Active", canceling: "Cancels at period end", past_due: "Past due" };
 const URL_FIELDS = { privacy_policy_url: "Privacy Policy URL", terms_of_service_url: "Terms of Service URL" };
+const GRACE_LABEL = "Days of access while a payment is retried";
 const KEBAB = '<svg aria-hidden="true" viewBox="0 0 24 24"><circle cx="12" cy="5" r="2"/>'
   + '<circle cx="12" cy="12" r="2"/><circle cx="12" cy="19" r="2"/></svg>';
 
@@ -194,49 +195,62 @@ export function connectorsPage(main, { state }) {
   function advancedOptions() {
     const connected = card.status === "connected";
     const settings = card.settings;
+    // While disconnected the portal stays off; the rest is kept for the next connection.
     const enabled = checkbox("portal-enabled", "Enable Stripe Customer Portal",
-      "Members open it from Billing in their profile menu: their card, invoices and subscriptions.",
+      connected ? "Members open it from Billing in their profile menu: their card, invoices and subscriptions."
+        : "Connect a Stripe account to turn it on. The settings below are kept until then.",
       settings.portal_enabled);
-    const urls = {};
+    enabled.input.disabled = !connected;
+    // Each field the API's messages may name, and what to call it instead.
+    const named = {};
     const fields = Object.entries(URL_FIELDS).map(([name, label]) => {
       const id = name.replace(/_/g, "-");
       const input = h("input", { id, name, type: "url", inputmode: "url", autocomplete: "url", spellcheck: "false",
         placeholder: "https://", value: settings[name] || "", "aria-describedby": `${id}-error` });
       const error = h("p", { class: "field-error", id: `${id}-error` });
-      urls[name] = { input, error, label };
+      named[name] = { input, error, label };
       return h("div", { class: "field" }, h("label", { for: id }, label), input, error);
     });
     const allowCancel = checkbox("allow-cancel", "Allow users to cancel subscriptions?",
       "Members cancel at the end of their paid period and say why.", settings.allow_cancel);
+    const grace = graceField(settings.past_due_grace_days);
+    named.past_due_grace_days = grace;
     const formError = h("div", { role: "alert" });
     const saved = h("p", { class: "saved", role: "status" });
     const form = h("form", { novalidate: true },
-      h("fieldset", { disabled: !connected },
+      h("fieldset", {},
         h("legend", { class: "visually-hidden" }, "Customer portal"),
-        connected ? null : h("p", { class: "muted" }, "Connect a Stripe account to change these."),
-        enabled.field, ...fields, allowCancel.field, formError,
+        enabled.field, ...fields, allowCancel.field, grace.field, formError,
         h("div", { class: "actions" }, h("button", { class: "primary" }, "Save"), saved)));
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       formError.replaceChildren();
       saved.textContent = "";
-      for (const field of Object.values(urls)) {
+      for (const field of Object.values(named)) {
         field.input.removeAttribute("aria-invalid");
         field.error.textContent = "";
       }
-      const value = (name) => urls[name].input.value.trim() || null;
+      const value = (name) => named[name].input.value.trim() || null;
+      const body = {
+        portal_enabled: enabled.input.checked, privacy_policy_url: value("privacy_policy_url"),
+        terms_of_service_url: value("terms_of_service_url"), allow_cancel: allowCancel.input.checked,
+      };
+      // Left empty, the stored number stays. A number field holds "" for what is not a number.
+      const days = grace.input.value.trim();
+      if (days !== "") body.past_due_grace_days = Number(days);
       try {
-        card = await api("PUT", "/connectors/stripe/settings", {
-          portal_enabled: enabled.input.checked, privacy_policy_url: value("privacy_policy_url"),
-          terms_of_service_url: value("terms_of_service_url"), allow_cancel: allowCancel.input.checked,
-        });
+        card = await api("PUT", "/connectors/stripe/settings", body);
         drawCard();
-        saved.textContent = card.settings.portal_enabled
-          ? "Saved. Members now find Billing in their profile menu." : "Saved. The customer portal is off.";
+        grace.input.value = String(card.settings.past_due_grace_days);
+        saved.textContent = savedWords(card);
       } catch (error) {
-        if (error.code === "invalid_settings") showFieldError(error.message, urls, formError);
-        else formError.replaceChildren(problem(`Not saved: ${error.message}`));
+        const aboutField = Object.keys(named).some((name) => error.message.includes(name));
+        if (error.code === "invalid_settings" || (error.code === "invalid_request" && aboutField)) {
+          showFieldError(error.message, named, formError);
+        } else {
+          formError.replaceChildren(problem(`Not saved: ${error.message}`));
+        }
       }
     });
     return h("details", { class: "card options", open: connected && settings.portal_enabled },
@@ -355,6 +369,23 @@ function checkbox(id, label, hint, checked = false) {
     h("p", { class: "hint", id: `${id}-hint` }, hint)) };
 }
 
+function savedWords(card) {
+  if (card.status !== "connected") return "Saved. They apply once Stripe is connected.";
+  return card.settings.portal_enabled
+    ? "Saved. Members now find Billing in their profile menu." : "Saved. The customer portal is off.";
+}
+
+function graceField(days) {
+  const id = "past-due-grace-days";
+  const input = h("input", { id, name: "past_due_grace_days", type: "number", inputmode: "numeric", min: "0",
+    max: "60", step: "1", value: String(days), "aria-describedby": `${id}-hint ${id}-error` });
+  const error = h("p", { class: "field-error", id: `${id}-error` });
+  const field = h("div", { class: "field" }, h("label", { for: id }, GRACE_LABEL), input,
+    h("p", { class: "hint", id: `${id}-hint` }, "When a renewal payment fails, Stripe tries it again for a while. "
+      + "Members keep their access this many days meanwhile, from 0 to 60."), error);
+  return { input, error, label: GRACE_LABEL, field };
+}
+
 function syncWords(sync) {
   if (!sync) return [h("p", { class: "muted" }, "No import of subscriptions yet.")];
   const counts = `${sync.matched} matched to members, ${sync.unmatched} unmatched`;
@@ -372,17 +403,17 @@ function syncWords(sync) {
 
 // The API's invalid_settings names the field it is about: its words go beside
 // that field (both, when it names both and neither is filled in).
-function showFieldError(message, urls, formError) {
-  const named = Object.keys(urls).filter((name) => message.includes(name));
-  let marked = named.length > 1 ? named.filter((name) => !urls[name].input.value.trim()) : named;
+function showFieldError(message, fields, formError) {
+  const named = Object.keys(fields).filter((name) => message.includes(name));
+  let marked = named.length > 1 ? named.filter((name) => !fields[name].input.value.trim()) : named;
   if (!marked.length) marked = named;
-  const words = Object.entries(urls).reduce((text, [name, field]) => text.split(name).join(field.label), message);
+  const words = Object.entries(fields).reduce((text, [name, field]) => text.split(name).join(field.label), message);
   for (const name of marked) {
-    urls[name].input.setAttribute("aria-invalid", "true");
-    urls[name].error.textContent = words;
+    fields[name].input.setAttribute("aria-invalid", "true");
+    fields[name].error.textContent = words;
   }
   formError.replaceChildren(problem(`Not saved: ${words}`));
-  if (marked.length) urls[marked[0]].input.focus();
+  if (marked.length) fields[marked[0]].input.focus();
 }
 
 export function outcomeBanner(outcome) {

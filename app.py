@@ -176,18 +176,27 @@ def contract_answers(event, get_response):
                             status_code=response.status_code,
                             headers={k: v for k, v in response.headers.items() if k.lower() == "allow"})
     response.headers.setdefault("Cache-Control", "no-store")
-    if answers_cors(getattr(event, "path", None), getattr(event, "method", None)):
+    if answers_cors(getattr(event, "path", None), getattr(event, "method", None), requested_method(event)):
         response.headers.update(cors_headers())
     return response
 
 
-def answers_cors(path, method) -> bool:
+def requested_method(request):
+    """The method a CORS preflight asks for."""
+    headers = getattr(request, "headers", None) or {}
+    return headers.get("access-control-request-method")
+
+
+def answers_cors(path, method, requested=None) -> bool:
     """Stripe, and the admin's browser bounced back from Stripe, are not the
-    UI: the webhook and the GET callback answer no CORS headers. The POST
-    callback on the same path is the UI's."""
+    UI: the webhook and the GET callback answer no CORS headers, not even to
+    a preflight. On the callback path only the POST, and the preflight that
+    asks for it, are the UI's."""
     if path == WEBHOOK_PATH:
         return False
-    return not (path == CALLBACK_PATH and method in ("GET", "HEAD"))
+    if path == CALLBACK_PATH:
+        return (requested if method == "OPTIONS" else method) == "POST"
+    return True
 
 
 def cors_headers() -> dict:
@@ -201,6 +210,8 @@ def cors_headers() -> dict:
 def preflight(path: str, methods: str):
     """Answer the browser's CORS preflight for a UI route."""
     def view(**_):
+        if not answers_cors(path, "OPTIONS", requested_method(app.current_request)):
+            return error_response(403, "forbidden", "Cross-origin requests may only POST to this path")
         headers = dict(cors_headers())
         headers.update({"Access-Control-Allow-Methods": methods + ",OPTIONS",
                         "Access-Control-Allow-Headers": "Authorization,Content-Type",

@@ -92,6 +92,19 @@ def test_the_post_callback_answers_cors_and_its_preflight_allows_post(client):
     assert answer.headers["Access-Control-Allow-Origin"] == "https://app.customerhub.test"
 
 
+@pytest.mark.parametrize("asked", [{"Access-Control-Request-Method": "GET"},
+                                   {"Access-Control-Request-Method": "HEAD"},
+                                   {"Access-Control-Request-Method": "PUT"},
+                                   {"Access-Control-Request-Method": "post"},
+                                   {}],
+                         ids=["GET", "HEAD", "PUT", "lower-case post", "no method asked"])
+def test_a_preflight_on_the_callback_path_for_anything_but_the_post_gets_no_cors_headers(client, asked):
+    response = client.request("OPTIONS", "/connectors/stripe/oauth/callback",
+                              headers={"Origin": "https://app.customerhub.test", **asked})
+    refused(response, 403, "forbidden")
+    assert not any(name.lower().startswith("access-control") for name in response.headers)
+
+
 # ------------------------------------------------------- the POST completion
 
 def test_the_admin_who_started_completes_and_gets_the_card(client, sandbox):

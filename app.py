@@ -355,7 +355,13 @@ def raw_query_string(request) -> str:
 def complete_connect():
     admin = caller(ADMIN_ROLES)
     body = json_body()
-    body = body if isinstance(body, dict) else {}
+    if body is None:
+        # No body (or `null`) carries no state: the state check refuses it.
+        body = {}
+    elif not isinstance(body, dict):
+        # Nor does an array or a string, but that is a malformed request,
+        # not a state that failed: nothing was presented, nothing is used up.
+        raise InvalidRequest("The body must be a JSON object")
     return services.get_connector_service().complete_connect(
         admin.site_id, admin.user_id, body.get("state"), body.get("code"), body.get("error"))
 

@@ -13,6 +13,7 @@ from chalicelib.entitlements import AccessService, EntitlementStore
 from chalicelib.identity import CustomerMembers, Identity
 from chalicelib.import_records import ImportStore
 from chalicelib.imports import ImportService, ImportWorker
+from chalicelib.limits import DynamoRateLimits
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.observability import Metrics
 from chalicelib.portal import PortalService
@@ -49,6 +50,15 @@ def get_work_queue() -> WorkQueue:
     settings = get_settings()
     return WorkQueue(lambda: boto3.client("sqs", region_name=settings.aws_region,
                                           endpoint_url=settings.aws_endpoint_url))
+
+
+@functools.lru_cache(maxsize=1)
+def get_rate_limits() -> DynamoRateLimits:
+    get_bound_models()
+    settings = get_settings()
+    return DynamoRateLimits(lambda: boto3.client("dynamodb", region_name=settings.aws_region,
+                                                 endpoint_url=settings.aws_endpoint_url),
+                            settings.rate_limits_table)
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,5 +148,5 @@ def reset() -> None:
     for factory in (get_settings, get_metrics, get_stripe_gateway, get_bound_models, get_connector_service,
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
-                    get_import_worker, get_catch_up, get_identity, get_unmatched_service):
+                    get_import_worker, get_catch_up, get_identity, get_unmatched_service, get_rate_limits):
         factory.cache_clear()

@@ -14,7 +14,7 @@ from chalicelib.connections import parse_connect_request
 from chalicelib.errors import (AccessDenied, AlreadyLinked, ConfigurationError, ConnectionChanged, ConnectorError,
                                Forbidden, InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
                                NoBillingAccount, NotConnected, NotFound, PayloadTooLarge, PortalDisabled,
-                               StripeFailure, Unauthorized)
+                               RateLimited, StripeFailure, Unauthorized)
 from chalicelib.catch_up import CATCH_UP_MESSAGE
 from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
@@ -91,6 +91,8 @@ def error_response(status: int, code: str, message: str, headers=None) -> Respon
 
 
 def to_response(exc: ConnectorError) -> Response:
+    if isinstance(exc, RateLimited):
+        return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after)})
     for kind, status, code in ERRORS:
         if isinstance(exc, kind):
             if status == 502:
@@ -204,7 +206,10 @@ def cors_headers() -> dict:
         origin = get_settings().app_base_url
     except ConfigurationError:
         return {}
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    # Retry-After is not among the headers a browser lets the page read
+    # unless the answer names it.
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After",
+            "Vary": "Origin"}
 
 
 def preflight(path: str, methods: str):

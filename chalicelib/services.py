@@ -64,7 +64,8 @@ def get_rate_limits() -> DynamoRateLimits:
 @functools.lru_cache(maxsize=1)
 def get_import_service() -> ImportService:
     get_bound_models()
-    return ImportService(ImportStore(), ConnectionStore(), get_work_queue(), metrics=get_metrics())
+    return ImportService(ImportStore(), ConnectionStore(), get_work_queue(), metrics=get_metrics(),
+                         limits=get_rate_limits())
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,16 +1,21 @@
 """The rate limits: their arithmetic on the table, with a clock the test
-moves."""
+moves, and how a refusal reaches the browser (Retry-After, which the UI may
+read across origins), through the test client and the local server."""
+import threading
 from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import RateLimited
 from chalicelib.limits import DynamoRateLimits, portal_session_key, sync_key
 from chalicelib.models import RateLimitModel
 from chalicelib.settings import get_settings
-from tests.helpers import AWS_CALLS
+from local.api_server import make_server
+from tests.api.test_connect_lifecycle import ADMIN, connect
+from tests.helpers import APP_BASE_URL, AWS_CALLS
 
 START = datetime(2026, 11, 24, 16, 0, 0, tzinfo=timezone.utc)
 TEN_MINUTES = timedelta(minutes=10)
@@ -122,3 +127,37 @@ def test_another_failure_of_dynamodb_is_raised_as_it_is(limits, aws_faults):
     with pytest.raises(ClientError) as caught:
         limits.once_per("k", TEN_MINUTES, "Synced")
     assert caught.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+
+
+# ------------------------------------------------ what the browser sees
+
+def test_a_refusal_names_retry_after_for_the_ui_to_read(client, sandbox):
+    sandbox.create_account(id="acct_gym")
+    connect(client, sandbox, "acct_gym")
+    assert client.post("/connectors/stripe/sync", headers=ADMIN).status_code == 202
+    response = client.post("/connectors/stripe/sync", headers={**ADMIN, "Origin": APP_BASE_URL})
+    assert response.status_code == 429
+    assert response.headers["Retry-After"].isdigit()
+    assert response.headers["Access-Control-Allow-Origin"] == APP_BASE_URL
+    assert "Retry-After" in response.headers["Access-Control-Expose-Headers"].split(",")
+
+
+@pytest.fixture
+def local_api(client):
+    from app import app
+    server = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % server.server.server_address[1]
+    server.shutdown()
+
+
+def test_the_local_server_passes_retry_after_and_its_exposure_on(client, sandbox, local_api):
+    sandbox.create_account(id="acct_gym")
+    connect(client, sandbox, "acct_gym")
+    assert requests.post(local_api + "/connectors/stripe/sync", headers=ADMIN).status_code == 202
+    response = requests.post(local_api + "/connectors/stripe/sync", headers={**ADMIN, "Origin": APP_BASE_URL})
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 590 <= int(response.headers["Retry-After"]) <= 600
+    assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"

@@ -92,7 +92,7 @@ def get_portal_service() -> PortalService:
     get_bound_models()
     settings = get_settings()
     return PortalService(ConnectionStore(), MemberCustomerStore(), get_stripe_gateway(),
-                         settings.app_base_url, settings.return_url_origins)
+                         settings.app_base_url, settings.return_url_origins, limits=get_rate_limits())
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from chalicelib.connections import parse_connect_request
 from chalicelib.errors import (AccessDenied, AlreadyLinked, ConfigurationError, ConnectionChanged, ConnectorError,
                                Forbidden, InvalidPayload, InvalidRequest, InvalidSignature, InvalidState,
                                NoBillingAccount, NotConnected, NotFound, NotLinked, PayloadTooLarge, PortalDisabled,
-                               StripeFailure, Unauthorized)
+                               RateLimited, StripeFailure, Unauthorized)
 from chalicelib.catch_up import CATCH_UP_MESSAGE
 from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
@@ -92,6 +92,8 @@ def error_response(status: int, code: str, message: str, headers=None) -> Respon
 
 
 def to_response(exc: ConnectorError) -> Response:
+    if isinstance(exc, RateLimited):
+        return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after)})
     for kind, status, code in ERRORS:
         if isinstance(exc, kind):
             if status == 502:
@@ -177,18 +179,27 @@ def contract_answers(event, get_response):
                             status_code=response.status_code,
                             headers={k: v for k, v in response.headers.items() if k.lower() == "allow"})
     response.headers.setdefault("Cache-Control", "no-store")
-    if answers_cors(getattr(event, "path", None), getattr(event, "method", None)):
+    if answers_cors(getattr(event, "path", None), getattr(event, "method", None), requested_method(event)):
         response.headers.update(cors_headers())
     return response
 
 
-def answers_cors(path, method) -> bool:
+def requested_method(request):
+    """The method a CORS preflight asks for."""
+    headers = getattr(request, "headers", None) or {}
+    return headers.get("access-control-request-method")
+
+
+def answers_cors(path, method, requested=None) -> bool:
     """Stripe, and the admin's browser bounced back from Stripe, are not the
-    UI: the webhook and the GET callback answer no CORS headers. The POST
-    callback on the same path is the UI's."""
+    UI: the webhook and the GET callback answer no CORS headers, not even to
+    a preflight. On the callback path only the POST, and the preflight that
+    asks for it, are the UI's."""
     if path == WEBHOOK_PATH:
         return False
-    return not (path == CALLBACK_PATH and method in ("GET", "HEAD"))
+    if path == CALLBACK_PATH:
+        return (requested if method == "OPTIONS" else method) == "POST"
+    return True
 
 
 def cors_headers() -> dict:
@@ -196,12 +207,17 @@ def cors_headers() -> dict:
         origin = get_settings().app_base_url
     except ConfigurationError:
         return {}
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    # Retry-After is not among the headers a browser lets the page read
+    # unless the answer names it.
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "Retry-After",
+            "Vary": "Origin"}
 
 
 def preflight(path: str, methods: str):
     """Answer the browser's CORS preflight for a UI route."""
     def view(**_):
+        if not answers_cors(path, "OPTIONS", requested_method(app.current_request)):
+            return error_response(403, "forbidden", "Cross-origin requests may only POST to this path")
         headers = dict(cors_headers())
         headers.update({"Access-Control-Allow-Methods": methods + ",OPTIONS",
                         "Access-Control-Allow-Headers": "Authorization,Content-Type",
@@ -353,7 +369,13 @@ def raw_query_string(request) -> str:
 def complete_connect():
     admin = caller(ADMIN_ROLES)
     body = json_body()
-    body = body if isinstance(body, dict) else {}
+    if body is None:
+        # No body (or `null`) carries no state: the state check refuses it.
+        body = {}
+    elif not isinstance(body, dict):
+        # Nor does an array or a string, but that is a malformed request,
+        # not a state that failed: nothing was presented, nothing is used up.
+        raise InvalidRequest("The body must be a JSON object")
     return services.get_connector_service().complete_connect(
         admin.site_id, admin.user_id, body.get("state"), body.get("code"), body.get("error"))
 

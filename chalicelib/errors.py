@@ -99,3 +99,12 @@ class InvalidPayload(ConnectorError):
 
 class PayloadTooLarge(ConnectorError):
     """A request body over the size we accept."""
+
+
+class RateLimited(ConnectorError):
+    """Too many calls of one kind: `retry_after` says in how many whole
+    seconds the next may go ahead."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -29,6 +29,7 @@ from chalicelib.connections import CONNECTED, ConnectionStore, grace_of
 from chalicelib.entitlements import ended_item, grant_key, microseconds
 from chalicelib.errors import NotConnected
 from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
+from chalicelib.limits import SYNC_PERIOD, NoLimits, RateLimits, sync_key
 from chalicelib.models import ConnectionModel, EntitlementModel, ImportModel, save_if, update_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
@@ -50,12 +51,13 @@ class ImportService:
     """Starts imports; the connector card and POST /connectors/stripe/sync use it."""
 
     def __init__(self, imports: ImportStore, connections: ConnectionStore, queue: WorkQueue,
-                 clock: Clock = utc_now, metrics: Optional[Metrics] = None):
+                 clock: Clock = utc_now, metrics: Optional[Metrics] = None, limits: Optional[RateLimits] = None):
         self._imports = imports
         self._connections = connections
         self._queue = queue
         self._clock = clock
         self._metrics = metrics or Metrics()
+        self._limits = limits or NoLimits()
 
     def sync_of(self, connection: Optional[ConnectionModel]) -> Optional[dict]:
         return self._imports.sync_of(connection)
@@ -86,10 +88,18 @@ class ImportService:
 
     def sync(self, site_id: str) -> dict:
         """POST /connectors/stripe/sync: the card's `sync`, importing. An
-        import of the same account still moving is not started twice."""
+        import of the same account still moving is not started twice.
+        RateLimited within SYNC_PERIOD of the route's previous sync."""
         connection = self._connections.get(site_id)
         if connection is None or connection.status != CONNECTED:
             raise NotConnected("No Stripe account is connected")
+        # After not_connected, which does not count; before anything is read
+        # or started, so that a refusal costs this one write. A sync that
+        # finds an import running counts too: the admin was answered
+        # `importing` as by any other. The import a connection starts is
+        # not a sync (start), and does not count.
+        self._limits.once_per(sync_key(site_id), SYNC_PERIOD,
+                              "This site's subscriptions were synced less than 10 minutes ago")
         current = self._imports.get(site_id)
         if (current is not None and current.state == IMPORTING and current.account_id == connection.account_id
                 and self._clock() - current.updated_at < STALLED_AFTER):

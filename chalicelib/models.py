@@ -310,8 +310,26 @@ class CatchUpModel(Model):
     updated_at = UTCDateTimeAttribute()
 
 
+class RateLimitModel(Model):
+    """A rate limit's counter (chalicelib/limits.py writes it): when an
+    action limited to once a period last started, or how many calls one
+    window of a limit took. Kept only until its period or window is over."""
+
+    class Meta:
+        table_name = "stripe-connector-rate-limits"
+        billing_mode = "PAY_PER_REQUEST"
+
+    limit_key = UnicodeAttribute(hash_key=True)
+    started_at = NumberAttribute(null=True)
+    calls = NumberAttribute(null=True)
+    # DynamoDB deletes expired items only eventually; the limits' conditions
+    # read the time, not whether the item is there.
+    expires_at = TTLAttribute()
+
+
 MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel,
-          ImportModel, CatchUpModel, CustomerMemberModel, SubscriptionMemberModel)
+          ImportModel, CatchUpModel, CustomerMemberModel, SubscriptionMemberModel,
+          RateLimitModel)
 
 
 def bind(settings: Settings) -> None:
@@ -326,6 +344,7 @@ def bind(settings: Settings) -> None:
         CatchUpModel: settings.catch_ups_table,
         CustomerMemberModel: settings.customer_members_table,
         SubscriptionMemberModel: settings.subscription_members_table,
+        RateLimitModel: settings.rate_limits_table,
     }
     for model, table_name in tables.items():
         place = (table_name, settings.aws_region, settings.aws_endpoint_url)

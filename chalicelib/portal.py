@@ -13,6 +13,7 @@ from chalicelib.import_records import ImportStore
 from chalicelib.errors import (CustomerGone, InvalidRequest, InvalidReturnUrl, InvalidSettings,
                                NoBillingAccount, NotConnected, PortalConfigurationGone,
                                PortalDisabled)
+from chalicelib.limits import PORTAL_SESSIONS, PORTAL_SESSIONS_PERIOD, NoLimits, RateLimits, portal_session_key
 from chalicelib.member_customers import FROM_EMAIL_LOOKUP, MemberCustomer, MemberCustomerStore
 from chalicelib.models import ConnectionModel
 from chalicelib.stripe_gateway import StripeCustomer, StripeGateway
@@ -207,7 +208,8 @@ class PortalService:
     def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
                  stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
                  imports: Optional[ImportStore] = None, clock: Clock = utc_now,
-                 members: Optional[CustomerMembers] = None):
+                 members: Optional[CustomerMembers] = None, limits: Optional[RateLimits] = None):
+        self._limits = limits or NoLimits()
         self._connections = connections
         self._imports = imports or ImportStore()
         self._customers = customers
@@ -302,6 +304,16 @@ class PortalService:
     def open_session(self, member: Caller, requested_return_url: Any) -> dict:
         """A billing portal session for the member, on the site's account."""
         return_url = allowed_return_url(requested_return_url, self._app_base_url, self._allowed_origins)
+        # The limit guards the site's Stripe account: each session costs it
+        # requests. A request that fails validation reaches neither the
+        # limit nor Stripe and does not count. A refused one writes nothing
+        # and asked Stripe nothing, so a member retrying is not kept out past
+        # the minute. Taken before anything is read, a refusal costs this
+        # one write; a request the portal then turns away (portal_disabled)
+        # has counted, which only a client hammering a closed portal notices.
+        self._limits.at_most(portal_session_key(member.site_id, member.user_id), PORTAL_SESSIONS,
+                             PORTAL_SESSIONS_PERIOD,
+                             "Over %d billing portal sessions in a minute" % PORTAL_SESSIONS)
         connection = self._connections.get(member.site_id)
         if not portal_open(connection):
             raise PortalDisabled("The billing portal is not available on this site")

@@ -13,6 +13,7 @@ from chalicelib.entitlements import AccessService, EntitlementStore
 from chalicelib.identity import CustomerMembers
 from chalicelib.import_records import ImportStore
 from chalicelib.imports import ImportService, ImportWorker
+from chalicelib.limits import DynamoRateLimits
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.observability import Metrics
 from chalicelib.portal import PortalService
@@ -53,9 +54,19 @@ def get_work_queue() -> WorkQueue:
 
 
 @functools.lru_cache(maxsize=1)
+def get_rate_limits() -> DynamoRateLimits:
+    get_bound_models()
+    settings = get_settings()
+    return DynamoRateLimits(lambda: boto3.client("dynamodb", region_name=settings.aws_region,
+                                                 endpoint_url=settings.aws_endpoint_url),
+                            settings.rate_limits_table)
+
+
+@functools.lru_cache(maxsize=1)
 def get_import_service() -> ImportService:
     get_bound_models()
-    return ImportService(ImportStore(), ConnectionStore(), get_work_queue(), metrics=get_metrics())
+    return ImportService(ImportStore(), ConnectionStore(), get_work_queue(), metrics=get_metrics(),
+                         limits=get_rate_limits())
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,7 +93,8 @@ def get_portal_service() -> PortalService:
     get_bound_models()
     settings = get_settings()
     return PortalService(ConnectionStore(), MemberCustomerStore(), get_stripe_gateway(),
-                         settings.app_base_url, settings.return_url_origins, members=CustomerMembers())
+                         settings.app_base_url, settings.return_url_origins, members=CustomerMembers(),
+                         limits=get_rate_limits())
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,5 +157,5 @@ def reset() -> None:
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
                     get_import_worker, get_catch_up, get_dynamodb_connection, get_view_writer,
-                    get_unmatched_service):
+                    get_unmatched_service, get_rate_limits):
         factory.cache_clear()

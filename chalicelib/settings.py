@@ -44,6 +44,7 @@ class Settings:
     catch_ups_table: str
     customer_members_table: str
     subscription_members_table: str
+    rate_limits_table: str
 
     def __repr__(self) -> str:
         # Settings end up in tracebacks and debug logs; the secrets must not.
@@ -136,6 +137,7 @@ def load_settings(environ: Mapping[str, str],
         catch_ups_table=value("CATCH_UPS_TABLE", "stripe-connector-catch-ups"),
         customer_members_table=value("CUSTOMER_MEMBERS_TABLE", "stripe-connector-customer-members"),
         subscription_members_table=value("SUBSCRIPTION_MEMBERS_TABLE", "stripe-connector-subscription-members"),
+        rate_limits_table=value("RATE_LIMITS_TABLE", "stripe-connector-rate-limits"),
     )
     _validate(settings)
     return settings

@@ -146,6 +146,7 @@ class AwsCalls:
 
     def __init__(self):
         self.calls: Counter = Counter()
+        self.tables: Counter = Counter()
         self.items_read = 0
         self._active = False
 
@@ -154,6 +155,15 @@ class AwsCalls:
             # event_name is "before-call.<service>.<Operation>"
             _, service, operation = event_name.split(".", 2)
             self.calls[(service, operation)] += 1
+
+    def named(self, event_name: str, params=None, **kwargs) -> None:
+        if self._active and isinstance(params, dict) and "TableName" in params:
+            self.tables[params["TableName"]] += 1
+
+    def on(self, table: str) -> int:
+        """DynamoDB requests that named this table (a transaction's items do
+        not count)."""
+        return self.tables[table]
 
     def read(self, http_response=None, parsed=None, model=None, **kwargs) -> None:
         if self._active and isinstance(parsed, dict) and model is not None:
@@ -168,6 +178,7 @@ class AwsCalls:
     @contextmanager
     def counting(self) -> Iterator["AwsCalls"]:
         self.calls.clear()
+        self.tables.clear()
         self.items_read = 0
         self._active = True
         try:
@@ -179,6 +190,7 @@ class AwsCalls:
 AWS_CALLS = AwsCalls()
 botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_CALLS))
 botocore.handlers.BUILTIN_HANDLERS.append(("after-call.dynamodb", AWS_CALLS.read))
+botocore.handlers.BUILTIN_HANDLERS.append(("before-parameter-build.dynamodb", AWS_CALLS.named))
 
 
 class ProcessDied(BaseException):

@@ -1,6 +1,7 @@
 """A member sees the Billing link and opens the billing portal as the Stripe
 customer that is them on the site's connected account."""
 import json
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -12,11 +13,11 @@ from chalicelib.connections import ConnectionStore
 from chalicelib.identity import LINKED, CustomerMembers, customer_member
 from chalicelib.member_customers import (FROM_EMAIL_LOOKUP, FROM_LINK, FROM_SUBSCRIPTION, MemberCustomer,
                                          MemberCustomerStore)
-from chalicelib.models import ConnectionModel, MemberCustomerModel
+from chalicelib.models import ConnectionModel, MemberCustomerModel, RateLimitModel
 from chalicelib.portal import PortalService
 from tests.api.test_connect_lifecycle import ADMIN, connect
 from tests.api.test_portal_settings import ENABLED, put_settings
-from tests.helpers import APP_BASE_URL, bearer
+from tests.helpers import APP_BASE_URL, AWS_CALLS, bearer
 
 EMAIL = "member@gym.test"
 MEMBER = bearer(site="site_a", role="member", sub="member_1", email=EMAIL, email_verified=True)
@@ -544,6 +545,89 @@ def test_an_admin_opens_the_portal_as_their_own_customer_too(client, sandbox):
     admin = bearer(site="site_a", role="admin", sub="admin_1", email="admin@gym.test", email_verified=True)
     assert available(client, admin) is True
     assert open_session(client, headers=admin).status_code == 200
+
+
+# ------------------------------------------------------------ the limit
+
+@pytest.fixture
+def fresh_minute():
+    """Sessions are counted per minute of the clock: a test that opens
+    eleven starts where the minute has room for them all."""
+    left = 60 - time.time() % 60
+    if left < 10:
+        time.sleep(left + 0.05)
+
+
+def use_up_sessions(client, headers=MEMBER, sessions=10):
+    for _ in range(sessions):
+        assert open_session(client, headers=headers).status_code == 200
+
+
+def assert_rate_limited(response):
+    assert_error(response, 429, "rate_limited")
+    retry_after = response.headers["Retry-After"]
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 60
+    assert response.json_body["error"]["message"].endswith(
+        "try again in %s second%s" % (retry_after, "" if retry_after == "1" else "s"))
+
+
+def test_past_ten_sessions_in_a_minute_a_member_is_429_and_stripe_is_not_asked(client, sandbox, fresh_minute):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    use_up_sessions(client)
+    calls = len(sandbox.requests)
+    assert_rate_limited(open_session(client))
+    assert_rate_limited(open_session(client))
+    assert len(sandbox.requests) == calls
+
+
+def test_the_limit_is_each_members_own(client, sandbox, fresh_minute):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    sandbox.create_customer(account, email="other@gym.test")
+    use_up_sessions(client)
+    assert_rate_limited(open_session(client))
+    other = bearer(site="site_a", role="member", sub="member_2", email="other@gym.test", email_verified=True)
+    assert open_session(client, headers=other).status_code == 200
+    # The same user id on another site is another member.
+    elsewhere = bearer(site="site_b", role="member", sub="member_1", email=EMAIL, email_verified=True)
+    assert_error(open_session(client, headers=elsewhere), 409, "portal_disabled")
+
+
+def test_requests_that_fail_validation_do_not_count(client, sandbox, fresh_minute):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL)
+    for _ in range(5):
+        assert_error(open_session(client, {"return_url": "https://evil.test/"}), 400, "invalid_return_url")
+        assert_error(open_session(client, {"customer": "cus_x"}), 400, "invalid_request")
+    use_up_sessions(client)
+    assert_rate_limited(open_session(client))
+    # A refused request is checked as any other first: a bad one is still told so.
+    assert_error(open_session(client, {"return_url": "https://evil.test/"}), 400, "invalid_return_url")
+
+
+def test_sessions_the_portal_turns_away_count(client, sandbox, fresh_minute):
+    for _ in range(10):
+        assert_error(open_session(client), 409, "portal_disabled")
+    assert_rate_limited(open_session(client))
+
+
+def test_a_session_costs_one_write_to_the_limits_and_a_refused_one_nothing_else(client, sandbox, fresh_minute):
+    account = portal_open(client, sandbox)
+    sandbox.create_customer(account, email=EMAIL, id="cus_recorded")
+    MemberCustomerStore().record(MemberCustomer("site_a", "member_1", account, "cus_recorded",
+                                                FROM_SUBSCRIPTION), NOW)
+    # No email: the member routes' claim asks nothing.
+    recorded = bearer(site="site_a", role="member", sub="member_1")
+    limits = RateLimitModel.Meta.table_name
+    for _ in range(10):
+        with AWS_CALLS.counting() as calls:
+            assert open_session(client, headers=recorded).status_code == 200
+        assert calls.on(limits) == 1
+    with AWS_CALLS.counting() as calls:
+        assert_rate_limited(open_session(client, headers=recorded))
+    assert dict(calls.calls) == {("dynamodb", "UpdateItem"): 1}
+    assert calls.on(limits) == 1
 
 
 # ------------------------------------------------------- who may call it

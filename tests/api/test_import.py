@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from chalicelib.models import EntitlementModel, ImportModel
+from chalicelib.limits import sync_key
+from chalicelib.models import EntitlementModel, ImportModel, RateLimitModel
 from tests.api.test_connect_lifecycle import ADMIN, card, connect
-from tests.helpers import bearer, deliver, stripe_event
+from tests.helpers import AWS_CALLS, bearer, deliver, stripe_event
 
 ACCOUNT = "acct_existing"
 DAY = 24 * 3600
@@ -245,12 +246,111 @@ def test_sync_now_starts_an_import_once_and_needs_a_connection(client, studio, w
     assert ImportModel.get("site_a").import_id == running
     work.drain()
     studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    previous_sync_started(minutes_ago=10)
     resync = client.post("/connectors/stripe/sync", headers=ADMIN)
     assert resync.status_code == 202 and resync.json_body["sync"]["state"] == "importing"
     assert ImportModel.get("site_a").import_id != running
     work.drain()
     assert card(client)["sync"]["subscriptions"] == 1
     assert access(client, "user_ana") == {("yoga", "active", True)}
+
+
+def previous_sync_started(minutes_ago, site_id="site_a"):
+    """As if the route's previous sync of the site had started that long ago."""
+    counter = RateLimitModel.get(sync_key(site_id))
+    counter.update(actions=[RateLimitModel.started_at.set(time.time() - minutes_ago * 60)])
+
+
+def sync(client, headers=ADMIN):
+    return client.post("/connectors/stripe/sync", headers=headers)
+
+
+def assert_rate_limited(response, longest):
+    assert response.status_code == 429, response.json_body
+    assert response.json_body["error"]["code"] == "rate_limited"
+    retry_after = response.headers["Retry-After"]
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= longest
+    return int(retry_after)
+
+
+def test_a_sync_within_ten_minutes_of_the_previous_is_429_with_retry_after_and_starts_nothing(
+        client, studio, work):
+    connect(client, studio, ACCOUNT)
+    work.drain()
+    assert sync(client).status_code == 202
+    work.drain()
+    done = ImportModel.get("site_a")
+    stripe_requests = len(studio.requests)
+
+    refused = sync(client)
+
+    assert 590 <= assert_rate_limited(refused, longest=600)
+    assert "try again in 10 minutes" in refused.json_body["error"]["message"]
+    assert ImportModel.get("site_a").serialize() == done.serialize()
+    assert work.drain()["handled"] == 0
+    assert len(studio.requests) == stripe_requests
+
+
+def test_retry_after_counts_from_when_the_previous_sync_started(client, studio, work):
+    connect(client, studio, ACCOUNT)
+    assert sync(client).status_code == 202
+    previous_sync_started(minutes_ago=9)
+    refused = sync(client)
+    retry_after = assert_rate_limited(refused, longest=60)
+    assert retry_after >= 55
+    assert refused.json_body["error"]["message"].endswith("try again in %d seconds" % retry_after)
+    # A refusal is not a sync: the next may still start ten minutes after the last one did.
+    previous_sync_started(minutes_ago=10)
+    assert sync(client).status_code == 202
+
+
+def test_neither_the_import_a_connection_starts_nor_a_409_counts_as_a_sync(client, studio, work):
+    assert sync(client).json_body["error"]["code"] == "not_connected"
+    assert sync(client).status_code == 409
+    connected = connect(client, studio, ACCOUNT)
+    assert connected["sync"]["state"] == "importing"
+    assert sync(client).status_code == 202
+    # Nor does a reconnection let a sync through early, or get refused itself.
+    work.drain()
+    reconnected = connect(client, studio, ACCOUNT)
+    assert reconnected["sync"]["state"] == "importing"
+    assert_rate_limited(sync(client), longest=600)
+
+
+def test_the_limit_is_each_sites_own(client, studio, work):
+    connect(client, studio, ACCOUNT)
+    other_admin = bearer(site="site_b", role="admin", sub="admin_b")
+    connect(client, studio, ACCOUNT, headers=other_admin)
+    assert sync(client).status_code == 202
+    assert sync(client, other_admin).status_code == 202
+    assert_rate_limited(sync(client), longest=600)
+    assert_rate_limited(sync(client, other_admin), longest=600)
+
+
+def test_a_refused_sync_costs_the_connection_read_and_one_write_to_the_limits(client, studio, work):
+    connect(client, studio, ACCOUNT)
+    work.drain()
+    limits = RateLimitModel.Meta.table_name
+    with AWS_CALLS.counting() as calls:
+        assert sync(client).status_code == 202
+    assert calls.on(limits) == 1
+    assert calls.calls[("dynamodb", "UpdateItem")] == 1
+    with AWS_CALLS.counting() as calls:
+        assert_rate_limited(sync(client), longest=600)
+    assert calls.on(limits) == 1
+    assert dict(calls.calls) == {("dynamodb", "GetItem"): 1, ("dynamodb", "UpdateItem"): 1}
+
+
+def test_a_sync_whose_limit_cannot_be_counted_is_500_and_starts_nothing(client, studio, work, aws_faults):
+    connect(client, studio, ACCOUNT)
+    work.drain()
+    done = ImportModel.get("site_a")
+    aws_faults.fail("dynamodb", "UpdateItem")
+    response = sync(client)
+    assert response.status_code == 500
+    assert response.json_body["error"]["code"] == "internal_error"
+    assert ImportModel.get("site_a").serialize() == done.serialize()
+    assert work.drain()["handled"] == 0
 
 
 def test_an_import_of_an_account_disconnected_meanwhile_stops(client, studio, work):

@@ -92,6 +92,19 @@ def test_the_post_callback_answers_cors_and_its_preflight_allows_post(client):
     assert answer.headers["Access-Control-Allow-Origin"] == "https://app.customerhub.test"
 
 
+@pytest.mark.parametrize("asked", [{"Access-Control-Request-Method": "GET"},
+                                   {"Access-Control-Request-Method": "HEAD"},
+                                   {"Access-Control-Request-Method": "PUT"},
+                                   {"Access-Control-Request-Method": "post"},
+                                   {}],
+                         ids=["GET", "HEAD", "PUT", "lower-case post", "no method asked"])
+def test_a_preflight_on_the_callback_path_for_anything_but_the_post_gets_no_cors_headers(client, asked):
+    response = client.request("OPTIONS", "/connectors/stripe/oauth/callback",
+                              headers={"Origin": "https://app.customerhub.test", **asked})
+    refused(response, 403, "forbidden")
+    assert not any(name.lower().startswith("access-control") for name in response.headers)
+
+
 # ------------------------------------------------------- the POST completion
 
 def test_the_admin_who_started_completes_and_gets_the_card(client, sandbox):
@@ -168,13 +181,35 @@ def test_fields_stripe_adds_are_ignored(client, sandbox):
     {"code": "ac_whatever"}, {"code": "ac_whatever", "state": ""},
     {"code": "ac_whatever", "state": "made-up-state"}, {"error": "access_denied"},
     {"error": "access_denied", "state": "made-up"}, {}, {"state": 12345}, {"state": ["a"]},
-    {"state": {"x": 1}}, {"state": None}, {"state": True}, {"state": "s" * 5000},
-    [], "a string", 42, None,
+    {"state": {"x": 1}}, {"state": None}, {"state": True}, {"state": "s" * 5000}, None,
 ])
 def test_a_missing_unknown_or_malformed_state_is_invalid_state_before_anything_else(client, sandbox, body):
     refused(complete(client, body), 400, "invalid_state")
     assert sandbox.requests_to("POST", "/oauth/token") == []
     assert nothing_connected()
+
+
+def test_an_empty_body_has_no_state_and_is_invalid_state(client, sandbox):
+    response = client.post("/connectors/stripe/oauth/callback",
+                           headers={**ADMIN, "Content-Type": "application/json"}, body="")
+    refused(response, 400, "invalid_state")
+    assert nothing_connected()
+
+
+@pytest.mark.parametrize("shape", [lambda state: [state], lambda state: [{"state": state}],
+                                   lambda state: state, lambda state: 42, lambda state: True],
+                         ids=["array of the state", "array of the body", "the state as a string", "number",
+                              "boolean"])
+def test_a_body_that_is_json_but_not_an_object_is_invalid_request_and_uses_up_nothing(client, sandbox, shape):
+    sandbox.create_account(id="acct_gym")
+    query = come_back(client, approve_at_stripe(sandbox, start(client), "acct_gym"))
+    response = complete(client, shape(query["state"]))
+    refused(response, 400, "invalid_request")
+    assert "object" in response.json_body["error"]["message"]
+    assert sandbox.requests_to("POST", "/oauth/token") == []
+    assert nothing_connected()
+    # It carried no state: the one the admin holds is still theirs to use.
+    assert complete(client, query).json_body["status"] == "connected"
 
 
 def test_a_body_that_is_not_json_is_invalid_request(client):

@@ -13,7 +13,7 @@ from tests import infra_map
 
 # The contract's code for each status API Gateway may answer with.
 CODES = {"400": "invalid_request", "401": "unauthorized", "403": "forbidden", "404": "not_found",
-         "413": "payload_too_large", "415": "unsupported_media_type", "429": "too_many_requests",
+         "413": "payload_too_large", "415": "unsupported_media_type", "429": "rate_limited",
          "500": "internal_error", "504": "gateway_timeout"}
 # Stream records are kept 24 hours: one given up on must still be there to replay.
 STREAM_RETENTION_SECONDS = 24 * 3600
@@ -60,7 +60,8 @@ def gateway_responses():
 
 @pytest.mark.parametrize("kind, status, code", [
     ("MISSING_AUTHENTICATION_TOKEN", "404", "not_found"),
-    ("THROTTLED", "429", "too_many_requests"),
+    ("THROTTLED", "429", "rate_limited"),
+    ("QUOTA_EXCEEDED", "429", "rate_limited"),
     ("REQUEST_TOO_LARGE", "413", "payload_too_large"),
     ("UNSUPPORTED_MEDIA_TYPE", "415", "unsupported_media_type"),
     ("DEFAULT_4XX", None, "invalid_request"),
@@ -71,6 +72,12 @@ def test_api_gateway_answers_an_unknown_route_a_flood_and_a_huge_body_in_the_con
     # Setting a default's status would set every other response of its class to it.
     assert response.get("statusCode") == status
     assert json.loads(response["responseTemplates"]["application/json"])["error"]["code"] == code
+
+
+@pytest.mark.parametrize("kind", ["THROTTLED", "QUOTA_EXCEEDED"])
+def test_api_gateway_s_own_429_says_when_to_try_again_as_the_contract_asks(kind):
+    retry_after = gateway_responses()[kind]["responseParameters"]["gatewayresponse.header.Retry-After"]
+    assert retry_after.strip("'").isdigit() and int(retry_after.strip("'")) >= 1
 
 
 @pytest.mark.parametrize("kind", sorted(gateway_responses()))

@@ -1,11 +1,13 @@
 """The claim on the member routes: what `GET /access` costs in DynamoDB with
 a verified email that has nothing to claim, with one that has something, and
-without a verified email (the claim's own cost is the difference).
+without a verified email (the claim's own cost is the difference). And the
+admin's unmatched list with 1,000 ended unmatched records behind one open one.
 
-Target: one query when there is nothing to claim, nothing without a
-verified email."""
+Targets: one query when there is nothing to claim, nothing without a
+verified email; the list reads one page of its index, whatever lies behind it."""
 import tempfile
 from collections import Counter
+from datetime import datetime, timezone
 
 from chalice.test import Client
 
@@ -53,6 +55,7 @@ def run(sandbox, targets: Targets) -> str:
                      email_verified=True)
         claiming = dynamodb_calls(http, zoe)
         after = dynamodb_calls(http, zoe)
+        listing = unmatched_list_cost(http, sandbox)
     per = lambda counts, n: sum(counts.values()) / n  # noqa: E731
     for what, counts, n in (("no verified email", unverified, ROUNDS),
                             ("verified, nothing to claim", verified, ROUNDS),
@@ -65,5 +68,40 @@ def run(sandbox, targets: Targets) -> str:
     targets.at_most("Claim: DynamoDB requests it adds with nothing to claim", claim_cost, 1)
     targets.equal("Claim: the request it adds is a query", "%g Query" % extra_queries, "1 Query",
                   extra_queries == 1)
-    return table("Member route GET /access: DynamoDB requests per call, the claim included",
-                 ("token", "requests", "by operation"), rows, align="lrl")
+    listed, counts = listing
+    queries = counts["Query"]
+    targets.at_most("Unmatched list: queries with 1,000 ended records behind one open one", queries, 1)
+    return (table("Member route GET /access: DynamoDB requests per call, the claim included",
+                  ("token", "requests", "by operation"), rows, align="lrl") + "\n"
+            + table("GET /connectors/stripe/unmatched with %d ended unmatched records behind one open one"
+                    % ENDED_RECORDS, ("listed", "requests", "by operation"),
+                    [(str(listed), str(sum(counts.values())),
+                      ", ".join("%s %d" % (op, c) for op, c in sorted(counts.items())))], align="rrl"))
+
+
+ENDED_RECORDS = 1000
+
+
+def unmatched_list_cost(http, sandbox):
+    """One open unmatched subscription and ENDED_RECORDS that ended (what a
+    site's unmatched partition holds after a while): the list's requests."""
+    from chalicelib.models import EntitlementModel
+
+    sandbox.create_customer(ACCOUNT, email="open@claims.test", id="cus_bench_open")
+    sandbox.create_subscription(ACCOUNT, "cus_bench_open", ["prod_bench_yoga"])
+    if deliver(http, sandbox.events[-1]).status_code != 200:
+        raise RuntimeError("the open unmatched subscription's delivery failed")
+    now = datetime.now(timezone.utc)
+    with EntitlementModel.batch_write() as batch:
+        for n in range(ENDED_RECORDS):
+            batch.save(EntitlementModel(
+                "site_claims#", "sub_bench_ended_%04d" % n, site_id="site_claims", account_id=ACCOUNT,
+                customer_id="cus_bench_ended_%d" % n, stripe_status="canceled", state="expired", grants=False,
+                reason="subscription_canceled", view_time=1, changed_at=now))
+    admin = bearer(site="site_claims", role="admin", sub="admin_bench")
+    with AWS_CALLS.counting() as calls:
+        answer = http.get("/connectors/stripe/unmatched", headers=admin)
+    if answer.status_code != 200:
+        raise RuntimeError("GET /connectors/stripe/unmatched answered %d" % answer.status_code)
+    return (len(answer.json_body["unmatched"]),
+            Counter({op: n for (service, op), n in calls.calls.items() if service == "dynamodb"}))

@@ -33,7 +33,8 @@ STREAM_READING = {("dynamodb", "DescribeTable")}
 # Each group is measured from empty tables: moto's TransactWriteItems gets
 # slower as the tables it writes to grow, which would make a kind measured
 # later look slower. A duplicate needs the renewals handled first.
-GROUPS = (("renewal", "duplicate"), ("product",), ("gone",), ("unconnected",), ("unhandled",))
+GROUPS = (("renewal", "duplicate"), ("product",), ("past_due",), ("reassigned",), ("gone",), ("unconnected",),
+          ("unhandled",))
 
 
 @dataclass
@@ -118,11 +119,15 @@ def setup_studio(pipeline: Pipeline) -> Dict[str, dict]:
     sandbox.create_product(ACCOUNT, name="Yoga", id="prod_bench_yoga", metadata={"customerhub_product_id": "yoga"})
     sandbox.create_product(ACCOUNT, name="Pilates", id="prod_bench_pilates")
     subscriptions = {}
-    for user, products in (("ana", ["prod_bench_yoga"]), ("bo", ["prod_bench_yoga", "prod_bench_pilates"])):
+    for user, products, status in (("ana", ["prod_bench_yoga"], "active"),
+                                   ("bo", ["prod_bench_yoga", "prod_bench_pilates"], "active"),
+                                   ("cy", ["prod_bench_yoga"], "past_due"),
+                                   ("dee", ["prod_bench_pilates"], "active")):
         sandbox.create_customer(ACCOUNT, email="%s@bench.test" % user, id="cus_bench_" + user,
-                                metadata={"customerhub_user_id": "user_" + user})
-        subscriptions[user] = sandbox.create_subscription(ACCOUNT, "cus_bench_" + user, products,
-                                                          id="sub_bench_" + user)
+                                metadata={} if user == "dee" else {"customerhub_user_id": "user_" + user})
+        subscriptions[user] = sandbox.create_subscription(
+            ACCOUNT, "cus_bench_" + user, products, status=status, id="sub_bench_" + user,
+            metadata={"customerhub_user_id": "user_dee"} if user == "dee" else None)
         created = sandbox.events[-1]
         if created["type"] != "customer.subscription.created" or pipeline.deliver(created).status_code != 200:
             raise BenchError("The first event of %s's subscription was not handled" % user)
@@ -149,6 +154,22 @@ def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
         return stripe_event("customer.subscription.updated", ACCOUNT, subscription,
                             event_id="evt_bench_product_%04d" % index)
 
+    def past_due(index: int) -> dict:
+        # Stripe retries a failed payment and says so: the subscription is
+        # past due, and its oldest open invoice is read as well.
+        subscription = sandbox.subscription(ACCOUNT, subscriptions["cy"]["id"])
+        return stripe_event("customer.subscription.updated", ACCOUNT, subscription,
+                            event_id="evt_bench_past_due_%04d" % index)
+
+    def reassigned(index: int) -> dict:
+        # The subscription's metadata names another member each time: one
+        # member's access ends and the other's begins, in one write.
+        user = "user_dee" if index % 2 else "user_eve"
+        subscription = sandbox.update_subscription(ACCOUNT, subscriptions["dee"]["id"],
+                                                   metadata={"customerhub_user_id": user})
+        return stripe_event("customer.subscription.updated", ACCOUNT, subscription,
+                            event_id="evt_bench_reassigned_%04d" % index)
+
     def gone(index: int) -> dict:
         # Canceled and no longer at Stripe when the event arrives: the
         # event's copy is used, with its customer and products read from Stripe.
@@ -173,8 +194,14 @@ def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
                             event_id="evt_bench_invoice_%04d" % index)
 
     return [
-        Kind("renewal", "subscription.updated: renewal (normal case)", renewal, 3, 1),
-        Kind("product", "subscription.updated: product removed/added", product_change, 3, 1),
+        # The event's record, the account's sites, whose the subscription is
+        # (one read across tables) and one transaction.
+        Kind("renewal", "subscription.updated: renewal (normal case)", renewal, 4, 1),
+        Kind("product", "subscription.updated: product removed/added", product_change, 4, 1),
+        # Only a past-due subscription costs a second Stripe request: its open invoices.
+        Kind("past_due", "subscription.updated: past due (open invoices read)", past_due, 4, 2),
+        # The member who loses it: their entitlement is read to be ended.
+        Kind("reassigned", "subscription.updated: another member named", reassigned, 5, 1),
         Kind("gone", "subscription.deleted: no longer at Stripe (2 products)", gone),
         Kind("duplicate", "duplicate delivery of a handled event", duplicate, 1, 0),
         Kind("unconnected", "ignored: account no site is connected to", unconnected),

@@ -122,10 +122,12 @@ class UnmatchedService:
                 break
             found.append(item)
         # A customer recorded as a member since (named by a later subscription's
-        # metadata) makes their subscriptions theirs: not listed.
+        # metadata) makes their subscriptions theirs: not listed; but not one
+        # whose link to that member was undone.
         taken = self._members.recorded(
             (site_id, item.account_id, item.customer_id) for item in found if item.customer_id)
-        shown = [item for item in found if (site_id, item.account_id, item.customer_id) not in taken]
+        shown = [item for item in found
+                 if taken.get((site_id, item.account_id, item.customer_id), item.unlinked_from) == item.unlinked_from]
         return {"unmatched": [listed(item) for item in shown],
                 "next_cursor": encode_cursor(found[-1].subscription_id) if more and found else None}
 

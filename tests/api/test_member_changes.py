@@ -307,3 +307,26 @@ def test_the_subscription_members_record_follows_every_change(client, site):
     holder = SubscriptionMemberModel.get("site_a", subscription["id"])
     assert (holder.user_id, holder.member_from, holder.unlinked_from) == (None, None, "user_ana")
     assert json.dumps(unmatched(client))
+
+
+def test_an_unlinked_subscription_stays_unmatched_though_metadata_keeps_its_customer_the_members(client, site,
+                                                                                                access_events):
+    mistaken = anonymous(site, client, "cus_shared", "shared@studio.test")
+    assert link(client, mistaken["id"], "user_ana").status_code == 200
+    # Another subscription of the same customer names Ana in its metadata:
+    # the site records the customer as hers by metadata.
+    site.create_subscription(ACCOUNT, "cus_shared", ["prod_pilates"], metadata={"customerhub_user_id": "user_ana"})
+    delivered(client, site)
+    heard(access_events)
+
+    assert unlink(client, mistaken["id"]).status_code == 200
+
+    assert [e["subscription_id"] for e in unmatched(client)["unmatched"]] == [mistaken["id"]]
+    record = CustomerMemberModel.get("site_a", ACCOUNT + "#cus_shared")
+    assert (record.user_id, record.source) == ("user_ana", "metadata")
+    # Its next event finds the customer's record, and still leaves it unmatched.
+    site.update_subscription(ACCOUNT, mistaken["id"], cancel_at_period_end=True)
+    delivered(client, site)
+    assert access_of(client, "user_ana") == [("pilates", "active", True, "metadata"),
+                                             ("yoga", "expired", False, "link")]
+    assert heard(access_events) == [(REVOKED, "user_ana", "yoga", "subscription_unlinked", None)]

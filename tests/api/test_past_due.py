@@ -1,6 +1,7 @@
 """Access never exceeds what was paid: a past-due subscription keeps access
 for the site's grace from its oldest unpaid invoice and never renews it
 unpaid; a far cancel_at ends access no later than the period paid for."""
+import json
 import time
 from datetime import datetime, timezone
 
@@ -137,3 +138,19 @@ def test_a_far_cancel_at_ends_access_at_the_period_end_even_after_a_disconnect(c
 
     assert report.revoked == 1
     assert [e[:4] for e in heard(access_events)] == [(REVOKED, "user_ana", "yoga", "period_ended")]
+
+
+def test_the_sites_grace_decides_how_long_a_past_due_member_keeps_access(client, site):
+    settings = {"portal_enabled": False, "privacy_policy_url": None, "terms_of_service_url": None,
+                "allow_cancel": False, "past_due_grace_days": 30}
+    assert client.put("/connectors/stripe/settings", headers={**ADMIN, "Content-Type": "application/json"},
+                      body=json.dumps(settings)).status_code == 200
+    subscription = site.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"], status="past_due",
+                                            period_start=int(time.time()) - 20 * DAY,
+                                            period_end=int(time.time()) + 40 * DAY)
+    created = fell_behind(site, subscription, 20)
+
+    delivered(client, site)
+
+    # 20 days behind: out of the default 14 days, within the site's 30.
+    assert entry(client) == ("past_due", True, iso(created + 30 * DAY))

@@ -14,6 +14,7 @@ from chalice.test import Client
 from tests.helpers import AWS_CALLS, bearer, deliver
 
 from bench.report import Targets, table
+from local import moto_transactions
 from bench.world import aws, connect_site
 
 ACCOUNT = "acct_bench_claims"
@@ -35,7 +36,7 @@ def run(sandbox, targets: Targets) -> str:
     sandbox.create_account(id=ACCOUNT, display_name="Claims Studio")
     sandbox.create_product(ACCOUNT, name="Yoga", id="prod_bench_yoga")
     rows = []
-    with aws(), tempfile.TemporaryDirectory() as project, Client(app, project_dir=project) as client:
+    with moto_transactions.installed(), aws(), tempfile.TemporaryDirectory() as project, Client(app, project_dir=project) as client:
         http = client.http
         connect_site(http, sandbox, "site_claims", ACCOUNT)
         plain = bearer(site="site_claims", role="member", sub="user_plain")

@@ -71,7 +71,8 @@ class CatchUp:
         for event in events:
             # Listed with Stripe-Account, an event may not say whose it is.
             event.setdefault("account", account_id)
-            outcome = self._receiver.handle(event)
+            # Listed at `now`: a read of the subscription after that saw it.
+            outcome = self._receiver.handle(event, received_at=now)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         # Each event bound its own ids; what follows is about the account.
         observability.unbind("stripe_event_id", "stripe_event_type")

@@ -245,6 +245,10 @@ class SubscriptionMemberModel(Model):
     # A member whose link or claim was undone: no record makes it theirs again.
     unlinked_from = UnicodeAttribute(null=True)
     view_time = NumberAttribute()
+    # When the subscription was last read from Stripe (microseconds): an
+    # event created before it needs no read of its own. A link, a claim or an
+    # unlink moves view_time, not this.
+    read_at = NumberAttribute(null=True)
     changed_at = UTCDateTimeAttribute()
 
 

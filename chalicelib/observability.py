@@ -176,6 +176,8 @@ def _json_logging(stream: Optional[IO[str]]) -> logging.Handler:
 WEBHOOK_HANDLED = "WebhookHandled"
 WEBHOOK_IGNORED = "WebhookIgnored"
 WEBHOOK_DUPLICATE = "WebhookDuplicate"
+# Handled without a read of Stripe: the subscription was read after the event was made.
+WEBHOOK_COALESCED = "WebhookCoalesced"
 WEBHOOK_FAILED = "WebhookFailed"        # answered 500: Stripe delivers it again
 WEBHOOK_REJECTED = "WebhookRejected"    # a bad signature, body or size: 400 or 413
 ACCESS_GRANTED = "AccessGranted"

@@ -252,7 +252,8 @@ class UnmatchedService:
                 transaction.save(SubscriptionMemberModel(
                     item.site_id, item.subscription_id, account_id=item.account_id, user_id=user_id,
                     member_from=source, unlinked_from=None if source == LINK else holder.unlinked_from,
-                    view_time=view_time, changed_at=now), condition=SubscriptionMemberModel.view_time == holder.view_time)
+                    view_time=view_time, read_at=holder.read_at, changed_at=now),
+                    condition=SubscriptionMemberModel.view_time == holder.view_time)
                 # The member's billing customer is the first recorded: a
                 # customer claimed or linked later never replaces it.
                 if billing is None or billing.account_id != item.account_id:
@@ -294,7 +295,7 @@ class UnmatchedService:
                 transaction.save(unmatched, condition=newer_than_stored(view_time))
                 transaction.save(SubscriptionMemberModel(
                     site_id, holder.subscription_id, account_id=holder.account_id, user_id=None, member_from=None,
-                    unlinked_from=user_id, view_time=view_time, changed_at=now),
+                    unlinked_from=user_id, view_time=view_time, read_at=holder.read_at, changed_at=now),
                     condition=SubscriptionMemberModel.view_time == holder.view_time)
                 if forget_customer:
                     transaction.delete(record, condition=(CustomerMemberModel.user_id == user_id)

@@ -67,7 +67,11 @@ class EventLog:
     def record(self, event: Dict[str, Any], now: datetime) -> None:
         # When a concurrent delivery of the same event recorded it first, its
         # effects and ours are the same, so either record will do.
-        save_if(event_record(event, now), WebhookEventModel.event_id.does_not_exist())
+        self.record_once(event, now)
+
+    def record_once(self, event: Dict[str, Any], now: datetime) -> bool:
+        """Record the event; False when it was recorded already."""
+        return save_if(event_record(event, now), WebhookEventModel.event_id.does_not_exist())
 
 
 class WebhookReceiver:
@@ -81,7 +85,7 @@ class WebhookReceiver:
         self._connections = connections
         self._writer = writer
         self._clock = clock
-        self._handlers: Dict[str, Callable[[Dict[str, Any]], str]] = {
+        self._handlers: Dict[str, Callable[[Dict[str, Any], Optional[datetime]], str]] = {
             "account.application.deauthorized": self._account_deauthorized,
             "account.updated": self._account_updated,
         }
@@ -99,16 +103,19 @@ class WebhookReceiver:
             self._metrics.count(observability.WEBHOOK_REJECTED)
             raise
         try:
-            outcome = self.handle(event)
+            outcome = self.handle(event, received_at=self._clock())
         except Exception:
             self._metrics.count(observability.WEBHOOK_FAILED)
             raise
         self._metrics.count(OUTCOME_METRICS[outcome])
         return outcome
 
-    def handle(self, event: Dict[str, Any]) -> str:
+    def handle(self, event: Dict[str, Any], received_at: Optional[datetime] = None) -> str:
         """Handle one event, delivered or listed from Stripe (the catch-up):
-        the same rules, and a duplicate changes nothing. The event's ids are
+        the same rules, and a duplicate changes nothing. `received_at`: when
+        it reached the connector (by our clock, not Stripe's): a subscription
+        read from Stripe after that saw what the event says, and is not read
+        again for it. The event's ids are
         bound to every line logged from here on (a signed event's, so Stripe's
         own, but bound only when shaped like Stripe's)."""
         observability.bind(
@@ -121,17 +128,24 @@ class WebhookReceiver:
         if not all(is_stripe_id(value) for value in (event["id"], event["account"], object_id(event))):
             logger.warning("Ignoring a %s event whose ids are not Stripe's", event["type"])
             return IGNORED
+        return handler(event, received_at)
+
+    def _seen(self, event: Dict[str, Any]) -> bool:
         if self._events.seen(event["id"]):
             logger.info("Duplicate delivery of %s", event["id"])
-            return DUPLICATE
-        return handler(event)
+            return True
+        return False
 
-    def _account_deauthorized(self, event: Dict[str, Any]) -> str:
+    def _account_deauthorized(self, event: Dict[str, Any], received_at: Optional[datetime]) -> str:
+        if self._seen(event):
+            return DUPLICATE
         self._connector.account_deauthorized(
             event["account"], bool(event.get("livemode")), event["created"])
         return self._done(event)
 
-    def _account_updated(self, event: Dict[str, Any]) -> str:
+    def _account_updated(self, event: Dict[str, Any], received_at: Optional[datetime]) -> str:
+        if self._seen(event):
+            return DUPLICATE
         self._connector.account_updated(event["account"], bool(event.get("livemode")))
         return self._done(event)
 
@@ -141,7 +155,7 @@ class WebhookReceiver:
         self._events.record(event, self._clock())
         return HANDLED
 
-    def _subscription_changed(self, event: Dict[str, Any]) -> str:
+    def _subscription_changed(self, event: Dict[str, Any], received_at: Optional[datetime]) -> str:
         account_id = event["account"]
         sites = self._sites_for(event)
         carried = event["data"]["object"]
@@ -149,6 +163,27 @@ class WebhookReceiver:
         if not sites:
             logger.info("Ignoring %s %s: no connected site for it", event["type"], event["id"])
             return IGNORED
+        # One read: the event's record (a duplicate stops here), whose the
+        # subscription is on each site and when it was last read from Stripe.
+        carried_customer = carried.get("customer")
+        known = self._writer.prefetch(
+            [site.site_id for site in sites], account_id, subscription_id,
+            carried_customer if is_stripe_id(carried_customer) else None, event["id"])
+        if known.event_done:
+            logger.info("Duplicate delivery of %s", event["id"])
+            return DUPLICATE
+        # A read of the subscription that began after the event reached us saw
+        # what it says (Stripe makes an event before it sends it): the event
+        # needs no read of its own, and a burst on one subscription costs one.
+        # Both times are ours: Stripe's `created` is on another clock.
+        if received_at is not None and known.read_since([site.site_id for site in sites], subscription_id,
+                                                        microseconds(received_at)):
+            if not self._events.record_once(event, self._clock()):
+                logger.info("%s was handled by another delivery meanwhile", event["id"])
+                return DUPLICATE
+            logger.info("%s needs no read: %s was read from Stripe after it", event["id"], subscription_id)
+            self._metrics.count(observability.WEBHOOK_COALESCED)
+            return HANDLED
         # Stripe's order of delivery is not the order of changes: what
         # Stripe has now is the truth, the event only says where to look.
         # The view is timed when it is asked for: an answer may arrive after a
@@ -180,9 +215,10 @@ class WebhookReceiver:
                 logger.warning("Stripe has no %s; %s's copy would grant access, so it is ignored",
                                subscription_id, event["id"])
                 return IGNORED
-            readings.append(Reading(site.site_id, account_id, subscription, access, view_time, event["id"]))
+            readings.append(Reading(site.site_id, account_id, subscription, access, view_time, event["id"],
+                                    read_from_stripe=not from_copy))
         try:
-            result = self._writer.write(readings, now, event_record(event, now))
+            result = self._writer.write(readings, now, event_record(event, now), known=known)
         except EventAlreadyDone:
             logger.info("%s was handled by another delivery meanwhile", event["id"])
             return DUPLICATE

@@ -40,6 +40,7 @@ ENTITLEMENT = "entitlement"
 HOLDER = "holder"
 PREVIOUS = "previous"
 RECORD = "record"
+BILLING = "billing"
 EVENT = "event"
 # A condition on an item that is not written.
 CHECK = "check"
@@ -62,6 +63,8 @@ class Reading:
     # (member_key, view_time) of the entitlement the reader started from (the
     # sweep, a re-read): written only if it is still that, else stale.
     expected: Optional[Tuple[str, int]] = None
+    # False for an event's copy of a subscription Stripe no longer has.
+    read_from_stripe: bool = True
 
     @property
     def subscription_id(self) -> str:
@@ -84,11 +87,13 @@ class _Planned:
 
 
 def holder_of(view: View, holder: Optional[SubscriptionMemberModel], now: datetime,
-              unlinked_from: Optional[str] = None) -> SubscriptionMemberModel:
+              read_from_stripe: bool = True) -> SubscriptionMemberModel:
     return SubscriptionMemberModel(
         view.site_id, view.subscription_id, account_id=view.account_id, user_id=view.user_id,
-        member_from=view.member_from, unlinked_from=unlinked_from if holder is None else holder.unlinked_from,
-        view_time=view.view_time, changed_at=now)
+        member_from=view.member_from, unlinked_from=holder.unlinked_from if holder is not None else None,
+        view_time=view.view_time,
+        read_at=view.view_time if read_from_stripe else (holder.read_at if holder is not None else None),
+        changed_at=now)
 
 
 def holder_unchanged(holder: Optional[SubscriptionMemberModel]):
@@ -104,49 +109,97 @@ def holder_key_of(holder: SubscriptionMemberModel) -> Tuple[str, str]:
     return key, holder.subscription_id
 
 
+@dataclass
+class Known:
+    """What a view's writes depend on, read in one request: whose each
+    subscription is on each site, the sites' records of its customer, and
+    whether the event was handled already."""
+    holders: Dict[Tuple[str, str], SubscriptionMemberModel]
+    recorded: Dict[Tuple[str, str], str]
+    holder_keys: frozenset
+    customer_keys: frozenset
+    event_done: bool = False
+
+    def covers(self, readings: Sequence[Reading]) -> bool:
+        return all((r.site_id, r.subscription_id) in self.holder_keys
+                   and customer_key(r.site_id, r.account_id, r.subscription) in self.customer_keys | {None}
+                   for r in readings)
+
+    def read_since(self, site_ids: Sequence[str], subscription_id: str, moment: int) -> bool:
+        """Whether the subscription was read from Stripe on every site at or
+        after `moment` (microseconds)."""
+        for site_id in site_ids:
+            holder = self.holders.get((site_id, subscription_id))
+            if holder is None or holder.read_at is None or holder.read_at < moment:
+                return False
+        return True
+
+
 class ViewWriter:
     def __init__(self, connection: Optional[Connection] = None):
         # By default, where the models are bound (models.bind).
         self._connection = connection or Connection(region=EntitlementModel.Meta.region,
                                                     host=getattr(EntitlementModel.Meta, "host", None))
 
+    def prefetch(self, site_ids: Sequence[str], account_id: str, subscription_id: str,
+                 customer_id: Optional[str], event_id: Optional[str] = None) -> Known:
+        """Read, before Stripe is asked, what writing the subscription on the
+        sites depends on (and the event's record): one request."""
+        customer = {"id": customer_id} if customer_id else None
+        readings = [Reading(site_id, account_id, {"id": subscription_id, "customer": customer}, None, 0, None)
+                    for site_id in site_ids]
+        return self._read(readings, event_id)
+
+    def _read(self, readings: Sequence[Reading], event_id: Optional[str] = None) -> Known:
+        holder_keys = frozenset((r.site_id, r.subscription_id) for r in readings)
+        customer_keys = frozenset(key for key in (customer_key(r.site_id, r.account_id, r.subscription)
+                                                  for r in readings) if key)
+        wanted: Dict[Any, List[Tuple]] = {SubscriptionMemberModel: list(holder_keys),
+                                          CustomerMemberModel: list(customer_keys)}
+        if event_id is not None:
+            wanted[WebhookEventModel] = [(event_id,)]
+        found = read_many(self._connection, wanted)
+        return Known(
+            holders={(h.site_id, h.subscription_id): h for h in found[SubscriptionMemberModel]},
+            recorded={(c.site_id, c.customer_ref): c.user_id for c in found[CustomerMemberModel]},
+            holder_keys=holder_keys, customer_keys=customer_keys,
+            event_done=bool(found.get(WebhookEventModel)))
+
     def write(self, readings: Sequence[Reading], now: datetime,
-              done: Optional[WebhookEventModel] = None) -> WriteResult:
+              done: Optional[WebhookEventModel] = None, known: Optional[Known] = None) -> WriteResult:
         """Write every reading that is newer than what is stored, and the
         event's record with the last transaction. Raises EventAlreadyDone
-        when another delivery recorded the event first."""
+        when another delivery recorded the event first. `known`: what was
+        read before Stripe was asked (prefetch), used for the first attempt."""
         result = WriteResult()
         pending = list(readings)
+        # Members whose billing customer turned out to be recorded already.
+        billed: set = set()
         for _ in range(ATTEMPTS):
-            planned = self._plan(pending, now, result)
+            if known is None or not known.covers(pending):
+                known = self._read(pending)
+            planned = self._plan(pending, now, result, known, billed)
+            known = None
             try:
                 self._write_chunks(planned, done, result)
                 return result
             except _Conflict as exc:
                 result.stale.extend(exc.stale)
+                billed |= exc.billed
                 pending = exc.again
         raise SubscriptionsKeptChanging("%d subscriptions kept changing while they were written" % len(pending))
 
     # ------------------------------------------------------------ planning
 
-    def _plan(self, readings: List[Reading], now: datetime, result: WriteResult) -> List[_Planned]:
-        """Read what the readings' writes depend on, in one request (two when
-        a subscription changed hands), and decide what each writes."""
-        customers = [customer_key(r.site_id, r.account_id, r.subscription) for r in readings]
-        named = [membership(r.subscription, None, None) for r in readings]
-        found = read_many(self._connection, {
-            SubscriptionMemberModel: [(r.site_id, r.subscription_id) for r in readings],
-            CustomerMemberModel: [key for key in customers if key],
-            MemberCustomerModel: [(r.site_id, named[i].user_id) for i, r in enumerate(readings)
-                                  if named[i].member_from == METADATA and customers[i]],
-        })
-        holders = {(h.site_id, h.subscription_id): h for h in found[SubscriptionMemberModel]}
-        recorded = {(c.site_id, c.customer_ref): c.user_id for c in found[CustomerMemberModel]}
-        billing = {(b.site_id, b.user_id): b for b in found[MemberCustomerModel]}
+    def _plan(self, readings: List[Reading], now: datetime, result: WriteResult, known: Known,
+              billed: set) -> List[_Planned]:
+        """Decide what each reading writes, from what was read (and, when a
+        subscription changes hands, the earlier member's entitlement)."""
         views = []
-        for reading, customer in zip(readings, customers):
-            holder = holders.get((reading.site_id, reading.subscription_id))
-            view = self._view(reading, holder, recorded.get(customer))
+        for reading in readings:
+            holder = known.holders.get((reading.site_id, reading.subscription_id))
+            recorded = known.recorded.get(customer_key(reading.site_id, reading.account_id, reading.subscription))
+            view = self._view(reading, holder, recorded)
             if holder is not None and holder.view_time >= reading.view_time:
                 result.stale.append(view)
                 continue
@@ -157,7 +210,7 @@ class ViewWriter:
             puts: List[Tuple[Model, Any, str]] = []
             item = entitlement_item(view, now)
             puts.append((item, newer_than_stored(view.view_time), ENTITLEMENT))
-            puts.append((holder_of(view, holder, now), holder_unchanged(holder), HOLDER))
+            puts.append((holder_of(view, holder, now, reading.read_from_stripe), holder_unchanged(holder), HOLDER))
             if holder is not None:
                 earlier = previous.get(holder_key_of(holder))
                 if earlier is not None and earlier.member_key != item.member_key:
@@ -165,7 +218,8 @@ class ViewWriter:
                                        view_time=view.view_time, stripe_event_id=view.stripe_event_id,
                                        ends_now=True)
                     puts.append((ended, EntitlementModel.view_time == earlier.view_time, PREVIOUS))
-            puts.extend(self._records(view, billing.get((view.site_id, view.user_id)), now))
+            new_holder = holder is None or holder.user_id != view.user_id
+            puts.extend(self._records(view, new_holder and (view.site_id, view.user_id) not in billed, now))
             if reading.expected is not None:
                 puts = _expecting(puts, reading)
             planned.append(_Planned(reading, view, puts))
@@ -193,22 +247,23 @@ class ViewWriter:
         return {(item.member_key, item.subscription_id): item for item in items}
 
     @staticmethod
-    def _records(view: View, billing: Optional[MemberCustomerModel], now: datetime) -> List[Tuple[Model, Any, str]]:
+    def _records(view: View, record_billing: bool, now: datetime) -> List[Tuple[Model, Any, str]]:
         if view.member_from != METADATA or not view.customer_id:
             return []
         # Metadata names its customer for sure: the site records it as the
         # member's (a later naming wins).
         records: List[Tuple[Model, Any, str]] = [(customer_member(
             view.site_id, view.account_id, view.customer_id, view.user_id, NAMED_BY_METADATA, now), None, RECORD)]
-        # The member's billing customer is the first recorded on the account;
-        # only a guess by email gives way to one a subscription names.
-        if billing is None or billing.account_id != view.account_id or (
-                billing.source == FROM_EMAIL_LOOKUP and billing.customer_id != view.customer_id):
+        if record_billing:
+            # The member's billing customer is the first recorded on the
+            # account; only a guess by email gives way to one a subscription
+            # names. Asked only when the subscription is new to the member: a
+            # refusal (they have one) costs the transaction once more.
             records.append((MemberCustomerModel(
                 view.site_id, view.user_id, account_id=view.account_id, customer_id=view.customer_id,
                 source=FROM_SUBSCRIPTION, recorded_at=now),
                 MemberCustomerModel.user_id.does_not_exist() | (MemberCustomerModel.account_id != view.account_id)
-                | (MemberCustomerModel.source == FROM_EMAIL_LOOKUP), RECORD))
+                | (MemberCustomerModel.source == FROM_EMAIL_LOOKUP), BILLING))
         return records
 
     # ------------------------------------------------------------ writing
@@ -247,7 +302,7 @@ class ViewWriter:
                         # A transaction writes an item once: a record two
                         # views share (one customer's subscriptions) goes once.
                         key = _key_of(item)
-                        if role == RECORD and key in seen:
+                        if role in (RECORD, BILLING) and key in seen:
                             continue
                         seen.add(key)
                         if role == CHECK:
@@ -270,10 +325,12 @@ class ViewWriter:
             if any(roles[i][1] == EVENT for i in failed if i < len(roles)):
                 raise EventAlreadyDone(done.event_id) from exc
             stale = {roles[i][0] for i in failed if i < len(roles) and roles[i][1] in (ENTITLEMENT, CHECK)}
+            billed = {(chunk[roles[i][0]].view.site_id, chunk[roles[i][0]].view.user_id)
+                      for i in failed if i < len(roles) and roles[i][1] == BILLING}
             for plan in (chunk[i] for i in stale):
                 logger.info("A newer view of %s is stored for %s", plan.view.subscription_id, plan.view.site_id)
             raise _Conflict([chunk[i].view for i in sorted(stale)],
-                            [plan.reading for i, plan in enumerate(chunk) if i not in stale]) from exc
+                            [plan.reading for i, plan in enumerate(chunk) if i not in stale], billed) from exc
 
 
 def _expecting(puts: List[Tuple[Model, Any, str]], reading: Reading) -> List[Tuple[Model, Any, str]]:
@@ -301,10 +358,12 @@ class _Conflict(Exception):
     """A transaction's conditions failed: `stale` views are older than what
     is stored; `again` are to be read and decided once more."""
 
-    def __init__(self, stale: List[View], again: List[Reading]):
+    def __init__(self, stale: List[View], again: List[Reading], billed: Optional[set] = None):
         super().__init__("%d stale, %d to try again" % (len(stale), len(again)))
         self.stale = stale
         self.again = again
+        # Members who have a billing customer already: not asked again.
+        self.billed = billed or set()
 
 
 def with_reason(access: Access, reason: str) -> Access:

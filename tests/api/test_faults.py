@@ -205,9 +205,9 @@ def test_a_stripe_that_rate_limits_or_hangs_during_the_sweep_leaves_the_entitlem
 
 
 @pytest.mark.parametrize("operation, code", [
-    ("GetItem", "ProvisionedThroughputExceededException"),
+    ("BatchGetItem", "ProvisionedThroughputExceededException"),
     ("Query", "ThrottlingException"),
-], ids=["duplicate check", "sites of the account"])
+], ids=["duplicate check and whose the subscription is", "sites of the account"])
 def test_a_webhook_read_throttled_past_the_clients_retries_answers_500_before_asking_stripe_and_the_redelivery_ends_right(
         client, studio, t0, access_events, aws_faults, operation, code):
     life = Life(studio, t0)

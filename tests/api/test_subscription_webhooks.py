@@ -236,28 +236,63 @@ def test_access_is_never_true_past_access_until_even_before_the_sweep(client, st
     assert (entry["access"], entry["state"]) == (False, "expired")
 
 
-def test_a_subscription_event_costs_at_most_four_dynamodb_and_one_stripe_request(client, studio):
+def test_a_subscription_event_costs_at_most_three_dynamodb_and_one_stripe_request(client, studio):
     studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga", "prod_pilates"])
     event = last_event(studio)
     stripe_before = len(studio.requests)
     with AWS_CALLS.counting() as calls:
         assert deliver(client, event).status_code == 200
-    # The event's record, the account's sites, whose the subscription is (one
-    # read across tables), and one transaction.
-    assert calls.of("dynamodb") <= 4, calls.calls
+    # The account's sites, one read across tables (the event's record, whose
+    # the subscription is, the customer's record) and one transaction.
+    assert calls.of("dynamodb") <= 3, calls.calls
     assert len(studio.requests) - stripe_before == 1
     assert calls.of("eventbridge") == 0
 
 
-def test_a_duplicate_costs_one_dynamodb_request_and_no_stripe_request(client, studio):
+def test_a_duplicate_costs_two_dynamodb_requests_and_no_stripe_request(client, studio):
     studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
     event = last_event(studio)
     deliver(client, event)
     stripe_before = len(studio.requests)
     with AWS_CALLS.counting() as calls:
         assert deliver(client, event).status_code == 200
-    assert calls.of("dynamodb") == 1, calls.calls
+    assert calls.of("dynamodb") == 2, calls.calls
     assert len(studio.requests) == stripe_before
+
+
+def test_a_burst_of_events_on_one_subscription_costs_one_read_of_stripe(client, studio, access_events):
+    subscription = studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
+    studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=True)
+    studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=False)
+    studio.update_subscription(ACCOUNT, subscription["id"], metadata={"note": "vip"})
+    burst = studio.events[-4:]
+    # All four reached the connector before the first was handled, as a
+    # queue holds a burst.
+    received_at = datetime.now(timezone.utc)
+    receiver = services.get_webhook_receiver()
+    reads_before = len(studio.requests_to("GET", "/v1/subscriptions/"))
+    with AWS_CALLS.counting() as calls:
+        outcomes = [receiver.handle(event, received_at=received_at) for event in burst]
+    assert outcomes == ["handled"] * 4
+    assert len(studio.requests_to("GET", "/v1/subscriptions/")) - reads_before == 1
+    # Each later one is recorded as done (a redelivery is a duplicate) and nothing else.
+    assert calls.calls[("dynamodb", "PutItem")] == 3, calls.calls
+    assert calls.calls[("dynamodb", "TransactWriteItems")] == 1, calls.calls
+    assert [e["type"] for e in access_events.drain()] == ["AccessGranted"]
+    assert access(client)[0]["state"] == "active"
+    with AWS_CALLS.counting() as calls:
+        assert deliver(client, burst[-1]).status_code == 200
+    assert calls.of("dynamodb") == 2
+
+
+def test_an_event_that_reached_the_connector_after_the_last_read_is_read_again(client, studio):
+    subscription = studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
+    deliver(client, last_event(studio))
+    studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=True)
+    reads_before = len(studio.requests_to("GET", "/v1/subscriptions/"))
+    assert deliver(client, last_event(studio)).status_code == 200
+    assert len(studio.requests_to("GET", "/v1/subscriptions/")) - reads_before == 1
+    assert access(client)[0]["state"] == "canceling"
 
 
 def test_each_change_is_one_eventbridge_put(client, studio, access_events):

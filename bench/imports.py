@@ -62,7 +62,8 @@ STREAM_READING = {("dynamodb", "DescribeTable")}
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 # What the queue's consumer (Lambda's event source mapping) asks of SQS, not the connector.
 CONSUMING = ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility")
-LIST_PAGE, PRODUCT_READ, REREAD, OTHER = "list pages", "product reads", "re-reads", "other"
+LIST_PAGE, PRODUCT_READ, REREAD, OPEN_INVOICES, OTHER = (
+    "list pages", "product reads", "re-reads", "open invoices", "other")
 
 
 def status_of(index: int) -> str:
@@ -97,6 +98,8 @@ def kind_of(request: dict) -> str:
         return PRODUCT_READ
     if method == "GET" and path.startswith("/v1/subscriptions/"):
         return REREAD
+    if method == "GET" and path == "/v1/invoices":
+        return OPEN_INVOICES
     return OTHER
 
 
@@ -416,8 +419,11 @@ def render(r: ImportRun, c: CatchUpRun, targets: Targets, announce_up_to: int) -
     size = "import of %s" % number(r.size)
     stripe = r.stripe
     pages = {status: max(1, math.ceil(e.by_status[status] / PAGE)) for status in GRANTING_STATUSES}
-    stripe_bound = sum(pages.values()) + PRODUCTS + REREADS
-    stripe_target = targets.at_most("%s: Stripe requests (pages + products + re-reads)" % size,
+    # A past-due subscription's grace runs from its oldest open invoice: one
+    # list of them each, and only for those.
+    past_due = e.by_status["past_due"]
+    stripe_bound = sum(pages.values()) + PRODUCTS + REREADS + past_due
+    stripe_target = targets.at_most("%s: Stripe requests (pages + products + re-reads + open invoices)" % size,
                                     sum(stripe.values()), stripe_bound)
     dynamodb_total = sum(r.dynamodb.values())
     per_subscription = dynamodb_total / r.imported if r.imported else float("inf")
@@ -435,6 +441,7 @@ def render(r: ImportRun, c: CatchUpRun, targets: Targets, announce_up_to: int) -
          " + ".join("%s %d" % (status, n) for status, n in pages.items())),
         (PRODUCT_READ, number(stripe[PRODUCT_READ]), number(PRODUCTS), "one per distinct product"),
         (REREAD, number(stripe[REREAD]), number(REREADS), "one per entitlement the listing did not show"),
+        (OPEN_INVOICES, number(stripe[OPEN_INVOICES]), number(past_due), "one per past-due subscription listed"),
         (OTHER, number(stripe[OTHER]), "0", ""),
         ("total", number(sum(stripe.values())), "<= " + number(stripe_bound), stripe_target.verdict),
     ]
@@ -493,7 +500,7 @@ def render(r: ImportRun, c: CatchUpRun, targets: Targets, announce_up_to: int) -
         table("Import: Stripe requests while the work queue was drained",
               ("kind", "requests", "target", "how the target counts"), stripe_rows, align="lrrl",
               notes=("Target: ceil(n/%d) list pages per status, at least one each; one read per distinct product; "
-                     "one read per entitlement to re-read." % PAGE,)),
+                     "one read per entitlement to re-read; one list of open invoices per past-due subscription." % PAGE,)),
         table("Import: DynamoDB and SQS requests by kind of page (sync_worker, one message a page)",
               ("pages", "messages", "subscriptions", "DynamoDB", "per subscription", "target", "",
                "DynamoDB by operation", "SQS sent by the worker"),

@@ -33,7 +33,7 @@ STREAM_READING = {("dynamodb", "DescribeTable")}
 # Each group is measured from empty tables: moto's TransactWriteItems gets
 # slower as the tables it writes to grow, which would make a kind measured
 # later look slower. A duplicate needs the renewals handled first.
-GROUPS = (("renewal", "duplicate", "coalesced"), ("product",), ("past_due",), ("reassigned",), ("gone",),
+GROUPS = (("renewal", "duplicate"), ("product",), ("past_due",), ("reassigned",), ("gone",),
           ("unconnected",), ("unhandled",))
 
 
@@ -170,15 +170,6 @@ def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
         return stripe_event("customer.subscription.updated", ACCOUNT, subscription,
                             event_id="evt_bench_reassigned_%04d" % index)
 
-    def coalesced(index: int) -> dict:
-        # One of a burst: a later event of the same subscription was handled
-        # (and Stripe read) more than a second after this one was made.
-        subscription = sandbox.subscription(ACCOUNT, subscriptions["ana"]["id"])
-        event = stripe_event("customer.subscription.updated", ACCOUNT, subscription,
-                             event_id="evt_bench_coalesced_%04d" % index)
-        event["created"] = int(time.time()) - 5
-        return event
-
     def gone(index: int) -> dict:
         # Canceled and no longer at Stripe when the event arrives: the
         # event's copy is used, with its customer and products read from Stripe.
@@ -211,8 +202,6 @@ def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
         Kind("past_due", "subscription.updated: past due (open invoices read)", past_due, 3, 2),
         # The member who loses it: their entitlement is read to be ended.
         Kind("reassigned", "subscription.updated: another member named", reassigned, 4, 1),
-        # Made before the subscription's last read: recorded, nothing read.
-        Kind("coalesced", "subscription.updated: made before the last read (coalesced)", coalesced, 3, 0),
         Kind("gone", "subscription.deleted: no longer at Stripe (2 products)", gone),
         Kind("duplicate", "duplicate delivery of a handled event", duplicate, 2, 0),
         Kind("unconnected", "ignored: account no site is connected to", unconnected),

@@ -175,11 +175,11 @@ class ViewWriter:
         pending = list(readings)
         # Members whose billing customer turned out to be recorded already.
         billed: set = set()
+        previous: Optional[Dict[Tuple[str, str], EntitlementModel]] = None
         for _ in range(ATTEMPTS):
             if known is None or not known.covers(pending):
-                known = self._read(pending)
-            planned = self._plan(pending, now, result, known, billed)
-            known = None
+                known, previous = self._read(pending), None
+            planned, previous = self._plan(pending, now, result, known, billed, previous)
             try:
                 self._write_chunks(planned, done, result)
                 return result
@@ -187,12 +187,16 @@ class ViewWriter:
                 result.stale.extend(exc.stale)
                 billed |= exc.billed
                 pending = exc.again
+                if not exc.only_billing:
+                    # Something else was written meanwhile: read afresh.
+                    known = None
         raise SubscriptionsKeptChanging("%d subscriptions kept changing while they were written" % len(pending))
 
     # ------------------------------------------------------------ planning
 
-    def _plan(self, readings: List[Reading], now: datetime, result: WriteResult, known: Known,
-              billed: set) -> List[_Planned]:
+    def _plan(self, readings: List[Reading], now: datetime, result: WriteResult, known: Known, billed: set,
+              previous: Optional[Dict[Tuple[str, str], Any]]
+              ) -> Tuple[List[_Planned], Dict[Tuple[str, str], Any]]:
         """Decide what each reading writes, from what was read (and, when a
         subscription changes hands, the earlier member's entitlement)."""
         views = []
@@ -204,7 +208,8 @@ class ViewWriter:
                 result.stale.append(view)
                 continue
             views.append((reading, holder, view))
-        previous = self._previous_entitlements([(holder, view) for _, holder, view in views])
+        if previous is None:
+            previous = self._previous_entitlements([(holder, view) for _, holder, view in views])
         planned = []
         for reading, holder, view in views:
             puts: List[Tuple[Model, Any, str]] = []
@@ -218,12 +223,19 @@ class ViewWriter:
                                        view_time=view.view_time, stripe_event_id=view.stripe_event_id,
                                        ends_now=True)
                     puts.append((ended, EntitlementModel.view_time == earlier.view_time, PREVIOUS))
-            new_holder = holder is None or holder.user_id != view.user_id
-            puts.extend(self._records(view, new_holder and (view.site_id, view.user_id) not in billed, now))
+            # Whether the member may need this customer recorded for Billing:
+            # only when the subscription is new to them. Read with the earlier
+            # member's entitlement when it changed hands; else tried, and a
+            # refusal (they have one) costs the transaction once more.
+            record_billing = (holder is None or holder.user_id != view.user_id) \
+                and (view.site_id, view.user_id) not in billed
+            if record_billing and holder is not None:
+                record_billing = _may_record_billing(previous.get(("billing", view.site_id, view.user_id)), view)
+            puts.extend(self._records(view, record_billing, now))
             if reading.expected is not None:
                 puts = _expecting(puts, reading)
             planned.append(_Planned(reading, view, puts))
-        return planned
+        return planned, previous
 
     @staticmethod
     def _view(reading: Reading, holder: Optional[SubscriptionMemberModel], recorded: Optional[str]) -> View:
@@ -237,14 +249,20 @@ class ViewWriter:
             member_from=member.member_from, unlinked_from=holder.unlinked_from if holder is not None else None)
 
     def _previous_entitlements(self, views: List[Tuple[Optional[SubscriptionMemberModel], View]]
-                               ) -> Dict[Tuple[str, str], EntitlementModel]:
-        """The entitlements of the members the subscriptions are leaving."""
-        keys = [holder_key_of(holder) for holder, view in views
-                if holder is not None and holder.user_id != view.user_id]
-        if not keys:
+                               ) -> Dict[Tuple[str, ...], Any]:
+        """The entitlements of the members the subscriptions are leaving, and
+        the billing customers of those they go to: one request."""
+        changed = [(holder, view) for holder, view in views if holder is not None and holder.user_id != view.user_id]
+        if not changed:
             return {}
-        items = read_many(self._connection, {EntitlementModel: keys})[EntitlementModel]
-        return {(item.member_key, item.subscription_id): item for item in items}
+        found = read_many(self._connection, {
+            EntitlementModel: [holder_key_of(holder) for holder, _ in changed],
+            MemberCustomerModel: [(view.site_id, view.user_id) for _, view in changed
+                                  if view.user_id is not None and view.member_from == METADATA]})
+        known: Dict[Tuple[str, ...], Any] = {(item.member_key, item.subscription_id): item
+                                             for item in found[EntitlementModel]}
+        known.update({("billing", b.site_id, b.user_id): b for b in found[MemberCustomerModel]})
+        return known
 
     @staticmethod
     def _records(view: View, record_billing: bool, now: datetime) -> List[Tuple[Model, Any, str]]:
@@ -284,6 +302,7 @@ class ViewWriter:
                 self._transact(chunk, done if last else None)
             except _Conflict as exc:
                 exc.again.extend(plan.reading for later in chunks[index + 1:] for plan in later)
+                # The later chunks were never tried: what was read for them holds.
                 raise
             result.written.extend(plan.view for plan in chunk)
 
@@ -329,8 +348,17 @@ class ViewWriter:
                       for i in failed if i < len(roles) and roles[i][1] == BILLING}
             for plan in (chunk[i] for i in stale):
                 logger.info("A newer view of %s is stored for %s", plan.view.subscription_id, plan.view.site_id)
+            only_billing = all(i < len(roles) and roles[i][1] == BILLING for i in failed)
             raise _Conflict([chunk[i].view for i in sorted(stale)],
-                            [plan.reading for i, plan in enumerate(chunk) if i not in stale], billed) from exc
+                            [plan.reading for i, plan in enumerate(chunk) if i not in stale], billed,
+                            only_billing) from exc
+
+
+def _may_record_billing(billing: Optional[MemberCustomerModel], view: View) -> bool:
+    """Whether the view's customer may become the member's billing customer:
+    they have none on this account, or only one guessed by email."""
+    return billing is None or billing.account_id != view.account_id or (
+        billing.source == FROM_EMAIL_LOOKUP and billing.customer_id != view.customer_id)
 
 
 def _expecting(puts: List[Tuple[Model, Any, str]], reading: Reading) -> List[Tuple[Model, Any, str]]:
@@ -358,10 +386,13 @@ class _Conflict(Exception):
     """A transaction's conditions failed: `stale` views are older than what
     is stored; `again` are to be read and decided once more."""
 
-    def __init__(self, stale: List[View], again: List[Reading], billed: Optional[set] = None):
+    def __init__(self, stale: List[View], again: List[Reading], billed: Optional[set] = None,
+                 only_billing: bool = False):
         super().__init__("%d stale, %d to try again" % (len(stale), len(again)))
         self.stale = stale
         self.again = again
+        # Only a member's billing customer was there already: what was read still holds.
+        self.only_billing = only_billing
         # Members who have a billing customer already: not asked again.
         self.billed = billed or set()
 

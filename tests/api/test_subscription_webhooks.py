@@ -361,3 +361,17 @@ def test_every_site_connected_to_the_account_gets_the_entitlement(client, studio
     for site in ("site_a", "site_b"):
         assert [e["product_id"] for e in access(client, bearer(site=site, sub="user_ana", role="member"))] == ["yoga"]
         assert MemberCustomerModel.get(site, "user_ana").customer_id == "cus_ana"
+
+
+def test_a_members_second_subscription_keeps_their_billing_customer_for_one_more_transaction(client, studio):
+    studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
+    deliver(client, last_event(studio))
+    studio.create_customer(ACCOUNT, id="cus_ana_work", metadata={"customerhub_user_id": "user_ana"})
+    studio.create_subscription(ACCOUNT, "cus_ana_work", ["prod_pilates"])
+    with AWS_CALLS.counting() as calls:
+        assert deliver(client, last_event(studio)).status_code == 200
+    # The first transaction asks to record the new customer for Billing and
+    # is refused (she has one); the second writes the rest.
+    assert calls.calls[("dynamodb", "TransactWriteItems")] == 2, calls.calls
+    assert calls.of("dynamodb") == 4, calls.calls
+    assert MemberCustomerModel.get("site_a", "user_ana").customer_id == "cus_ana"

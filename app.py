@@ -198,7 +198,9 @@ def answers_cors(path, method, requested=None) -> bool:
     if path == WEBHOOK_PATH:
         return False
     if path == CALLBACK_PATH:
-        return (requested if method == "OPTIONS" else method) == "POST"
+        if method == "OPTIONS":
+            return requested == "POST"
+        return method not in ("GET", "HEAD")
     return True
 
 

@@ -48,17 +48,20 @@ def get_bound_models() -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def get_work_queue() -> WorkQueue:
+def get_sqs_client():
+    """One SQS client for both queues, made when a queue first sends."""
     settings = get_settings()
-    return WorkQueue(lambda: boto3.client("sqs", region_name=settings.aws_region,
-                                          endpoint_url=settings.aws_endpoint_url))
+    return boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+
+@functools.lru_cache(maxsize=1)
+def get_work_queue() -> WorkQueue:
+    return WorkQueue(get_sqs_client)
 
 
 @functools.lru_cache(maxsize=1)
 def get_events_queue() -> WorkQueue:
-    settings = get_settings()
-    return WorkQueue(lambda: boto3.client("sqs", region_name=settings.aws_region,
-                                          endpoint_url=settings.aws_endpoint_url), EVENTS_QUEUE)
+    return WorkQueue(get_sqs_client, EVENTS_QUEUE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -176,6 +179,6 @@ def reset() -> None:
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
                     get_import_worker, get_catch_up, get_dynamodb_connection, get_view_writer,
-                    get_unmatched_service, get_rate_limits, get_events_queue, get_deliveries,
-                    get_queued_events):
+                    get_unmatched_service, get_rate_limits, get_sqs_client, get_events_queue,
+                    get_deliveries, get_queued_events):
         factory.cache_clear()

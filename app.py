@@ -18,7 +18,7 @@ from chalicelib.errors import (AccessDenied, AlreadyLinked, ConfigurationError, 
 from chalicelib.catch_up import CATCH_UP_MESSAGE
 from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
-from chalicelib.queues import SYNC_QUEUE, receive_count
+from chalicelib.queues import EVENTS_QUEUE, SYNC_QUEUE, QueueFailure, receive_count, sent_at
 from chalicelib.unmatched import decode_cursor, parse_limit
 from chalicelib.settings import get_settings, log_format
 
@@ -385,18 +385,36 @@ def complete_connect():
 @app.route(WEBHOOK_PATH, methods=["POST"])
 @answers_errors
 def stripe_webhook():
+    """Verified, checked and queued; handled by stripe_events."""
     request = app.current_request
     try:
-        services.get_webhook_receiver().receive(request.raw_body or b"",
-                                                request.headers.get("stripe-signature"))
-    except (InvalidSignature, InvalidPayload, PayloadTooLarge):
-        raise
-    except ConnectorError:
-        # Whatever else went wrong, Stripe must deliver the event again: a
-        # 500 (not a 502) is what tells it so.
-        logger.exception("Handling a Stripe event failed")
-        return error_response(500, "internal_error", "The event could not be handled; Stripe will retry")
+        services.get_deliveries().acknowledge(request.raw_body or b"", request.headers.get("stripe-signature"))
+    except QueueFailure:
+        # Stripe must deliver the event again: a 500 (not a 502) is what tells it so.
+        logger.exception("A Stripe event could not be queued")
+        return error_response(500, "internal_error", "The event could not be queued; Stripe will retry")
     return {"received": True}
+
+
+# One event per invocation. Chalice 1.34's on_sqs_message cannot ask for
+# ReportBatchItemFailures (it takes the queue, batch size, batching window
+# and maximum concurrency only), so in a larger batch one event that raises
+# would send them all back: the others' effects are safe to repeat (each
+# comes back a duplicate, dropped by its event record), but every try counts
+# towards each message's MAX_RECEIVES, so a poisoned event would take its
+# batch to the dead-letter queue with it. (The merged template could add
+# ReportBatchItemFailures, with the function returning the failed ids; the
+# events of a batch would still share one timeout.) Larger batches would not
+# go faster either: the concurrency bound (infra/template.yaml) and Stripe's
+# rate limit set the pace of a burst, not the number of invocations.
+@app.on_sqs_message(queue=EVENTS_QUEUE, batch_size=1, name="stripe_events")
+def stripe_events(event):
+    """Stripe's events the webhook queued, handled under the contract's
+    rules. What raises comes again, and after MAX_RECEIVES tries goes to the
+    dead-letter queue."""
+    for record in event:
+        message = record.to_dict()
+        services.get_queued_events().handle(record.body, receive_count(message), sent_at(message))
 
 
 @app.lambda_function(name="announce_access")

@@ -53,8 +53,10 @@ SUBJECTS = (
     ("python", "the interpreter alone", ""),
     ("dependencies", "import " + ", ".join(DEPENDENCIES), "import " + ", ".join(DEPENDENCIES)),
     ("app", "import app (every function's handler module)", "import app"),
-    ("app+webhook", "import app, then build the webhook's services",
-     "import app\nfrom chalicelib import services\nservices.get_webhook_receiver()"),
+    ("app+webhook", "import app, then build the webhook's acknowledgement",
+     "import app\nfrom chalicelib import services\nservices.get_deliveries()"),
+    ("app+events", "import app, then build stripe_events' services",
+     "import app\nfrom chalicelib import services\nservices.get_queued_events()"),
 )
 
 # The peak RSS is the process's own: VmHWM, where there is /proc. Linux's

@@ -1,11 +1,14 @@
 """The webhook pipeline, per kind of event: what one delivery costs at the
-webhook (DynamoDB, Stripe), what it costs afterwards in `announce_access`
-(the entitlements stream's consumer: EventBridge PutEvents and its own
-DynamoDB reads), and how many deliveries a second go through in-process.
+webhook's acknowledgement (one SQS send), what handling it costs in
+`stripe_events` (DynamoDB, Stripe), what it costs afterwards in
+`announce_access` (the entitlements stream's consumer: EventBridge PutEvents
+and its own DynamoDB reads), and how many events a second go through
+in-process.
 
 Each delivery goes through `chalice.test.Client` to POST /webhooks/stripe,
-signed as Stripe signs it; after each one the stream is drained into
-`announce_access` (tests.helpers.AccessEventsInbox) and the announcements
+signed as Stripe signs it; then the events queue is drained into
+`stripe_events` (as Lambda's trigger would), the stream into
+`announce_access` (tests.helpers.AccessEventsInbox), and the announcements
 that reached EventBridge are read back."""
 import statistics
 import tempfile
@@ -50,6 +53,11 @@ class Kind:
 class Measured:
     kind: Kind
     events: int = 0
+    # At POST /webhooks/stripe: every AWS request, and how long it took.
+    acknowledgement: Counter = field(default_factory=Counter)
+    acknowledgement_max: int = 0
+    answered_in: List[float] = field(default_factory=list)
+    # In stripe_events:
     dynamodb: Counter = field(default_factory=Counter)
     dynamodb_max: int = 0
     stripe: int = 0
@@ -71,14 +79,20 @@ def by_operation(counts: Counter, per: int) -> str:
 
 
 class Pipeline:
-    def __init__(self, http, sandbox, inbox: AccessEventsInbox):
+    def __init__(self, http, sandbox, inbox: AccessEventsInbox, events):
         self.http = http
         self.sandbox = sandbox
         self.inbox = inbox
+        # The events queue's stand-in trigger (local.queues.QueuePump).
+        self.events = events
 
     def deliver(self, event: dict):
+        """Acknowledged, then handled from the queue."""
         payload, headers = signed(event)
-        return self.http.post(WEBHOOK, headers=headers, body=payload)
+        response = self.http.post(WEBHOOK, headers=headers, body=payload)
+        if self.events.drain()["failed"]:
+            raise BenchError("Handling %s failed" % event["id"])
+        return response
 
     def measure(self, kind: Kind, events: int, warm_up: int) -> Measured:
         for index in range(warm_up):
@@ -90,13 +104,20 @@ class Pipeline:
             event = kind.make(index)
             payload, headers = signed(event)
             with AWS_CALLS.counting() as calls:
-                aws_before = AWS_TIME.total
                 started = time.perf_counter()
                 response = self.http.post(WEBHOOK, headers=headers, body=payload)
-                measured.durations.append(time.perf_counter() - started)
-                measured.in_aws += AWS_TIME.total - aws_before
+                measured.answered_in.append(time.perf_counter() - started)
+            measured.acknowledgement.update({"%s %s" % call: n for call, n in calls.calls.items()})
+            measured.acknowledgement_max = max(measured.acknowledgement_max, sum(calls.calls.values()))
             if response.status_code != 200:
                 measured.refused[response.status_code] += 1
+            with AWS_CALLS.counting() as calls:
+                aws_before = AWS_TIME.total
+                started = time.perf_counter()
+                if self.events.drain()["failed"]:
+                    measured.refused["handling failed"] += 1
+                measured.durations.append(time.perf_counter() - started)
+                measured.in_aws += AWS_TIME.total - aws_before
             dynamodb = Counter({op: n for (service, op), n in calls.calls.items() if service == "dynamodb"})
             measured.dynamodb.update(dynamodb)
             measured.dynamodb_max = max(measured.dynamodb_max, sum(dynamodb.values()))
@@ -210,8 +231,12 @@ def kinds(pipeline: Pipeline, subscriptions: Dict[str, dict]) -> List[Kind]:
 
 
 def run(sandbox, targets: Targets, events: int = EVENTS, warm_up: int = WARM_UP) -> str:
-    from app import app
+    import boto3
+
+    from app import app, stripe_events
+    from chalicelib.queues import EVENTS_QUEUE
     from chalicelib.settings import get_settings
+    from local.queues import QueuePump
 
     results: Dict[str, Measured] = {}
     order: List[str] = []
@@ -221,8 +246,10 @@ def run(sandbox, targets: Targets, events: int = EVENTS, warm_up: int = WARM_UP)
             inbox = AccessEventsInbox(get_settings())
             # No .chalice/config.json there: the stage's variables stay out
             # of the environment of each request.
+            queued = QueuePump(boto3.client("sqs", region_name=get_settings().aws_region), stripe_events,
+                               queue_name=EVENTS_QUEUE, retry_after=0)
             with Client(app, project_dir=tempfile.mkdtemp()) as client:
-                pipeline = Pipeline(client.http, sandbox, inbox)
+                pipeline = Pipeline(client.http, sandbox, inbox, queued)
                 subscriptions = setup_studio(pipeline)
                 every = kinds(pipeline, subscriptions)
                 order = [kind.key for kind in every]
@@ -233,12 +260,26 @@ def run(sandbox, targets: Targets, events: int = EVENTS, warm_up: int = WARM_UP)
 
 
 def render(results: List[Measured], targets: Targets, events: int, warm_up: int) -> str:
-    cost_rows, announce_rows, speed_rows = [], [], []
+    acknowledgement_rows, cost_rows, announce_rows, speed_rows = [], [], [], []
     for m in results:
         kind = m.kind
         if m.refused:
-            targets.failed("%s: every delivery answered 200" % kind.key,
-                           ", ".join("%d x HTTP %d" % (n, s) for s, n in sorted(m.refused.items())))
+            targets.failed("%s: every delivery answered 200 and handled" % kind.key,
+                           ", ".join("%d x %s" % (n, s) for s, n in sorted(m.refused.items(), key=str)))
+        # Only SQS's SendMessage, and not for a type that is never handled.
+        queued = 0 if kind.key == "unhandled" else 1
+        sent = m.acknowledgement["sqs SendMessage"]
+        others = sum(m.acknowledgement.values()) - sent
+        acknowledgement_target = targets.equal(
+            "%s: AWS requests at the acknowledgement" % kind.key,
+            "%s SendMessage, %s else" % (number(m.per_event(sent), 2), number(m.per_event(others), 2)),
+            "%d SendMessage, 0 else" % queued, sent == queued * m.events and others == 0)
+        acknowledgement_rows.append((
+            kind.label, number(m.per_event(sum(m.acknowledgement.values())), 2), number(m.acknowledgement_max),
+            by_operation(m.acknowledgement, m.events), verdict_of(acknowledgement_target),
+            millis(statistics.fmean(m.answered_in)),
+            millis(sorted(m.answered_in)[min(len(m.answered_in) - 1, int(len(m.answered_in) * 0.95))]),
+        ))
         dynamodb_target = stripe_target = None
         if kind.dynamodb_limit is not None:
             dynamodb_target = targets.at_most("%s: DynamoDB requests per event (max)" % kind.key,
@@ -269,12 +310,17 @@ def render(results: List[Measured], targets: Targets, events: int, warm_up: int)
         ))
     scope = "%d events per kind, after %d warm-up events" % (events, warm_up)
     return "\n".join([
-        table("Webhook: requests per event at POST /webhooks/stripe  (%s)" % scope,
+        table("Webhook: the acknowledgement, POST /webhooks/stripe  (%s)" % scope,
+              ("event", "AWS/delivery", "max", "AWS requests by operation, per delivery", "", "mean", "p95"),
+              acknowledgement_rows, align="lrrllrr",
+              notes=("Verified, checked and queued: no DynamoDB and no Stripe request. Measured after the "
+                     "warm-up, so the queue's URL, asked once per container, is known.",)),
+        table("Webhook: requests per event handled by stripe_events  (%s)" % scope,
               ("event", "DynamoDB/event", "max", "target", "", "Stripe/event", "target", "",
                "DynamoDB requests by operation, per event"),
               cost_rows, align="lrrrlrrll",
-              notes=("DynamoDB: requests made while the webhook handled the delivery (mean, and the most one "
-                     "delivery made).",
+              notes=("DynamoDB: requests made while stripe_events handled the event (mean, and the most one "
+                     "event made); the trigger's own ReceiveMessage and DeleteMessage are not counted.",
                      "Stripe: requests the Stripe stand-in answered during the kind's deliveries, per event.")),
         table("Webhook: announce cost per event in announce_access (entitlements stream consumer)",
               ("event", "PutEvents/event", "DynamoDB/event", "DynamoDB by operation", "announcements/event"),
@@ -282,11 +328,12 @@ def render(results: List[Measured], targets: Targets, events: int, warm_up: int)
               notes=("The stream is drained into announce_access after each delivery; reading the stream "
                      "(DescribeTable, dynamodbstreams) is the event source mapping's, not counted.",
                      "announcements/event: AccessGranted/AccessRevoked read back from a queue on the bus.")),
-        table("Webhook: speed in-process (chalice.test.Client -> moto; stripe-python -> stand-in on loopback)",
+        table("Webhook: handling speed in-process (stripe_events -> moto; stripe-python -> stand-in on loopback)",
               ("event", "events", "events/s", "mean", "p50", "p95", "max", "in AWS calls", "the rest"),
               speed_rows,
-              notes=("Time of the POST alone: signing, the stand-in's own bookkeeping and draining the "
-                     "stream are outside it. Each kind starts from empty tables (duplicates after the renewals).",
+              notes=("Time of handling the queued event, the trigger's receive and delete included: the POST, "
+                     "signing and draining the stream are outside it. Each kind starts from empty tables "
+                     "(duplicates after the renewals).",
                      "in AWS calls: mean time inside botocore calls, i.e. moto; the rest: the connector, "
                      "Chalice and the Stripe round trip on loopback.",
                      "moto deep-copies every table a TransactWriteItems touches, stream included "

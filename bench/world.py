@@ -70,20 +70,24 @@ def configure(sandbox: StripeSandbox) -> None:
 
 @contextmanager
 def aws() -> Iterator[None]:
-    """moto with the connector's tables and work queue. The settings are read
-    here, before any chalice test client patches the environment with a stage's."""
+    """moto with the connector's tables, work queue and events queue. The
+    settings are read here, before any chalice test client patches the
+    environment with a stage's."""
     import boto3
     from chalicelib import models, services
     from chalicelib.settings import get_settings
-    from local.queues import create_work_queues
+    from local.queues import create_event_queues, create_work_queues
 
     services.reset()
     with mock_aws():
         settings = get_settings()
         models.bind(settings)
         models.create_tables()
+        sqs = boto3.client("sqs", region_name=settings.aws_region)
         # A connection starts an import: its first page is queued.
-        create_work_queues(boto3.client("sqs", region_name=settings.aws_region))
+        create_work_queues(sqs)
+        # Webhooks queue their events.
+        create_event_queues(sqs)
         yield
     services.reset()
 

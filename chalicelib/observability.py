@@ -173,12 +173,14 @@ def _json_logging(stream: Optional[IO[str]]) -> logging.Handler:
 
 
 # Metric names. Infra alarms on SweepLeft.
+WEBHOOK_QUEUED = "WebhookQueued"        # acknowledged: on the events queue
 WEBHOOK_HANDLED = "WebhookHandled"
 WEBHOOK_IGNORED = "WebhookIgnored"
 WEBHOOK_DUPLICATE = "WebhookDuplicate"
-# Handled without a read of Stripe: the subscription was read after the event was made.
+# Handled without a read of Stripe: the subscription was read after the event reached the connector.
 WEBHOOK_COALESCED = "WebhookCoalesced"
-WEBHOOK_FAILED = "WebhookFailed"        # answered 500: Stripe delivers it again
+WEBHOOK_FAILED = "WebhookFailed"        # answered 500, not queued: Stripe delivers it again
+WEBHOOK_HANDLING_FAILED = "WebhookHandlingFailed"  # handling a queued event failed: the queue gives it again
 WEBHOOK_REJECTED = "WebhookRejected"    # a bad signature, body or size: 400 or 413
 ACCESS_GRANTED = "AccessGranted"
 ACCESS_REVOKED = "AccessRevoked"

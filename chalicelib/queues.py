@@ -1,9 +1,11 @@
-"""The work queue of imports and catch-ups: an SQS queue consumed by the
-`sync_worker` function, one message at a time. A message that keeps failing
-goes to the dead-letter queue after MAX_RECEIVES tries (the queue's redrive
-policy, declared with the infrastructure)."""
+"""The connector's SQS queues, each consumed by a function one message at a
+time: the work queue of imports and catch-ups (`sync_worker`) and the queue
+of Stripe's events the webhook has acknowledged (`stripe_events`). A message
+that keeps failing goes to its queue's dead-letter queue after MAX_RECEIVES
+tries (the queues' redrive policies, declared with the infrastructure)."""
 import json
 import logging
+from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
@@ -12,6 +14,11 @@ logger = logging.getLogger(__name__)
 # it is a constant, not a setting.
 SYNC_QUEUE = "stripe-connector-sync"
 SYNC_DEAD_LETTER_QUEUE = "stripe-connector-sync-dead-letter"
+EVENTS_QUEUE = "stripe-connector-events"
+EVENTS_DEAD_LETTER_QUEUE = "stripe-connector-events-dead-letter"
+# The largest message body the events queue takes (its MaximumMessageSize,
+# in bytes), below the 1 MiB a webhook body may be.
+MAX_MESSAGE_BYTES = 256 * 1024
 # How often a message is tried before the redrive policy moves it aside;
 # the worker's last try marks its import failed.
 MAX_RECEIVES = 5
@@ -25,9 +32,11 @@ class QueueFailure(Exception):
 
 
 class WorkQueue:
+    """One of the queues, found by its name on the first send."""
+
     def __init__(self, connect: Callable[[], Any], queue_name: str = SYNC_QUEUE):
         # The SQS client is made on the first send: most invocations of the
-        # API function (webhooks, the card) send nothing, and making a client
+        # API function (the card, access) send nothing, and making a client
         # costs a cold start about 50 ms.
         self._connect = connect
         self._client: Any = None
@@ -36,6 +45,14 @@ class WorkQueue:
 
     def send(self, message: Dict[str, Any]) -> None:
         self.send_all([message])
+
+    def send_text(self, body: str) -> None:
+        """One message, as it is given, in one SendMessage (after the first
+        send of the container, which asks the queue's URL first)."""
+        try:
+            self._sqs().send_message(QueueUrl=self._queue_url(), MessageBody=body)
+        except Exception as exc:
+            raise QueueFailure("SQS did not take the message: %s" % exc) from exc
 
     def send_all(self, messages: Sequence[Dict[str, Any]]) -> None:
         """Send every message, ten to a call; entries SQS refuses are sent
@@ -65,6 +82,14 @@ class WorkQueue:
         if self._url is None:
             self._url = self._sqs().get_queue_url(QueueName=self._queue_name)["QueueUrl"]
         return self._url
+
+
+def sent_at(record: Dict[str, Any]) -> Optional[datetime]:
+    """When SQS took the message (its SentTimestamp, milliseconds)."""
+    try:
+        return datetime.fromtimestamp(int((record.get("attributes") or {})["SentTimestamp"]) / 1000, tz=timezone.utc)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def receive_count(record: Dict[str, Any]) -> int:

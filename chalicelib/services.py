@@ -9,6 +9,7 @@ from chalicelib import models
 from chalicelib.announcements import AccessEventBus, Announcer
 from chalicelib.catch_up import CatchUp
 from chalicelib.connections import ConnectionStore, ConnectorService, OAuthStateStore
+from chalicelib.deliveries import Deliveries, QueuedEvents
 from chalicelib.entitlements import AccessService, EntitlementStore
 from chalicelib.identity import CustomerMembers
 from chalicelib.import_records import ImportStore
@@ -17,7 +18,7 @@ from chalicelib.limits import DynamoRateLimits
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.observability import Metrics
 from chalicelib.portal import PortalService
-from chalicelib.queues import WorkQueue
+from chalicelib.queues import EVENTS_QUEUE, WorkQueue
 from chalicelib.settings import get_settings, metrics_emitted
 from chalicelib.stripe_gateway import StripeGateway, longest_call_seconds, make_client
 from chalicelib.sweep import Sweep
@@ -47,10 +48,31 @@ def get_bound_models() -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def get_work_queue() -> WorkQueue:
+def get_sqs_client():
+    """One SQS client for both queues, made when a queue first sends."""
     settings = get_settings()
-    return WorkQueue(lambda: boto3.client("sqs", region_name=settings.aws_region,
-                                          endpoint_url=settings.aws_endpoint_url))
+    return boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+
+@functools.lru_cache(maxsize=1)
+def get_work_queue() -> WorkQueue:
+    return WorkQueue(get_sqs_client)
+
+
+@functools.lru_cache(maxsize=1)
+def get_events_queue() -> WorkQueue:
+    return WorkQueue(get_sqs_client, EVENTS_QUEUE)
+
+
+@functools.lru_cache(maxsize=1)
+def get_deliveries() -> Deliveries:
+    """The webhook's acknowledgement: it binds no models, since it reads no table."""
+    return Deliveries(get_stripe_gateway(), get_events_queue(), metrics=get_metrics())
+
+
+@functools.lru_cache(maxsize=1)
+def get_queued_events() -> QueuedEvents:
+    return QueuedEvents(get_webhook_receiver(), metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
@@ -157,5 +179,6 @@ def reset() -> None:
                     get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
                     get_import_worker, get_catch_up, get_dynamodb_connection, get_view_writer,
-                    get_unmatched_service, get_rate_limits):
+                    get_unmatched_service, get_rate_limits, get_sqs_client, get_events_queue,
+                    get_deliveries, get_queued_events):
         factory.cache_clear()

@@ -1,4 +1,5 @@
-"""Stripe's Connect webhook: verify, drop duplicates, dispatch by event type."""
+"""Stripe's events, delivered (from the events queue, chalicelib/deliveries.py)
+or listed by the catch-up: drop duplicates, dispatch by event type."""
 import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, List, Optional
@@ -8,7 +9,6 @@ from chalicelib.access import access_of, is_stripe_id
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService, grace_of
 from chalicelib.entitlements import EventAlreadyDone, microseconds
-from chalicelib.errors import InvalidPayload, InvalidSignature, PayloadTooLarge
 from chalicelib.models import ConnectionModel, WebhookEventModel, save_if
 from chalicelib.observability import Metrics
 from chalicelib.stripe_gateway import StripeGateway
@@ -16,7 +16,6 @@ from chalicelib.writer import Reading, ViewWriter
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
 # Stripe retries for 3 days and lists events for 30: an id is remembered past both.
 REMEMBER_EVENTS_FOR = timedelta(days=35)
 
@@ -91,24 +90,6 @@ class WebhookReceiver:
         }
         for event_type in SUBSCRIPTION_EVENTS:
             self._handlers[event_type] = self._subscription_changed
-
-    def receive(self, payload: bytes, signature_header: Optional[str]) -> str:
-        """Handle one delivery. Raises on a bad delivery; any other exception
-        means the event was not recorded and Stripe should send it again."""
-        try:
-            if len(payload) > MAX_BODY_BYTES:
-                raise PayloadTooLarge("The body is over %d bytes" % MAX_BODY_BYTES)
-            event = self._stripe.verify_event(payload, signature_header)
-        except (PayloadTooLarge, InvalidSignature, InvalidPayload):
-            self._metrics.count(observability.WEBHOOK_REJECTED)
-            raise
-        try:
-            outcome = self.handle(event, received_at=self._clock())
-        except Exception:
-            self._metrics.count(observability.WEBHOOK_FAILED)
-            raise
-        self._metrics.count(OUTCOME_METRICS[outcome])
-        return outcome
 
     def handle(self, event: Dict[str, Any], received_at: Optional[datetime] = None) -> str:
         """Handle one event, delivered or listed from Stripe (the catch-up):

@@ -1,66 +1,126 @@
-"""The local stand-in for Lambda's SQS event source mapping: it receives the
-work queue's messages one at a time, hands each to the function as Lambda
-would, deletes it when the function returns, and leaves it to come again
-when the function raises (the queue's redrive policy moves it to the
-dead-letter queue after MAX_RECEIVES tries, as in AWS)."""
+"""The local stand-in for Lambda's SQS event source mappings: it receives a
+queue's messages one at a time, hands each to the function as Lambda would,
+deletes it when the function returns, and leaves it to come again when the
+function raises (the queue's redrive policy moves it to the dead-letter
+queue after MAX_RECEIVES tries, as in AWS)."""
 import json
 import logging
 import threading
-from typing import Any, Callable, Dict, Optional
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Optional
 
-from chalicelib.queues import MAX_RECEIVES, SYNC_DEAD_LETTER_QUEUE, SYNC_QUEUE
+from chalicelib.queues import (EVENTS_DEAD_LETTER_QUEUE, EVENTS_QUEUE, MAX_MESSAGE_BYTES, MAX_RECEIVES,
+                               SYNC_DEAD_LETTER_QUEUE, SYNC_QUEUE)
 
 logger = logging.getLogger("local.queues")
 
 Handler = Callable[[Dict[str, Any], Any], Any]
 
+# How long a message a test's pump holds back stays invisible: longer than
+# any test, which drains again to make it visible.
+HELD = 3600
+
 
 def create_work_queues(sqs: Any, visibility_timeout: int = 30) -> str:
     """The work queue and its dead-letter queue (infra/ declares them in AWS); its URL."""
-    dead = sqs.create_queue(QueueName=SYNC_DEAD_LETTER_QUEUE)["QueueUrl"]
+    return _create_with_dead_letter(sqs, SYNC_QUEUE, SYNC_DEAD_LETTER_QUEUE, visibility_timeout)
+
+
+def create_event_queues(sqs: Any, visibility_timeout: int = 30) -> str:
+    """The queue of acknowledged Stripe events and its dead-letter queue,
+    with the message size the template gives it; its URL."""
+    return _create_with_dead_letter(sqs, EVENTS_QUEUE, EVENTS_DEAD_LETTER_QUEUE, visibility_timeout,
+                                    {"MaximumMessageSize": str(MAX_MESSAGE_BYTES)})
+
+
+def _create_with_dead_letter(sqs: Any, name: str, dead_letter_name: str, visibility_timeout: int,
+                             attributes: Optional[Dict[str, str]] = None) -> str:
+    dead = sqs.create_queue(QueueName=dead_letter_name)["QueueUrl"]
     dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return sqs.create_queue(QueueName=SYNC_QUEUE, Attributes={
+    return sqs.create_queue(QueueName=name, Attributes=dict(attributes or {}, **{
         "VisibilityTimeout": str(visibility_timeout),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": str(MAX_RECEIVES)}),
-    })["QueueUrl"]
+    }))["QueueUrl"]
+
+
+class InvocationContext:
+    """What Lambda's context gives the function: its request id, fresh for
+    each invocation, and the time it has left."""
+
+    def __init__(self, seconds: float = 60.0):
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class QueuePump:
-    def __init__(self, sqs: Any, handler: Handler, queue_name: str = SYNC_QUEUE, retry_after: int = 2):
+    """`retry_after`: seconds until a failed message is visible again (0: at
+    once); None holds it back until the next `drain()`, so that a test sees
+    what one try left behind before the queue's next try."""
+
+    def __init__(self, sqs: Any, handler: Handler, queue_name: str = SYNC_QUEUE,
+                 retry_after: Optional[int] = 2):
         self._sqs = sqs
         self._handler = handler
         self._url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         self._arn = sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
-        # A failed message is visible again after this many seconds.
         self._retry_after = retry_after
+        self._held: List[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._threads: List[threading.Thread] = []
 
     def drain(self, limit: int = 100_000) -> Dict[str, int]:
         """Hand over messages until none is visible; a failed one is made
-        visible again after `retry_after` seconds (at once when 0)."""
-        counts = {"handled": 0, "failed": 0}
+        visible again after `retry_after` seconds, or held back until the
+        next drain."""
         with self._lock:
-            for _ in range(limit):
-                answer = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=1,
-                                                   AttributeNames=["All"], MessageAttributeNames=["All"])
-                messages = answer.get("Messages") or []
-                if not messages:
-                    break
-                message = messages[0]
-                try:
-                    self._handler({"Records": [self._record(message)]}, None)
-                except Exception:
-                    counts["failed"] += 1
-                    logger.warning("Work message %s failed; it comes again", message["MessageId"], exc_info=True)
-                    self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"],
-                                                        VisibilityTimeout=self._retry_after)
-                    continue
-                counts["handled"] += 1
-                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+            self._release_held()
+            return self._drain(limit)
+
+    def _drain(self, limit: int) -> Dict[str, int]:
+        counts = {"handled": 0, "failed": 0}
+        for _ in range(limit):
+            answer = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=1,
+                                               AttributeNames=["All"], MessageAttributeNames=["All"])
+            messages = answer.get("Messages") or []
+            if not messages:
+                break
+            message = messages[0]
+            try:
+                self._handler({"Records": [self._record(message)]}, InvocationContext())
+            except Exception:
+                counts["failed"] += 1
+                logger.warning("Message %s failed; it comes again", message["MessageId"], exc_info=True)
+                self._try_again_later(message)
+                continue
+            except BaseException:
+                # The process died (a test's ProcessDied): SQS hands the
+                # message out again once its visibility timeout is over.
+                self._try_again_later(message)
+                raise
+            counts["handled"] += 1
+            self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
         return counts
+
+    def _try_again_later(self, message: Dict[str, Any]) -> None:
+        if self._retry_after is None:
+            self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"],
+                                                VisibilityTimeout=HELD)
+            self._held.append(message["ReceiptHandle"])
+        else:
+            self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"],
+                                                VisibilityTimeout=self._retry_after)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for receipt_handle in held:
+            self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=receipt_handle,
+                                                VisibilityTimeout=0)
 
     def _record(self, message: Dict[str, Any]) -> Dict[str, Any]:
         return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
@@ -69,18 +129,24 @@ class QueuePump:
                 "md5OfBody": message.get("MD5OfBody"), "eventSource": "aws:sqs",
                 "eventSourceARN": self._arn, "awsRegion": self._arn.split(":")[3]}
 
-    def start(self, interval: float = 0.5) -> "QueuePump":
+    def start(self, interval: float = 0.5, workers: int = 1) -> "QueuePump":
+        """Pump in the background, as `workers` concurrent invocations of the
+        function (the event source mapping's maximum concurrency)."""
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:
-                    self.drain()
+                    # Each worker receives for itself, as Lambda's do: SQS's
+                    # visibility timeout keeps them off each other's messages.
+                    self._drain(100_000)
                 except Exception:  # keep pumping: the next round retries
-                    logger.exception("Receiving work messages failed")
-        self._thread = threading.Thread(target=loop, name="queue-pump", daemon=True)
-        self._thread.start()
+                    logger.exception("Receiving messages failed")
+        for number in range(workers):
+            thread = threading.Thread(target=loop, name="queue-pump-%d" % number, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)

@@ -137,6 +137,28 @@ def start_work_queue(settings):
     return QueuePump(sqs, sync_worker).start(interval=0.5)
 
 
+# As many at once as the template lets Lambda run stripe_events
+# (infra/template.yaml, ScalingConfig).
+EVENT_WORKERS = 5
+
+
+def start_event_queue(settings):
+    """Stripe's events the webhook acknowledged: the queue (with its
+    dead-letter queue) and stripe_events as Lambda's trigger would run it.
+    A failed event comes again after 2 s here (after its visibility timeout
+    in AWS); an idle queue is asked every 0.2 s, so that a webhook changes
+    access well within a second."""
+    import boto3
+
+    from app import stripe_events
+    from chalicelib.queues import EVENTS_QUEUE
+    from local.queues import QueuePump, create_event_queues
+
+    sqs = boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    create_event_queues(sqs, visibility_timeout=60)
+    return QueuePump(sqs, stripe_events, queue_name=EVENTS_QUEUE).start(interval=0.2, workers=EVENT_WORKERS)
+
+
 TOKEN_HOURS = 12
 
 
@@ -207,6 +229,7 @@ def main() -> int:
     models.create_tables()
     pump = start_announcements(settings, replay=bool(env.get("LOCAL_EMBEDDED_AWS")))
     work = start_work_queue(settings)
+    events = start_event_queue(settings)
 
     from app import app
     from local.api_server import make_server
@@ -236,6 +259,7 @@ def main() -> int:
     finally:
         pump.stop()
         work.stop()
+        events.stop()
         if sandbox:
             sandbox.stop()
         for server in servers:

@@ -9,9 +9,13 @@ member's access with the access rules applied to Stripe's final
 subscriptions, and the announcements on EventBridge with the flips of the
 stored entitlements (see soak/verdict.py for both definitions).
 
+Every delivery is answered once its event is queued: the soak waits for the
+events queue to be handled before the sweep and before it reads back.
+
 Exit 0 when there is no mismatch, no 5xx (nor a delivery without an answer),
-the announcements alternate and end on the final access, and the
-notifications equal the flips; 1 otherwise; 2 when the run itself failed."""
+no event in the events' dead-letter queue, the announcements alternate and
+end on the final access, and the notifications equal the flips; 1
+otherwise; 2 when the run itself failed."""
 import argparse
 import os
 import random
@@ -58,6 +62,10 @@ class Run:
     expected: Dict[verdict.Pair, verdict.Holding]
     observed: Dict[verdict.Pair, verdict.Holding]
     seconds: float
+    # How long handling ran on after each phase's last acknowledgement.
+    handled_after: List[float]
+    dead_letters: int
+    handling_retries: int
 
 
 def main(argv=None) -> int:
@@ -100,12 +108,14 @@ def soak(args: argparse.Namespace, stack: LocalStack) -> Run:
         life = StripeLife(stack.sandbox, stack.account_id, rng)
         life.open_shop(args.members)
         senders.start()
-        feed = Feed(stack.sandbox, stack.account_id, senders, rng)
+        feed = Feed(stack.sandbox, stack.account_id, senders, rng, unhandled=stack.events_unhandled,
+                    handled=stack.event_handled)
 
         say("phase 1: %d subscriptions for %d members" % (args.subscriptions, args.members))
         one = feed.run(life, life.phase_one(args.subscriptions), phase=1)
         if not senders.wait():
             raise StackError("phase 1's deliveries did not finish")
+        handled_after = [stack.wait_for_events()]
         wait = life.short_ends_at + 1 - time.time()
         if wait > 0:
             say("waiting %.0f s for the short periods to end" % wait)
@@ -117,6 +127,7 @@ def soak(args: argparse.Namespace, stack: LocalStack) -> Run:
         two = feed.run(life, life.phase_two(), phase=2)
         if not senders.wait():
             raise StackError("phase 2's deliveries did not finish")
+        handled_after.append(stack.wait_for_events())
 
         say("reading back: the stored views, the announcements, every member's access")
         images = stack.stream_images()
@@ -127,7 +138,8 @@ def soak(args: argparse.Namespace, stack: LocalStack) -> Run:
         expected = verdict.expected_holdings(stack.site_id, final_subscriptions(stack), datetime.now(timezone.utc))
         observed = observed_holdings(stack, life)
         return Run(args, life, stack, [one, two], sweep, senders.sent, images, inbox.received, feed.late_answers,
-                   expected, observed, time.monotonic() - started)
+                   expected, observed, time.monotonic() - started, handled_after, stack.events_queued()[1],
+                   stack.handling_retries())
     finally:
         senders.stop()
         if inbox is not None:
@@ -165,6 +177,9 @@ def report(run: Run) -> int:
     print("  answers            2xx %d, 4xx %d, 5xx %d, none %d" % (
         statuses["2xx"], statuses["4xx"], statuses["5xx"], statuses["none"]))
     print("  latency            p50 %s, p99 %s, max %s" % latency(run.sent))
+    print("  events queue       emptied %s after each phase's last acknowledgement; %d handling retries, "
+          "%d dead letters" % (" and ".join("%.1f s" % t for t in run.handled_after), run.handling_retries,
+                               run.dead_letters))
     print("  events never 2xx   %d" % len(unanswered))
     print("  members checked    %d (%d member-product pairs)" % (
         len(run.life.members), len(set(run.expected) | set(run.observed))))
@@ -199,6 +214,8 @@ def report(run: Run) -> int:
         failures.append("%d mismatches" % len(found))
     if statuses["5xx"] or statuses["none"]:
         failures.append("%d answers 5xx or none" % (statuses["5xx"] + statuses["none"]))
+    if run.dead_letters:
+        failures.append("%d events in the dead-letter queue" % run.dead_letters)
     if announcements.notifications != flip_total or differences:
         failures.append("%d notifications against %d flips" % (announcements.notifications, flip_total))
     if out_of_order:

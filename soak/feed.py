@@ -10,12 +10,13 @@ some phase 1 events held back and first delivered in phase 2, and some phase
 
 And Stripe's answers travel too: for a few subscriptions the answer to a
 read is held while Stripe changes the subscription again and that change's
-event is delivered and handled; then the older answer arrives."""
+event is delivered and handled (from the events queue, by another of the
+stack's concurrent handlers); then the older answer arrives."""
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from local.stripe_sandbox import StripeSandbox
 from soak.senders import DUPLICATE, FIRST, LATE, STALE, Delivery, Senders
@@ -28,9 +29,11 @@ STALE_SHARE = 0.35
 # Phase 1 events whose first delivery waits for phase 2.
 LATE_SHARE = 0.05
 STEPS_PER_WINDOW = 40
-# Steps wait while this many deliveries are still queued or in flight, so
+# Steps wait while this many deliveries are still to be sent or handled, so
 # that Stripe changes while the connector reads it, but not far ahead.
 MAX_BACKLOG = 40
+# How long a held answer waits for the later change's event to be handled.
+HANDLED_WITHIN = 10.0
 
 
 @dataclass
@@ -40,11 +43,18 @@ class PhaseReport:
 
 
 class Feed:
-    def __init__(self, sandbox: StripeSandbox, account_id: str, senders: Senders, rng: random.Random):
+    """`unhandled`: how many acknowledged events wait to be handled;
+    `handled(event_id)`: whether that event's handling is done."""
+
+    def __init__(self, sandbox: StripeSandbox, account_id: str, senders: Senders, rng: random.Random,
+                 unhandled: Callable[[], int] = lambda: 0,
+                 handled: Optional[Callable[[str], bool]] = None):
         self._sandbox = sandbox
         self._account_id = account_id
         self._senders = senders
         self._rng = rng
+        self._unhandled = unhandled
+        self._handled = handled
         # Only what happens from now on is delivered (not the connection's
         # own account.application.authorized).
         self._mark = len(sandbox.events_after(0))
@@ -69,6 +79,10 @@ class Feed:
         for index, window in enumerate(windows):
             while self._senders.backlog() > MAX_BACKLOG:
                 time.sleep(0.01)
+            # The webhook answers before it handles: the events queue is the
+            # rest of the backlog.
+            while self._senders.backlog() + self._unhandled() > MAX_BACKLOG:
+                time.sleep(0.05)
             for step in window:
                 if life.apply(step):
                     with self._lock:
@@ -115,6 +129,10 @@ class Feed:
                 report.events.append(event)
             self.late_answers += 1
             self._senders.deliver_now(event, FIRST)
+            if self._handled is not None:
+                deadline = time.monotonic() + HANDLED_WITHIN
+                while not self._handled(event["id"]) and time.monotonic() < deadline:
+                    time.sleep(0.05)
 
         self._sandbox.before_answering_next("GET", "/v1/subscriptions/" + subscription_id, meanwhile)
 

@@ -5,7 +5,9 @@ free loopback ports: its embedded AWS, its stream pump and its API server.
 Stripe is a sandbox in the soak's own process, given to the stack the way
 Stripe test-mode keys would be (`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, ...).
 The sandbox has no webhook URL, so it records events and sends none: the
-soak delivers every one itself."""
+soak delivers every one itself. The webhook answers once an event is queued;
+the stack's stand-in of Lambda's trigger hands it to stripe_events, so the
+soak waits for the events queue to empty before it looks at access."""
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ import boto3
 import requests
 from boto3.dynamodb.types import TypeDeserializer
 
+from chalicelib.queues import EVENTS_DEAD_LETTER_QUEUE, EVENTS_QUEUE
 from local.run import (LOCAL_ACCOUNT, LOCAL_JWT_SECRET, LOCAL_SITE, SANDBOX_CLIENT_ID, SANDBOX_SECRET_KEY,
                        SANDBOX_WEBHOOK_SECRET, local_environment, local_tokens)
 from local.stripe_sandbox import StripeSandbox
@@ -91,6 +94,9 @@ class LocalStack:
         self.log_path = log_path
         self._process: Optional[subprocess.Popen] = None
         self._log = None
+        self._events_sqs: Any = None
+        self._events_url: Optional[str] = None
+        self._events_table: Any = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -158,6 +164,52 @@ class LocalStack:
                                            headers=self.admin_headers(), timeout=30)
         _expect(answer, 200, "GET /access/%s" % user_id)
         return answer.json()
+
+    def events_unhandled(self) -> int:
+        """Events on the events queue, waiting or being handled."""
+        if self._events_url is None:
+            self._events_sqs = self.aws("sqs")
+            self._events_url = self._events_sqs.get_queue_url(QueueName=EVENTS_QUEUE)["QueueUrl"]
+        attributes = self._events_sqs.get_queue_attributes(QueueUrl=self._events_url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def event_handled(self, event_id: str) -> bool:
+        """Whether the event's record is written: its handling is done."""
+        if self._events_table is None:
+            self._events_table = self.aws("dynamodb")
+        found = self._events_table.get_item(TableName="stripe-connector-webhook-events",
+                                            Key={"event_id": {"S": event_id}}, ConsistentRead=True)
+        return "Item" in found
+
+    def events_queued(self) -> Tuple[int, int]:
+        """Events on the events queue (waiting or being handled), and in its
+        dead-letter queue."""
+        sqs = self.aws("sqs")
+        counts = []
+        for name in (EVENTS_QUEUE, EVENTS_DEAD_LETTER_QUEUE):
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            counts.append(int(attributes["ApproximateNumberOfMessages"])
+                          + int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+        return counts[0], counts[1]
+
+    def wait_for_events(self, limit: float = 600.0) -> float:
+        """Wait until stripe_events has handled every event the webhook
+        queued (acknowledged is not yet handled); how long that took."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit:
+            if self.events_unhandled() == 0:
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise StackError("The events queue still held %d events after %d s (log: %s)"
+                         % (self.events_queued()[0], limit, self.log_path))
+
+    def handling_retries(self) -> int:
+        """Queued events whose handling failed once and came again (the stack's log)."""
+        with open(self.log_path, errors="replace") as log:
+            return sum("Handling a queued Stripe event failed" in line for line in log)
 
     def run_sweep(self) -> Dict[str, Any]:
         """`make sweep`: expire_access once, against this stack."""

@@ -3,10 +3,11 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
-from app import app, sync_worker
+from app import app, stripe_events as stripe_events_function, sync_worker
 from chalicelib import models, services
 from chalicelib.settings import get_settings
-from local.queues import QueuePump, create_work_queues
+from chalicelib.queues import EVENTS_QUEUE
+from local.queues import QueuePump, create_event_queues, create_work_queues
 from local.stripe_sandbox import StripeSandbox
 from tests import helpers
 from tests.helpers import AccessEventsInbox
@@ -51,13 +52,15 @@ def iam_policies():
 
 @pytest.fixture
 def aws():
-    """DynamoDB and the rest of AWS, in-process, with the tables and the
-    work queue created."""
+    """DynamoDB and the rest of AWS, in-process, with the tables, the work
+    queue and the events queue created."""
     with mock_aws():
         settings = get_settings()
         models.bind(settings)
         models.create_tables()
-        create_work_queues(boto3.client("sqs", region_name=settings.aws_region))
+        sqs = boto3.client("sqs", region_name=settings.aws_region)
+        create_work_queues(sqs)
+        create_event_queues(sqs)
         yield
 
 
@@ -71,12 +74,28 @@ def work(aws):
 
 
 @pytest.fixture
-def client(aws, sandbox, tmp_path):
+def stripe_events(aws):
+    """The events queue's consumer: `stripe_events.drain()` hands every
+    waiting event to the `stripe_events` function as Lambda would. An event
+    whose handling fails is held back until the next drain, which is the
+    queue's next try (after its last, the dead-letter queue)."""
+    return QueuePump(boto3.client("sqs", region_name=get_settings().aws_region), stripe_events_function,
+                     queue_name=EVENTS_QUEUE, retry_after=None)
+
+
+@pytest.fixture
+def client(aws, sandbox, stripe_events, tmp_path):
     # A project directory without .chalice/config.json: the test client would
     # otherwise put the deploy stage's variables (SSM parameter names, table
     # names) into the environment of every request.
     with Client(app, project_dir=str(tmp_path)) as test_client:
-        yield test_client.http
+        # `deliver` hands what the webhook queued to the queue's function
+        # before it returns, as Lambda's trigger would within moments.
+        helpers.QUEUED_EVENTS.consumer = stripe_events
+        try:
+            yield test_client.http
+        finally:
+            helpers.QUEUED_EVENTS.consumer = None
 
 
 @pytest.fixture

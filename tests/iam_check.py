@@ -1,14 +1,14 @@
 """The functions' IAM policies, held to what the code does while the tests
 run: every AWS call made under one of app.py's functions (a route: the API's
-function; announce_access, expire_access, catch_up, sync_worker) is checked,
-by a botocore hook, against what that function's policy file allows, as IAM
-would check it in AWS. A call no policy statement allows is recorded, and
+function; announce_access, expire_access, catch_up, sync_worker,
+stripe_events) is checked, by a botocore hook, against what that function's
+policy file allows, as IAM would check it in AWS. A call no policy statement allows is recorded, and
 fails the test that made it (tests/conftest.py): a policy too narrow fails
 here rather than in production.
 
 Calls outside app.py's functions (fixtures, the local stand-ins of Lambda's
 triggers) are the tests' own and are not checked. What Lambda does with a
-function's role outside its code (reading the stream and the work queue,
+function's role outside its code (reading the stream and the queues,
 sending to the stream's failure queue) is checked by tests/infra/test_policies.py."""
 import sys
 import threading

@@ -3,10 +3,13 @@ handled as a delivery, duplicates changing nothing, and with nothing missed
 one Stripe request per connected account and no write."""
 import time
 
+import boto3
 import pytest
 
 from app import catch_up
 from chalicelib.models import CatchUpModel
+from chalicelib.queues import EVENTS_QUEUE
+from chalicelib.settings import get_settings
 from local.scheduled import scheduled_event
 from tests.api.test_connect_lifecycle import card, connect
 from tests.api.test_import import access, heard, member
@@ -48,6 +51,16 @@ def test_an_event_stripe_could_not_deliver_is_handled_by_the_catch_up(client, st
         "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
         "customer.subscription.paused", "customer.subscription.resumed", "account.application.deauthorized",
         "account.updated"])
+
+
+def test_the_catch_up_handles_what_it_finds_itself_not_through_the_events_queue(client, studio, work):
+    studio.create_subscription(ACCOUNT, member(studio, "ana"), ["prod_yoga"])
+    run_catch_up(work)
+    assert access(client, "user_ana") == {("yoga", "active", True)}
+    # It already runs on the work queue: nothing goes on the events queue.
+    sqs = boto3.client("sqs", region_name=get_settings().aws_region)
+    events = sqs.get_queue_url(QueueName=EVENTS_QUEUE)["QueueUrl"]
+    assert sqs.receive_message(QueueUrl=events).get("Messages") is None
 
 
 def test_events_delivered_meanwhile_change_nothing_the_second_time(client, studio, work, access_events):

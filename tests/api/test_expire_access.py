@@ -15,7 +15,7 @@ from chalicelib.sweep import Sweep
 from chalicelib.webhooks import EventLog, WebhookReceiver
 from tests.api.test_connect_lifecycle import ADMIN, connect
 from local.scheduled import scheduled_event
-from tests.helpers import AWS_CALLS, bearer, deliver, signed
+from tests.helpers import AWS_CALLS, bearer, deliver
 
 ACCOUNT = "acct_studio"
 DAY = 24 * 3600
@@ -258,8 +258,7 @@ def test_a_webhook_that_asked_stripe_after_the_sweep_did_wins_though_the_sweep_w
     receiver = lambda clock=utc_now: WebhookReceiver(  # noqa: E731
         services.get_stripe_gateway(), EventLog(), services.get_connector_service(), ConnectionStore(),
         services.get_view_writer(), clock=clock)
-    payload, headers = signed(studio.events[-1])
-    receiver(lambda: at(now - 120)).receive(payload.encode(), headers["Stripe-Signature"])
+    receiver(lambda: at(now - 120)).handle(studio.events[-1])
     access_events.drain()
     swept = threading.Event()
     webhook = []
@@ -273,9 +272,7 @@ def test_a_webhook_that_asked_stripe_after_the_sweep_did_wins_though_the_sweep_w
         studio.renew_subscription(ACCOUNT, subscription["id"], period_end=now + 30 * DAY)
         studio.before_answering_next("GET", "/v1/subscriptions/" + subscription["id"],
                                      lambda: swept.wait(10))
-        payload, headers = signed(studio.events[-1])
-        webhook.append(threading.Thread(target=receiver().receive,
-                                        args=(payload.encode(), headers["Stripe-Signature"])))
+        webhook.append(threading.Thread(target=receiver().handle, args=(studio.events[-1],)))
         webhook[0].start()
         time.sleep(0.2)  # the webhook's read is under way
 

@@ -1,9 +1,11 @@
 """Faults at the edges: Stripe rate limiting, failing and hanging; DynamoDB
 and EventBridge throttling; the process dying between two writes. Each fault
-is followed by what comes next in production (Stripe's redelivery of the
-webhook, the sweep's next run, the stream trigger's next batch) and each
-ends where a clean run ends: the same entitlements, and one announcement per
-access change, sent again after a crash only with the same change_id.
+is followed by what comes next in production (the events queue's next try of
+a webhook's event, the sweep's next run, the stream trigger's next batch) and
+each ends where a clean run ends: the same entitlements, and one
+announcement per access change, sent again after a crash only with the same
+change_id. Stripe hears 200 once the event is queued, whatever handling
+meets afterwards (tests/api/test_webhook_queue.py: when SQS fails).
 
 Throttling is what the client meets after its own retries: stripe-python
 tries a request 1 + max_network_retries (2) times when Stripe says it may;
@@ -24,8 +26,9 @@ from tests.api.test_connect_lifecycle import card, connect
 from tests.api.test_expire_access import at as moment, subscribe, sweep_at
 # studio and t0 are the lifecycle tests' fixtures, used here too.
 from tests.api.test_subscription_lifecycle import (ACCOUNT, DAY, GRANTED, REVOKED, SUBSCRIPTION, USER, Life,  # noqa: F401
-                                                   delivered, entitlements, held, recorded, refused, stored,
-                                                   story, studio, t0, unique_changes, usable)
+                                                   delivered, entitlements, failed_where_handled, held,
+                                                   recorded, stored, story, studio, t0, tried_again,
+                                                   unique_changes, usable)
 from tests.helpers import ProcessDied, bearer, deliver, stripe_event
 
 SUBSCRIPTION_PATH = "/v1/subscriptions/" + SUBSCRIPTION
@@ -97,20 +100,20 @@ def test_one_stripe_failure_the_client_may_retry_is_retried_and_the_first_delive
     ({"status": 429, "should_retry": True, "retry_after": 1, "times": 3}, 3),
     ({"status": 500, "times": 3}, 3),
 ], ids=["429 Stripe does not say to retry", "429 on every attempt", "500 on every attempt"])
-def test_a_stripe_failure_that_outlasts_the_clients_retries_answers_500_records_nothing_and_the_redelivery_ends_right(
+def test_a_stripe_failure_that_outlasts_the_clients_retries_records_nothing_and_the_queues_next_try_ends_right(
         client, studio, t0, access_events, fault, attempts):
     life = Life(studio, t0)
     deleted, heard = granted_then_deleted(client, life, access_events)
     before, reads = stored(), stripe_reads(studio)
     studio.fail_next("GET", SUBSCRIPTION_PATH, **fault)
-    refused(client, deleted)
+    failed_where_handled(client, deleted)
     assert stripe_reads(studio) - reads == attempts
     assert not recorded(deleted)
     assert stored() == before
     assert access_events.drain() == []
     assert entitlements(client) == life.expected_access("created")
-    # Stripe delivers the event again once the limit or the outage is over.
-    delivered(client, deleted)
+    # The queue gives the event again once the limit or the outage is over.
+    tried_again()
     heard += access_events.drain()
     ends_like_the_clean_life(client, life, heard)
 
@@ -129,19 +132,19 @@ def test_a_stripe_read_that_hangs_past_the_timeout_once_is_tried_again_and_the_f
     assert story(heard, life) == life.expected_story()[:2]
 
 
-def test_a_stripe_that_hangs_on_every_attempt_answers_500_and_the_redelivery_ends_right(
+def test_a_stripe_that_hangs_on_every_attempt_fails_the_try_and_the_queues_next_try_ends_right(
         client, studio, t0, access_events, short_stripe_timeout):
     life = Life(studio, t0)
     deleted, heard = granted_then_deleted(client, life, access_events)
     before, reads = stored(), stripe_reads(studio)
     studio.delay_next("GET", SUBSCRIPTION_PATH, HANG, times=3)
-    refused(client, deleted)
+    failed_where_handled(client, deleted)
     # Three attempts, each given up at the timeout; not three hangs: all are still held.
     assert studio.held_requests == 3
     assert stripe_reads(studio) - reads == 3
     assert not recorded(deleted)
     assert stored() == before
-    delivered(client, deleted)
+    tried_again()
     heard += access_events.drain()
     ends_like_the_clean_life(client, life, heard)
 
@@ -208,18 +211,18 @@ def test_a_stripe_that_rate_limits_or_hangs_during_the_sweep_leaves_the_entitlem
     ("BatchGetItem", "ProvisionedThroughputExceededException"),
     ("Query", "ThrottlingException"),
 ], ids=["duplicate check and whose the subscription is", "sites of the account"])
-def test_a_webhook_read_throttled_past_the_clients_retries_answers_500_before_asking_stripe_and_the_redelivery_ends_right(
+def test_a_read_throttled_past_the_clients_retries_fails_the_try_before_asking_stripe_and_the_next_ends_right(
         client, studio, t0, access_events, aws_faults, operation, code):
     life = Life(studio, t0)
     deleted, heard = granted_then_deleted(client, life, access_events)
     before, reads = stored(), stripe_reads(studio)
     aws_faults.fail("dynamodb", operation, code=code)
-    refused(client, deleted)
+    failed_where_handled(client, deleted)
     assert aws_faults.pending() == []
     assert stripe_reads(studio) == reads
     assert not recorded(deleted)
     assert stored() == before
-    delivered(client, deleted)
+    tried_again()
     heard += access_events.drain()
     ends_like_the_clean_life(client, life, heard)
 
@@ -237,24 +240,24 @@ def test_one_throttled_attempt_of_the_transaction_is_retried_by_the_client_and_t
     assert story(heard, life) == life.expected_story()[:2]
 
 
-def test_a_transaction_throttled_on_every_attempt_answers_500_after_four_attempts_and_the_redelivery_ends_right(
+def test_a_transaction_throttled_on_every_attempt_fails_the_try_after_four_attempts_and_the_next_ends_right(
         client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     deleted, heard = granted_then_deleted(client, life, access_events)
     before = stored()
     throttle = aws_faults.answer("dynamodb", "TransactWriteItems", "ThrottlingException", times=None)
-    refused(client, deleted)
+    failed_where_handled(client, deleted)
     # PynamoDB's client: one attempt and max_retry_attempts (3) retries.
     assert throttle.hits == 4
     assert not recorded(deleted)
     assert stored() == before
     aws_faults.clear()
-    delivered(client, deleted)
+    tried_again()
     heard += access_events.drain()
     ends_like_the_clean_life(client, life, heard)
 
 
-def test_a_transaction_cancelled_for_a_throttled_item_is_not_taken_for_a_stale_view_and_the_redelivery_ends_right(
+def test_a_transaction_cancelled_for_a_throttled_item_is_not_taken_for_a_stale_view_and_the_next_try_ends_right(
         client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     deleted, heard = granted_then_deleted(client, life, access_events)
@@ -265,17 +268,17 @@ def test_a_transaction_cancelled_for_a_throttled_item_is_not_taken_for_a_stale_v
         "dynamodb", "TransactWriteItems", "TransactionCanceledException",
         CancellationReasons=[{"Code": "ThrottlingError", "Message": "Throughput exceeds the current capacity"},
                              {"Code": "None"}, {"Code": "None"}])
-    refused(client, deleted)
+    failed_where_handled(client, deleted)
     # Not a throttling code to botocore: not retried.
     assert cancelled.hits == 1
     assert not recorded(deleted)
     assert stored() == before
-    delivered(client, deleted)
+    tried_again()
     heard += access_events.drain()
     ends_like_the_clean_life(client, life, heard)
 
 
-def test_a_transaction_whose_answer_is_lost_is_tried_again_by_the_client_which_finds_its_own_record_and_answers_200(
+def test_a_transaction_whose_answer_is_lost_is_tried_again_by_the_client_which_finds_its_own_record(
         client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     deleted, heard = granted_then_deleted(client, life, access_events)
@@ -448,7 +451,7 @@ def test_an_announcer_that_dies_is_given_the_batch_again_and_each_change_keeps_i
 # ------------------------------------------------------- crashes: webhook
 
 
-def test_a_crash_between_the_transactions_of_an_event_for_fifty_sites_is_finished_by_the_redelivery(
+def test_a_crash_between_the_transactions_of_an_event_for_fifty_sites_is_finished_by_the_queues_next_try(
         client, studio, t0, access_events, aws_faults):
     # A site's view writes four items (its entitlement, whose the
     # subscription is, the member's billing customer and the customer's
@@ -459,13 +462,14 @@ def test_a_crash_between_the_transactions_of_an_event_for_fifty_sites_is_finishe
         connect(client, studio, ACCOUNT, headers=bearer(site=site, role="owner", sub="admin_1"))
     life = Life(studio, t0, products=(("yoga", "prod_yoga"),))
     created = life.live("created")
+    # Stripe hears 200; the function handling the queued event dies.
     aws_faults.crash("dynamodb", "TransactWriteItems", after=True)
     with pytest.raises(ProcessDied):
         deliver(client, created)
     assert not recorded(created)
     assert len(stored()) == 24
-    # Stripe heard no answer and delivers the event again.
-    delivered(client, created)
+    # The function never returned: the queue gives the event again.
+    tried_again()
     assert recorded(created)
     heard = access_events.drain()
     assert each_change_heard_once(heard)
@@ -479,7 +483,7 @@ def test_a_crash_between_the_transactions_of_an_event_for_fifty_sites_is_finishe
         assert own["entitlements"] == life.expected_access("created"), site
 
 
-def test_a_crash_between_disconnecting_two_sites_on_a_revocation_is_finished_by_the_redelivery(
+def test_a_crash_between_disconnecting_two_sites_on_a_revocation_is_finished_by_the_queues_next_try(
         client, studio, t0, access_events, aws_faults):
     site_b = bearer(site="site_b", role="owner", sub="admin_1")
     connect(client, studio, ACCOUNT, headers=site_b)
@@ -495,7 +499,7 @@ def test_a_crash_between_disconnecting_two_sites_on_a_revocation_is_finished_by_
         deliver(client, revoked)
     assert not recorded(revoked)
     assert sorted(c.status for c in ConnectionModel.scan()) == ["connected", "disconnected"]
-    delivered(client, revoked)
+    tried_again()
     assert recorded(revoked)
     admins = (bearer(site="site_a", role="admin", sub="admin_1"), site_b)
     for headers in admins:

@@ -74,7 +74,7 @@ def studio(emf, client, sandbox):
     return sandbox
 
 
-def test_each_webhook_delivery_writes_one_line_counting_its_outcome(client, studio, emf):
+def test_each_delivery_writes_a_line_as_it_is_acknowledged_and_another_as_it_is_handled(client, studio, emf):
     studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"], id="sub_ana")
     created = studio.events[-1]
     assert deliver(client, created).status_code == 200
@@ -84,15 +84,21 @@ def test_each_webhook_delivery_writes_one_line_counting_its_outcome(client, stud
     payload, headers = signed(created, secret="whsec_someone_else")
     assert client.post("/webhooks/stripe", headers=headers, body=payload).status_code == 400
 
-    assert emf.counts() == [{"WebhookHandled": 1}, {"WebhookDuplicate": 1}, {"WebhookIgnored": 1},
-                            {"WebhookRejected": 1}]
+    # The API's invocation, then stripe_events' (an event never handled is
+    # not queued).
+    assert emf.counts() == [{"WebhookQueued": 1}, {"WebhookHandled": 1}, {"WebhookQueued": 1},
+                            {"WebhookDuplicate": 1}, {"WebhookIgnored": 1}, {"WebhookRejected": 1}]
 
 
-def test_a_delivery_answered_500_counts_as_failed(client, studio, emf):
+def test_a_delivery_answered_500_counts_as_failed_and_a_failure_while_handling_as_handling_failed(
+        client, studio, emf, aws_faults):
     studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"], id="sub_ana")
-    studio.fail_next("GET", "/v1/subscriptions/sub_ana", 500, should_retry=False)
+    aws_faults.fail("sqs", "SendMessage")
     assert deliver(client, studio.events[-1]).status_code == 500
     assert emf.counts() == [{"WebhookFailed": 1}]
+    studio.fail_next("GET", "/v1/subscriptions/sub_ana", 500, should_retry=False)
+    assert deliver(client, studio.events[-1]).status_code == 200
+    assert emf.counts() == [{"WebhookQueued": 1}, {"WebhookHandlingFailed": 1}]
 
 
 def test_an_invocation_that_counted_nothing_writes_nothing_and_warns_nothing(client, studio, emf, recwarn):
@@ -119,7 +125,7 @@ def test_announce_access_counts_the_grants_and_revocations_it_put(client, studio
     studio.cancel_subscription(ACCOUNT, "sub_ana")
     deliver(client, studio.events[-1])
     access_events.drain()
-    assert emf.counts() == [{"WebhookHandled": 1}, {"AccessRevoked": 1}]
+    assert emf.counts() == [{"WebhookQueued": 1}, {"WebhookHandled": 1}, {"AccessRevoked": 1}]
 
 
 def test_a_stream_batch_that_announces_nothing_writes_nothing(emf, aws):

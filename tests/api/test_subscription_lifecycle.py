@@ -21,7 +21,7 @@ from chalicelib.models import EntitlementModel, MemberCustomerModel, WebhookEven
 from chalicelib.settings import get_settings
 from local.streams import StreamPump
 from tests.api.test_connect_lifecycle import ADMIN, connect
-from tests.helpers import bearer, deliver, stripe_event
+from tests.helpers import QUEUED_EVENTS, bearer, deliver, stripe_event
 
 ACCOUNT = "acct_studio"
 SUBSCRIPTION = "sub_life"
@@ -150,16 +150,24 @@ class Life:
 
 
 def delivered(client, event) -> None:
-    response = deliver(client, event)
+    """Acknowledged, and handled from the queue (with whatever waited there)."""
+    response = deliver(client, event, handle=False)
     assert response.status_code == 200, response.json_body
     assert response.json_body == {"received": True}
+    assert QUEUED_EVENTS.drain()["failed"] == 0
 
 
-def refused(client, event) -> None:
-    """Handling failed: Stripe is told to deliver it again."""
-    response = deliver(client, event)
-    assert response.status_code == 500, response.json_body
-    assert response.json_body["error"]["code"] == "internal_error"
+def failed_where_handled(client, event) -> None:
+    """Stripe hears 200, the event is queued; handling it fails, and it
+    waits on the queue for its next try."""
+    response = deliver(client, event, handle=False)
+    assert response.status_code == 200, response.json_body
+    assert QUEUED_EVENTS.drain() == {"handled": 0, "failed": 1}
+
+
+def tried_again() -> None:
+    """The queue's next try of the event whose handling failed: done."""
+    assert QUEUED_EVENTS.drain() == {"handled": 1, "failed": 0}
 
 
 def recorded(event) -> bool:
@@ -355,15 +363,16 @@ def test_the_life_with_a_crash_at_every_step_ends_the_same_and_announces_the_sam
             aws_faults.fail("dynamodb", "TransactWriteItems")
         else:
             aws_faults.fail("dynamodb", "TransactWriteItems", after=True)
-        refused(client, event)
+        failed_where_handled(client, event)
         assert aws_faults.pending() == []
         if crash == "after write":
-            # The write landed; Stripe did not hear 200 and sends the event again.
+            # The write landed; the function did not return, and the queue
+            # gives the event again.
             assert recorded(event)
         else:
             assert not recorded(event)
             assert stored() == before
-        delivered(client, event)
+        tried_again()
         if step in ("created", "deleted"):
             # EventBridge fails too: the stream stops at the record, the next drain sends it.
             aws_faults.fail("eventbridge", "PutEvents")
@@ -379,7 +388,7 @@ def test_the_life_with_a_crash_at_every_step_ends_the_same_and_announces_the_sam
     assert by_change_id(heard) == by_change_id(announced_by_a_fresh_consumer(access_events))
 
 
-def test_a_dynamodb_failure_in_the_transaction_answers_500_stores_nothing_and_the_redelivery_completes(
+def test_a_dynamodb_failure_in_the_transaction_stores_nothing_and_the_queues_next_try_completes(
         client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     for step in ("created", "canceling", "uncanceled", "renewed"):
@@ -389,19 +398,19 @@ def test_a_dynamodb_failure_in_the_transaction_answers_500_stores_nothing_and_th
     before = stored()
     customers_before = members_customers()
     aws_faults.fail("dynamodb", "TransactWriteItems")
-    refused(client, past_due)
+    failed_where_handled(client, past_due)
     assert aws_faults.pending() == []
     assert not recorded(past_due)
     assert stored() == before
     assert members_customers() == customers_before
     assert entitlements(client) == life.expected_access("renewed")
-    delivered(client, past_due)
+    tried_again()
     assert recorded(past_due)
     assert entitlements(client) == life.expected_access("past_due")
     assert access_events.drain() == []
 
 
-def test_a_crash_after_the_write_makes_stripes_redelivery_a_duplicate_that_announces_nothing_twice(
+def test_a_crash_after_the_write_makes_the_queues_next_try_a_duplicate_that_announces_nothing_twice(
         client, studio, t0, access_events, aws_faults):
     life = Life(studio, t0)
     for step in STEPS[:-1]:
@@ -409,13 +418,14 @@ def test_a_crash_after_the_write_makes_stripes_redelivery_a_duplicate_that_annou
     access_events.drain()
     deleted = life.live("deleted")
     aws_faults.fail("dynamodb", "TransactWriteItems", after=True)
-    refused(client, deleted)
+    failed_where_handled(client, deleted)
     assert aws_faults.pending() == []
     assert recorded(deleted)
     after_crash = stored()
     assert entitlements(client) == life.expected_access("deleted")
     stripe_reads = len(studio.requests)
-    delivered(client, deleted)
+    tried_again()
+    # Stripe delivers duplicates too.
     delivered(client, deleted)
     assert len(studio.requests) == stripe_reads
     assert stored() == after_crash

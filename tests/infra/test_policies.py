@@ -95,6 +95,30 @@ def test_lambda_reads_the_work_queue_with_sync_worker_role():
         assert policy.allows(action, ("queue", "SyncQueue"))
 
 
+def test_lambda_reads_the_events_queue_with_stripe_events_role():
+    event = infra_map.template()["Resources"]["StripeEvents"]["Properties"]["Events"]["StripeEventsSqsEventSource"]
+    assert event["Properties"]["Queue"]["Fn::Sub"] == "${EventsQueue.Arn}"
+    policy = infra_map.policy("stripe_events")
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+        assert policy.allows(action, ("queue", "EventsQueue"))
+
+
+def test_only_the_api_sends_to_the_events_queue_and_it_may_do_nothing_else_there():
+    for function in infra_map.FUNCTIONS:
+        assert infra_map.policy(function).allows("sqs:SendMessage", ("queue", "EventsQueue")) == (
+            function == infra_map.API), function
+    on_the_queue = {action for action, resource in infra_map.policy(infra_map.API).grants
+                    if resource == ("queue", "EventsQueue")}
+    assert on_the_queue == {"sqs:GetQueueUrl", "sqs:SendMessage"}
+
+
+def test_the_events_records_are_the_handlers_to_read_and_write_not_the_apis():
+    policy = infra_map.policy(infra_map.API)
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem"):
+        assert not policy.allows(action, ("table", "WebhookEventsTable"))
+        assert infra_map.policy("stripe_events").allows(action, ("table", "WebhookEventsTable"))
+
+
 def test_a_call_outside_a_policy_is_denied_by_the_check():
     policy = infra_map.policy("expire_access")
     assert policy.allows("dynamodb:PutItem", ("table", "EntitlementsTable"))

@@ -1,5 +1,5 @@
 """The rest of the template, held to the code and the contract: the work
-queue the code names, the stream trigger, API Gateway's own answers and
+and events queues the code names, the stream trigger, API Gateway's own answers and
 logs, and an alarm for each thing an operator must hear of."""
 import json
 import re
@@ -7,7 +7,8 @@ import re
 import pytest
 
 from chalicelib.observability import SERVICE
-from chalicelib.queues import MAX_RECEIVES, SYNC_DEAD_LETTER_QUEUE, SYNC_QUEUE
+from chalicelib.queues import (EVENTS_DEAD_LETTER_QUEUE, EVENTS_QUEUE, MAX_MESSAGE_BYTES, MAX_RECEIVES,
+                               SYNC_DEAD_LETTER_QUEUE, SYNC_QUEUE)
 from infra.project import chalice_config, stages
 from tests import infra_map
 
@@ -40,6 +41,41 @@ def test_a_work_message_goes_to_the_dead_letter_queue_after_the_tries_the_worker
     assert redrive["maxReceiveCount"] == MAX_RECEIVES
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SyncDeadLetterQueue", "Arn"]}
     assert properties("SyncDeadLetterQueue")["QueueName"] == SYNC_DEAD_LETTER_QUEUE
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_the_events_queue_is_the_one_the_code_names_with_room_for_six_handler_timeouts(stage):
+    queue = properties("EventsQueue")
+    assert queue["QueueName"] == EVENTS_QUEUE
+    timeout = chalice_config()["stages"][stage]["lambda_functions"]["stripe_events"]["lambda_timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_the_events_queue_takes_the_message_size_the_webhook_reduces_large_events_to():
+    assert properties("EventsQueue")["MaximumMessageSize"] == MAX_MESSAGE_BYTES
+    # A message moved aside must fit where it goes, and back.
+    assert properties("EventsDeadLetterQueue")["MaximumMessageSize"] == MAX_MESSAGE_BYTES
+
+
+def test_an_event_goes_to_the_dead_letter_queue_after_the_tries_the_handler_counts():
+    redrive = properties("EventsQueue")["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == MAX_RECEIVES
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    assert properties("EventsDeadLetterQueue")["QueueName"] == EVENTS_DEAD_LETTER_QUEUE
+    # Kept past the 4 days of the queue itself, for an operator to move back.
+    assert (properties("EventsDeadLetterQueue")["MessageRetentionPeriod"]
+            > properties("EventsQueue")["MessageRetentionPeriod"])
+
+
+def test_stripe_events_reads_one_event_at_a_time_from_the_events_queue_at_a_bounded_concurrency():
+    from app import app
+    [source] = [source for source in app.event_sources if source.name == "stripe_events"]
+    assert (source.queue, source.batch_size) == (EVENTS_QUEUE, 1)
+    event = properties("StripeEvents")["Events"]["StripeEventsSqsEventSource"]["Properties"]
+    assert event["Queue"] == {"Fn::Sub": "${EventsQueue.Arn}"}
+    # It calls Stripe: a bound on the mapping (not reserved concurrency, whose
+    # throttles would use up the messages' tries), within what Lambda allows.
+    assert 2 <= event["ScalingConfig"]["MaximumConcurrency"] <= 10
 
 
 def test_the_stream_trigger_reports_failed_records_and_gives_up_while_the_stream_still_holds_them():
@@ -129,7 +165,7 @@ def test_there_is_an_alarm_for_webhook_5xx_dead_letters_the_sweep_and_the_stream
                     Resource="/webhooks/stripe", Method="POST")
     assert properties("RestAPI")["Name"] == properties("RestAPI")["DefinitionBody"]["info"]["title"] == {
         "Fn::Sub": "stripe-connector-${Stage}"}
-    for queue in ("SyncDeadLetterQueue", "AnnouncementFailuresQueue"):
+    for queue in ("SyncDeadLetterQueue", "EventsDeadLetterQueue", "AnnouncementFailuresQueue"):
         assert watching("AWS/SQS", "ApproximateNumberOfMessagesVisible",
                         QueueName={"Fn::GetAtt": [queue, "QueueName"]}), queue
     # The name and dimension the sweep publishes with (chalicelib/observability.py).
@@ -139,7 +175,8 @@ def test_there_is_an_alarm_for_webhook_5xx_dead_letters_the_sweep_and_the_stream
     assert watching("AWS/Lambda", "IteratorAge", FunctionName={"Ref": "AnnounceAccess"})
 
 
-@pytest.mark.parametrize("function", ["APIHandler", "AnnounceAccess", "ExpireAccess", "CatchUp", "SyncWorker"])
+@pytest.mark.parametrize("function", ["APIHandler", "AnnounceAccess", "ExpireAccess", "CatchUp", "SyncWorker",
+                                      "StripeEvents"])
 def test_every_function_has_an_errors_and_a_throttles_alarm(function):
     assert watching("AWS/Lambda", "Errors", FunctionName={"Ref": function})
     assert watching("AWS/Lambda", "Throttles", FunctionName={"Ref": function})

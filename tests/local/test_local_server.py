@@ -17,11 +17,13 @@ import boto3
 import botocore.config
 import pytest
 
-from app import app
+from app import app, stripe_events
 from chalicelib import models, services
 from chalicelib.models import WebhookEventModel
+from chalicelib.queues import EVENTS_QUEUE
 from chalicelib.settings import get_settings
 from local.api_server import make_server
+from local.queues import QueuePump, create_event_queues
 from tests.helpers import APP_BASE_URL, bearer, signed, stripe_event
 
 NO_RETRIES = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1},
@@ -61,12 +63,19 @@ def run_together(count, work):
 
 @pytest.fixture
 def local_aws(embedded_aws, monkeypatch):
-    """The connector's tables on the embedded AWS, as `make run` has them."""
+    """The connector's tables and events queue on the embedded AWS, as `make
+    run` has them."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", embedded_aws.url)
     services.reset()
-    models.bind(get_settings())
+    settings = get_settings()
+    models.bind(settings)
     models.create_tables()
+    create_event_queues(sqs_client(settings))
     return embedded_aws
+
+
+def sqs_client(settings):
+    return boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
 
 
 class LocalAPI:
@@ -162,7 +171,7 @@ def test_a_burst_of_thirty_connections_is_queued_until_the_server_accepts_them(l
             sock.close()
 
 
-def test_thirty_webhook_deliveries_at_once_are_all_answered_and_recorded(api):
+def test_thirty_webhook_deliveries_at_once_are_all_answered_queued_and_then_recorded(api):
     events = [stripe_event("account.updated", "acct_burst%02d" % i, {"id": "acct_burst%02d" % i},
                            event_id="evt_burst_%d_%02d" % (time.time_ns(), i)) for i in range(30)]
 
@@ -176,6 +185,8 @@ def test_thirty_webhook_deliveries_at_once_are_all_answered_and_recorded(api):
     outcomes = run_together(30, deliver)
 
     assert outcomes == [(200, {"received": True})] * 30
+    pump = QueuePump(sqs_client(get_settings()), stripe_events, queue_name=EVENTS_QUEUE, retry_after=0)
+    assert pump.drain() == {"handled": 30, "failed": 0}
     recorded = {event.event_id for event in WebhookEventModel.batch_get([e["id"] for e in events])}
     assert recorded == {e["id"] for e in events}
 

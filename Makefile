@@ -63,7 +63,8 @@ deploy: package
 		--s3-prefix stripe-connector/$(STAGE) --output-template-file build/$(STAGE)/packaged.yaml
 	$(AWS) cloudformation deploy --template-file build/$(STAGE)/packaged.yaml --stack-name $(STACK) \
 		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
-		--parameter-overrides Stage=$(STAGE) $(if $(ALARM_EMAIL),AlarmEmail=$(ALARM_EMAIL))
+		--parameter-overrides Stage=$(STAGE) $(if $(ALARM_EMAIL),AlarmEmail=$(ALARM_EMAIL)) \
+		$(if $(STRIPE_EVENT_SOURCE),StripeEventSource=$(STRIPE_EVENT_SOURCE))
 
 # schemathesis against openapi.yaml and a local stack of its own, on free ports.
 fuzz: $(INSTALLED)

@@ -156,9 +156,13 @@ def reduced_event(event: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def event_of(body: str) -> Dict[str, Any]:
-    """The event a queue message carries; ValueError for a message that is
-    not one (the API queues none: one moved here by hand, say)."""
+    """The event a queue message carries: the webhook's, or one EventBridge
+    put (its `detail` is Stripe's event; the stage's rule lets only the
+    Stripe event source's in). ValueError for a message that is neither
+    (the API queues none: one moved here by hand, say)."""
     event = json.loads(body)
+    if isinstance(event, dict) and "detail-type" in event and "detail" in event:
+        event = event["detail"]
     if (not isinstance(event, dict) or event.get("object") != "event"
             or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str)
             or not is_unix_time(event.get("created")) or not isinstance(event.get("data"), dict)):

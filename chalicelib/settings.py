@@ -33,6 +33,8 @@ class Settings:
     return_url_origins: tuple
     oauth_redirect_uri: str
     access_event_bus: str
+    # The partner event source of a Stripe event destination on EventBridge, if any.
+    stripe_event_source: Optional[str]
     aws_endpoint_url: Optional[str]
     aws_region: str
     connections_table: str
@@ -126,6 +128,7 @@ def load_settings(environ: Mapping[str, str],
             for item in value("RETURN_URL_ORIGINS", "").split(",") if item.strip()),
         oauth_redirect_uri=required("OAUTH_REDIRECT_URI"),
         access_event_bus=value("ACCESS_EVENT_BUS", "default"),
+        stripe_event_source=value("STRIPE_EVENT_SOURCE"),
         aws_endpoint_url=value("AWS_ENDPOINT_URL"),
         aws_region=value("AWS_REGION", value("AWS_DEFAULT_REGION", "us-east-1")),
         connections_table=value("CONNECTIONS_TABLE", "stripe-connector-connections"),
@@ -150,6 +153,10 @@ def _validate(settings: Settings) -> None:
     parts = urlsplit(settings.oauth_redirect_uri)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError("OAUTH_REDIRECT_URI must be an absolute http(s) URL")
+    source = settings.stripe_event_source
+    # An EventBridge event source name: no spaces, at most 256 characters.
+    if source is not None and (len(source) > 256 or any(ch.isspace() for ch in source)):
+        raise ConfigurationError("STRIPE_EVENT_SOURCE must be an EventBridge event source name")
 
 
 def _ssm_reader(region: str, endpoint_url: Optional[str]) -> Callable[[str], str]:

@@ -34,6 +34,23 @@ def create_event_queues(sqs: Any, visibility_timeout: int = 30) -> str:
                                     {"MaximumMessageSize": str(MAX_MESSAGE_BYTES)})
 
 
+# The rule that plays the stage's StripeEventRule (infra/template.yaml).
+EVENT_SOURCE_RULE = "stripe-connector-events-from-eventbridge"
+
+
+def route_event_source(events: Any, sqs: Any, source: str, bus: str = "default") -> str:
+    """EventBridge's rule for Stripe's event destination: events whose
+    `source` is `source` go to the events queue, as the stage's rule sends
+    its partner bus's. The embedded EventBridge names no partner bus, so the
+    rule is on `bus` (the default one); its ARN."""
+    queue_url = sqs.get_queue_url(QueueName=EVENTS_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule_arn = events.put_rule(Name=EVENT_SOURCE_RULE, EventBusName=bus,
+                               EventPattern=json.dumps({"source": [source]}), State="ENABLED")["RuleArn"]
+    events.put_targets(Rule=EVENT_SOURCE_RULE, EventBusName=bus, Targets=[{"Id": "events-queue", "Arn": queue_arn}])
+    return rule_arn
+
+
 def _create_with_dead_letter(sqs: Any, name: str, dead_letter_name: str, visibility_timeout: int,
                              attributes: Optional[Dict[str, str]] = None) -> str:
     dead = sqs.create_queue(QueueName=dead_letter_name)["QueueUrl"]

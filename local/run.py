@@ -156,6 +156,13 @@ def start_event_queue(settings):
 
     sqs = boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
     create_event_queues(sqs, visibility_timeout=60)
+    if settings.stripe_event_source:
+        from local.queues import route_event_source
+
+        events = boto3.client("events", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+        route_event_source(events, sqs, settings.stripe_event_source)
+        print("  Stripe's events by EventBridge: put on the default bus with source %s"
+              % settings.stripe_event_source, flush=True)
     return QueuePump(sqs, stripe_events, queue_name=EVENTS_QUEUE).start(interval=0.2, workers=EVENT_WORKERS)
 
 

@@ -109,3 +109,15 @@ def test_a_missing_ssm_parameter_is_a_configuration_error(monkeypatch):
         get_settings.cache_clear()
         with pytest.raises(ConfigurationError, match="/connector/absent"):
             get_settings()
+
+
+def test_the_stripe_event_source_is_none_unless_named():
+    assert load_settings(base_env()).stripe_event_source is None
+    named = load_settings(base_env(STRIPE_EVENT_SOURCE="aws.partner/stripe.com/ed_test_1"))
+    assert named.stripe_event_source == "aws.partner/stripe.com/ed_test_1"
+
+
+@pytest.mark.parametrize("raw", ["aws.partner/stripe.com/ed 1", "x" * 257])
+def test_a_stripe_event_source_that_is_not_an_event_source_name_refuses_to_start(raw):
+    with pytest.raises(ConfigurationError, match="STRIPE_EVENT_SOURCE"):
+        load_settings(base_env(STRIPE_EVENT_SOURCE=raw))

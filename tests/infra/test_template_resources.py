@@ -141,6 +141,26 @@ def test_access_logs_name_the_route_never_the_path_or_its_query():
     assert all("ThrottlingRateLimit" in s and "ThrottlingBurstLimit" in s for s in settings)
 
 
+def test_the_webhook_takes_a_burst_at_its_own_higher_throttle():
+    settings = {s["ResourcePath"]: s for s in properties("RestAPI")["MethodSettings"]}
+    webhook = settings["/~1webhooks~1stripe"]
+    assert (webhook["ThrottlingRateLimit"], webhook["ThrottlingBurstLimit"]) == (
+        {"Ref": "WebhookRateLimit"}, {"Ref": "WebhookBurstLimit"})
+    parameters = infra_map.template()["Parameters"]
+    assert parameters["WebhookRateLimit"]["Default"] > parameters["ApiRateLimit"]["Default"]
+
+
+def test_stripes_event_destination_reaches_the_events_queue_only_when_named():
+    found = resources()
+    for name in ("StripeEventBus", "StripeEventRule", "StripeEventQueuePolicy"):
+        assert found[name]["Condition"] == "FromEventBridge", name
+    rule = found["StripeEventRule"]["Properties"]
+    assert rule["EventPattern"] == {"source": [{"Ref": "StripeEventSource"}]}
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    statement = found["StripeEventQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["StripeEventRule", "Arn"]}}}
+
+
 def alarms():
     return {name: r["Properties"] for name, r in resources().items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
 

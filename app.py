@@ -16,6 +16,7 @@ from chalicelib.errors import (AccessDenied, AlreadyLinked, ConfigurationError, 
                                NoBillingAccount, NotConnected, NotFound, NotLinked, PayloadTooLarge, PortalDisabled,
                                RateLimited, StripeFailure, Unauthorized)
 from chalicelib.catch_up import CATCH_UP_MESSAGE
+from chalicelib.sweep import SWEEP_MESSAGE
 from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
 from chalicelib.queues import EVENTS_QUEUE, SYNC_QUEUE, QueueFailure, receive_count, sent_at
@@ -430,7 +431,7 @@ def expire_access(event):
     """End access whose access_until has passed, after asking Stripe."""
     context = event.context
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else None
-    return services.get_sweep().run(time_left).as_dict()
+    return services.get_sweep().run(time_left, queue=services.get_work_queue()).as_dict()
 
 
 @app.schedule(CATCH_UP_SCHEDULE, name="catch_up")
@@ -441,8 +442,11 @@ def catch_up(event):
 
 @app.on_sqs_message(queue=SYNC_QUEUE, batch_size=1, name="sync_worker")
 def sync_worker(event):
-    """Imports, a page per message, and each account's catch-up. What raises
+    """Imports, a page per message, each account's catch-up, and the shards
+    of a sweep that had more due than one run takes. What raises
     comes again (and after MAX_RECEIVES tries goes to the dead-letter queue)."""
+    context = event.context
+    time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else None
     for record in event:
         message = json.loads(record.body)
         kind = message.get("kind") if isinstance(message, dict) else None
@@ -450,5 +454,8 @@ def sync_worker(event):
             services.get_import_worker().handle(message, receive_count(record.to_dict()))
         elif kind == CATCH_UP_MESSAGE:
             services.get_catch_up().catch_up(message)
+        elif kind == SWEEP_MESSAGE:
+            services.get_sweep().run_shard(int(message["shard"]), int(message["due_before"]),
+                                           time_left=time_left, queue=services.get_work_queue())
         else:
             raise ValueError("Unknown work message kind %r" % (kind,))

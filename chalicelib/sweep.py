@@ -17,6 +17,7 @@ from chalicelib.entitlements import DUE_SHARDS, ended_item, microseconds
 from chalicelib.errors import AccountNotConnected, StripeFailure
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.observability import Metrics
+from chalicelib.queues import WorkQueue
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
 from chalicelib.writer import Reading, ViewWriter, with_reason
 
@@ -30,10 +31,19 @@ MAX_PER_RUN = 1000
 # and the conditional write, each with DynamoDB's retries.
 WRITE_SECONDS = 5
 
+# What one message of the fanned-out sweep takes of its shard before it
+# queues the rest: a few minutes of Stripe reads within the ceiling.
+SHARD_BATCH = 200
+SWEEP_MESSAGE = "sweep"
+
 REVOKED = "revoked"
 KEPT = "kept"
 LEFT = "left"
 CHANGED_MEANWHILE = "changed_meanwhile"
+
+
+def sweep_message(shard: int, due_before: int) -> Dict[str, object]:
+    return {"kind": SWEEP_MESSAGE, "shard": shard, "due_before": due_before}
 
 
 @dataclass
@@ -44,11 +54,14 @@ class SweepReport:
     left: int = 0
     changed_meanwhile: int = 0
     complete: bool = True
+    # Shard messages put on the work queue for what this run did not take.
+    fanned_out: int = 0
     failures: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, object]:
         return {"due": self.due, "revoked": self.revoked, "kept": self.kept, "left": self.left,
-                "changed_meanwhile": self.changed_meanwhile, "complete": self.complete}
+                "changed_meanwhile": self.changed_meanwhile, "complete": self.complete,
+                "fanned_out": self.fanned_out}
 
 
 class Sweep:
@@ -67,34 +80,62 @@ class Sweep:
         self._max_per_run = max_per_run
         self._page_size = page_size
 
-    def run(self, time_left: Optional[Callable[[], float]] = None) -> SweepReport:
+    def run(self, time_left: Optional[Callable[[], float]] = None,
+            queue: Optional[WorkQueue] = None) -> SweepReport:
         """One run: at most max_per_run entitlements, shared fairly among the
         shards (so what keeps failing in one cannot starve the others), and
-        stopping early when `time_left` (seconds) runs low."""
+        stopping early when `time_left` (seconds) runs low. When more is due
+        than one run takes (a month start) and a work queue is given, every
+        shard goes on it as a message, so the rest drains in parallel
+        (sync_worker, `run_shard`) rather than a run every 15 minutes."""
         report = SweepReport()
         started = self._clock()
+        due_before = int(started.timestamp())
         per_shard = -(-self._max_per_run // DUE_SHARDS)
         sites: Dict[str, Optional[ConnectionModel]] = {}
         for shard in range(DUE_SHARDS):
-            taken = 0
-            for item in EntitlementModel.due_index.query(
-                    shard, EntitlementModel.due_at <= int(started.timestamp()),
-                    page_size=min(self._page_size, per_shard)):
-                if (report.due >= self._max_per_run or taken >= per_shard
-                        or (time_left is not None and time_left() < self._stop_with_seconds_left)):
-                    report.complete = False
-                    break
-                taken += 1
-                report.due += 1
-                observability.bind(site_id=item.site_id, stripe_account=item.account_id,
-                                   subscription_id=item.subscription_id)
-                outcome = self._expire(item, sites)
-                setattr(report, outcome, getattr(report, outcome) + 1)
-                if outcome == LEFT:
-                    report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
+            self._sweep_shard(shard, due_before, report, sites, per_shard, time_left)
+        if not report.complete and queue is not None:
+            queue.send_all([sweep_message(shard, due_before) for shard in range(DUE_SHARDS)])
+            report.fanned_out = DUE_SHARDS
+        return self._reported(report)
+
+    def run_shard(self, shard: int, due_before: int, time_left: Optional[Callable[[], float]] = None,
+                  queue: Optional[WorkQueue] = None) -> SweepReport:
+        """One shard's due entitlements, up to SHARD_BATCH of them (a work
+        queue message of the fanned-out sweep); what is left goes on the
+        queue again as the same message."""
+        report = SweepReport()
+        self._sweep_shard(shard, due_before, report, {}, SHARD_BATCH, time_left)
+        if not report.complete and queue is not None:
+            queue.send(sweep_message(shard, due_before))
+            report.fanned_out = 1
+        return self._reported(report)
+
+    def _sweep_shard(self, shard: int, due_before: int, report: SweepReport,
+                     sites: Dict[str, Optional[ConnectionModel]], limit: int,
+                     time_left: Optional[Callable[[], float]]) -> None:
+        taken = 0
+        for item in EntitlementModel.due_index.query(shard, EntitlementModel.due_at <= due_before,
+                                                     page_size=min(self._page_size, limit)):
+            if (report.due >= self._max_per_run or taken >= limit
+                    or (time_left is not None and time_left() < self._stop_with_seconds_left)):
+                report.complete = False
+                break
+            taken += 1
+            report.due += 1
+            observability.bind(site_id=item.site_id, stripe_account=item.account_id,
+                               subscription_id=item.subscription_id)
+            outcome = self._expire(item, sites)
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            if outcome == LEFT:
+                report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
+
+    def _reported(self, report: SweepReport) -> SweepReport:
         observability.unbind("site_id", "stripe_account", "subscription_id")
         if not report.complete:
-            logger.info("Sweep stopped after %d entitlements; the next run continues", report.due)
+            logger.info("Sweep stopped after %d entitlements; %s", report.due,
+                        "the queue continues" if report.fanned_out else "the next run continues")
         logger.info("Sweep done: %s", report.as_dict())
         # Every run writes all four, zeros included: the alarm on SweepLeft
         # sees a run that left nothing, not a gap.

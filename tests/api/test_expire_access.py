@@ -381,3 +381,25 @@ def test_revocations_handed_over_together_are_announced_ten_to_a_call(client, st
         heard = access_events.drain()
     assert len(heard) == 12
     assert calls.calls[("eventbridge", "PutEvents")] == 2
+
+
+def test_more_due_than_one_run_takes_fans_out_to_the_work_queue_and_drains_in_parallel(client, studio, work,
+                                                                                       access_events):
+    period_end = int(time.time()) + 30 * DAY
+    members = ["user_%02d" % n for n in range(6)]
+    for user in members:
+        subscription = subscribe(client, studio, user, period_end, cancel_at_period_end=True)
+        make_due(studio, subscription, user)
+    access_events.drain()
+    sweep = Sweep(ConnectionStore(), services.get_stripe_gateway(), max_per_run=2)
+
+    report = sweep.run(queue=services.get_work_queue())
+
+    assert (report.revoked, report.complete, report.fanned_out) == (2, False, 16)
+    # The shards' messages take the rest, each shard once.
+    assert work.drain()["failed"] == 0
+    assert [access_of(client, user)[0]["access"] for user in members] == [False] * 6
+    revoked = [e for e in access_events.drain() if e["type"] == "AccessRevoked"]
+    assert sorted(e["user_id"] for e in revoked) == members
+    assert Sweep(ConnectionStore(), services.get_stripe_gateway()).run().due == 0
+

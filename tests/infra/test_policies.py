@@ -124,4 +124,6 @@ def test_a_call_outside_a_policy_is_denied_by_the_check():
     assert policy.allows("dynamodb:PutItem", ("table", "EntitlementsTable"))
     assert not policy.allows("dynamodb:DeleteItem", ("table", "EntitlementsTable"))
     assert not policy.allows("dynamodb:Query", ("index", "EntitlementsTable", "grants-index"))
-    assert not policy.allows("sqs:SendMessage", ("queue", "SyncQueue"))
+    assert not policy.allows("sqs:SendMessage", ("queue", "EventsQueue"))
+    # It puts the shards of a sweep with more due than one run takes on the work queue.
+    assert policy.allows("sqs:SendMessage", ("queue", "SyncQueue"))

@@ -77,6 +77,18 @@ def test_a_stripe_timeout_that_is_not_a_positive_number_refuses_to_start(raw):
         load_settings(base_env(STRIPE_TIMEOUT_SECONDS=raw))
 
 
+def test_stripe_requests_per_second_is_20_unless_set():
+    assert load_settings(base_env()).stripe_requests_per_second == 20
+    assert load_settings(base_env(STRIPE_REQUESTS_PER_SECOND="80")).stripe_requests_per_second == 80
+    assert load_settings(base_env(STRIPE_REQUESTS_PER_SECOND=" 2.5 ")).stripe_requests_per_second == 2.5
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "twenty", "nan", "inf", "1e999"])
+def test_a_stripe_requests_per_second_that_is_not_a_positive_number_refuses_to_start(raw):
+    with pytest.raises(ConfigurationError, match="STRIPE_REQUESTS_PER_SECOND must be a positive number"):
+        load_settings(base_env(STRIPE_REQUESTS_PER_SECOND=raw))
+
+
 def test_secrets_never_appear_in_the_settings_repr():
     text = repr(load_settings(base_env()))
     for secret in (helpers.SECRET_KEY, helpers.WEBHOOK_SECRET, helpers.JWT_SECRET):

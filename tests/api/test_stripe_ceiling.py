@@ -24,7 +24,8 @@ from chalicelib.stripe_ceiling import (BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS
                                        RATE_LIMITED_TRIES, CeilingFull, DynamoLanes, Schedule, StripeCeiling,
                                        StripeTraffic)
 from chalicelib.stripe_gateway import StripeGateway, make_client
-from tests.helpers import AWS_CALLS, CLIENT_ID, SECRET_KEY, WEBHOOK_SECRET
+from tests.api.test_connect_lifecycle import connect
+from tests.helpers import AWS_CALLS, CLIENT_ID, SECRET_KEY, WEBHOOK_SECRET, deliver, stripe_event
 
 START = 1_900_000_000.0
 LANES_TABLE = RateLimitModel.Meta.table_name
@@ -310,6 +311,34 @@ def test_concurrent_instances_stay_under_the_ceiling_in_every_second_at_stripe(a
              max(received) - min(received), writes / len(received)))
     assert peak <= per_second
     assert writes / len(received) <= 0.25
+
+
+# ------------------------------------------------------------- webhooks
+
+
+def test_a_burst_of_webhook_events_shares_leases_the_handlers_own_dynamodb_requests_unchanged(
+        client, sandbox):
+    sandbox.create_account(id="acct_burst")
+    connect(client, sandbox, "acct_burst")
+    sandbox.create_product("acct_burst", id="prod_yoga")
+    sandbox.create_customer("acct_burst", id="cus_ana", metadata={"customerhub_user_id": "user_ana"})
+    subscription = sandbox.create_subscription("acct_burst", "cus_ana", ["prod_yoga"], id="sub_ana")
+    assert deliver(client, sandbox.events[-1]).status_code == 200
+    events, own, leases = 40, [], 0
+    for n in range(events):
+        renewed = sandbox.renew_subscription("acct_burst", subscription["id"])
+        with AWS_CALLS.counting() as calls:
+            assert deliver(client, stripe_event("customer.subscription.updated", "acct_burst", renewed,
+                                                event_id="evt_burst_%d" % n)).status_code == 200
+        leases += calls.on(LANES_TABLE)
+        own.append(calls.of("dynamodb") - calls.on(LANES_TABLE))
+    print("\n%d renewals back to back: %.3f lease writes an event, at most %d DynamoDB requests of "
+          "the handler's own" % (events, leases / events, max(own)))
+    # The event's record, the account's sites, whose the subscription is,
+    # and one transaction (test_subscription_webhooks.py), with one Stripe
+    # request each: the leases are a fraction of a write on top.
+    assert max(own) <= 4
+    assert leases / events <= 0.25
 
 
 # ------------------------------------------------------------------- a 429

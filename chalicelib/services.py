@@ -44,9 +44,9 @@ def get_stripe_gateway() -> StripeGateway:
     return StripeGateway(client, settings.stripe_webhook_secret)
 
 
-# A lease gives up on a DynamoDB that does not answer within about two
-# seconds, and the instance paces itself alone meanwhile (stripe_ceiling.py).
-CEILING_DYNAMODB = botocore.config.Config(connect_timeout=0.5, read_timeout=0.5,
+# A lease gives up on a DynamoDB that does not answer within a second, twice,
+# and the instance paces itself alone meanwhile (stripe_ceiling.py).
+CEILING_DYNAMODB = botocore.config.Config(connect_timeout=1, read_timeout=1,
                                           retries={"max_attempts": 2, "mode": "standard"})
 
 

@@ -70,8 +70,8 @@ Waiting, and when DynamoDB cannot be written
     the budget (one request a second at 20/s) for BUCKET_RETRY_SECONDS,
     logs it and counts StripeCeilingUnavailable. Twenty instances pacing
     themselves so at once stay within the ceiling; past that, Stripe's 429s
-    are retried as below. The lease's DynamoDB client (services.py) gives
-    up after about two seconds.
+    are retried as below. The lease's DynamoDB client (services.py) waits
+    a second for an answer, twice, before it gives up.
 
 Clock skew
     Slots are wall-clock moments compared across instances. Lambda's clock

@@ -217,6 +217,15 @@ def test_every_lane_booked_beyond_the_longest_wait_is_ceiling_full_a_stripe_fail
     assert lease_writes() == 0
 
 
+def test_a_full_ceiling_fails_the_gateways_call_as_a_stripe_failure_without_asking_stripe(aws, sandbox, account):
+    product = sandbox.create_product(account, id="prod_waiting")["id"]
+    book_every_lane(OwnTime().now + LONGEST_WAIT_SECONDS + 5)
+    gateway = paced_gateway(sandbox, StripeTraffic(ceiling(OwnTime())))
+    with pytest.raises(StripeFailure):
+        gateway.product(account, product)
+    assert sandbox.requests_to("GET", "/v1/products/" + product) == []
+
+
 def test_lanes_booked_within_the_longest_wait_make_the_request_sleep_until_its_slot(aws):
     book_every_lane(START + 3)
     time = OwnTime()

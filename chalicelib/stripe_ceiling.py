@@ -121,6 +121,9 @@ LATE_SECONDS = 0.25
 SKEW_SECONDS = 0.05
 # About one Stripe round trip: how far apart a lane's slots are meant to be.
 LANE_SPACING_SECONDS = 0.35
+# The lanes are attributes of one item, read back whole with every write:
+# past this many, a lane's slots come closer together instead.
+MOST_LANES = 50
 FIRST_LEASE = 2
 MOST_PER_LEASE = 12
 # How far ahead a lease may book, so how long a request may wait for its slot.
@@ -162,8 +165,9 @@ Response = Tuple[Any, int, Mapping[str, str]]
 
 
 class CeilingFull(StripeFailure):
-    """Every lane is booked further ahead than a request may wait: the
-    connector is asking Stripe for more than its ceiling allows."""
+    """No slot to be had: every lane is booked further ahead than a request
+    may wait (the connector is asking Stripe for more than its ceiling
+    allows), or other instances wrote in between every lease write."""
 
 
 class LanesTaken(Exception):
@@ -194,7 +198,7 @@ class Schedule:
         if whole < 1:
             # Less than one a second: a single lane, slots a window apart at least.
             return cls(per_second, 1, 1, math.ceil(max(window, 1 / per_second) * 1000), round(late * 1000))
-        lanes = max(1, whole // max(1, round(window / lane_spacing)))
+        lanes = min(MOST_LANES, max(1, whole // max(1, round(window / lane_spacing))))
         per_lane = whole // lanes
         return cls(per_second, lanes, per_lane, math.ceil(window / per_lane * 1000), round(late * 1000))
 

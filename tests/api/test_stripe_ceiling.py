@@ -114,7 +114,7 @@ def simulate(instances: int, requests_each: int, latency, per_second: float = 20
 # ------------------------------------------------------------ the schedule
 
 
-@pytest.mark.parametrize("per_second", [0.5, 1, 3, 7, 20, 25, 24, 100, 20.9])
+@pytest.mark.parametrize("per_second", [0.5, 1, 3, 7, 20, 25, 24, 100, 20.9, 1000])
 def test_no_span_of_a_second_and_the_lateness_holds_more_slots_than_the_ceiling(per_second):
     schedule = Schedule.for_rate(per_second)
     window_ms = 1000 + schedule.late_ms + 100

@@ -20,9 +20,8 @@ from chalicelib.errors import StripeFailure
 from chalicelib.models import RateLimitModel
 from chalicelib.observability import Metrics
 from chalicelib.stripe_ceiling import (BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, BUCKET_RETRY_SECONDS,
-                                       LONGEST_WAIT_SECONDS, OTHER_429_TRIES,
-                                       RATE_LIMITED_TRIES, CeilingFull, DynamoLanes, Schedule, StripeCeiling,
-                                       StripeTraffic)
+                                       LONGEST_WAIT_SECONDS, OTHER_429_TRIES, RATE_LIMITED_TRIES, CeilingFull,
+                                       DynamoLanes, Schedule, StripeCeiling, StripeTraffic)
 from chalicelib.stripe_gateway import StripeGateway, make_client
 from tests.api.test_connect_lifecycle import connect
 from tests.helpers import AWS_CALLS, CLIENT_ID, SECRET_KEY, WEBHOOK_SECRET, deliver, stripe_event
@@ -141,17 +140,22 @@ def test_a_lone_request_goes_at_once_and_costs_one_lease_write(aws):
     assert AWS_CALLS.on(LANES_TABLE) == 1
 
 
-def test_requests_far_apart_cost_a_write_each_and_the_lease_shrinks_to_what_they_use(aws):
+def test_requests_far_apart_cost_a_write_each_and_book_no_more_than_two_slots(aws):
     time = OwnTime()
     alone = ceiling(time)
+    booked = []
     with AWS_CALLS.counting():
         for _ in range(5):
+            leased_at = time.now
             alone.acquire()
+            booked.append(max(lanes_as_stored().values()) - round(leased_at * 1000))
             time.now += 5
     assert lease_writes() == 5
-    # The first lease took two slots, and one went unused: one a lease
-    # after that, then two again while one is enough.
-    assert alone._lease_size <= 2
+    # Two slots the first time, one of them unused; then one, or two again
+    # while one is enough: never a lease's worth left to waste.
+    spacing = Schedule.for_rate(20).spacing_ms
+    assert booked[0] == 2 * spacing
+    assert all(length <= 2 * spacing for length in booked)
 
 
 def test_one_instance_quicker_than_a_lane_spreads_over_the_idle_lanes_and_never_passes_the_ceiling(aws):
@@ -191,6 +195,12 @@ def test_instances_whose_clocks_disagree_by_the_margin_still_stay_under_the_ceil
 
 
 # ---------------------------------------------------- a full bucket, a failing one
+
+
+def lanes_as_stored() -> dict:
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=LANES_TABLE, Key={"limit_key": {"S": "stripe-ceiling"}})["Item"]
+    return {name: int(value["N"]) for name, value in item.items() if name.startswith("lane_")}
 
 
 def book_every_lane(until: float) -> None:

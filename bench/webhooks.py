@@ -25,6 +25,8 @@ from bench.report import Targets, millis, number, table, verdict_of
 from bench.world import AWS_TIME, BenchError, aws, connect_site, stripe_requests
 
 EVENTS = 200
+# A lease of Stripe slots serves several requests (chalicelib/stripe_ceiling.py).
+MOST_LEASES_PER_STRIPE_REQUEST = 0.25
 WARM_UP = 20
 SITE = "site_bench"
 ACCOUNT = "acct_bench_studio"
@@ -36,8 +38,11 @@ STREAM_READING = {("dynamodb", "DescribeTable")}
 # Each group is measured from empty tables: moto's TransactWriteItems gets
 # slower as the tables it writes to grow, which would make a kind measured
 # later look slower. A duplicate needs the renewals handled first.
-GROUPS = (("renewal", "duplicate"), ("product",), ("past_due",), ("reassigned",), ("gone",),
-          ("unconnected",), ("unhandled",))
+# The ceiling's lanes are one item of the rate limits table, which nothing
+# else writes while a webhook is handled.
+CEILING_TABLE = "stripe-connector-rate-limits"
+GROUPS = (("renewal", "duplicate"), ("product",), ("past_due",), ("reassigned",), ("gone",), ("unconnected",),
+          ("unhandled",))
 
 
 @dataclass
@@ -67,6 +72,9 @@ class Measured:
     durations: List[float] = field(default_factory=list)
     in_aws: float = 0.0
     refused: Counter = field(default_factory=Counter)
+    # Writes leasing Stripe slots (chalicelib/stripe_ceiling.py): counted
+    # apart from the handler's own DynamoDB requests.
+    leases: int = 0
 
     def per_event(self, total: float) -> float:
         return total / self.events if self.events else 0.0
@@ -119,6 +127,10 @@ class Pipeline:
                 measured.durations.append(time.perf_counter() - started)
                 measured.in_aws += AWS_TIME.total - aws_before
             dynamodb = Counter({op: n for (service, op), n in calls.calls.items() if service == "dynamodb"})
+            leases = calls.on(CEILING_TABLE)
+            dynamodb["UpdateItem"] -= leases
+            dynamodb = +dynamodb
+            measured.leases += leases
             measured.dynamodb.update(dynamodb)
             measured.dynamodb_max = max(measured.dynamodb_max, sum(dynamodb.values()))
             with AWS_CALLS.counting() as calls:
@@ -287,6 +299,10 @@ def render(results: List[Measured], targets: Targets, events: int, warm_up: int)
         if kind.stripe_limit is not None:
             stripe_target = targets.at_most("%s: Stripe requests per event (mean)" % kind.key,
                                             m.per_event(m.stripe), kind.stripe_limit, 2)
+        lease_target = None
+        if m.stripe:
+            lease_target = targets.at_most("%s: ceiling lease writes per Stripe request (mean)" % kind.key,
+                                           m.leases / m.stripe, MOST_LEASES_PER_STRIPE_REQUEST, 2)
         dynamodb_total = sum(m.dynamodb.values())
         cost_rows.append((
             kind.label,
@@ -294,6 +310,7 @@ def render(results: List[Measured], targets: Targets, events: int, warm_up: int)
             "-" if kind.dynamodb_limit is None else "<= %d" % kind.dynamodb_limit, verdict_of(dynamodb_target),
             number(m.per_event(m.stripe), 2),
             "-" if kind.stripe_limit is None else "<= %d" % kind.stripe_limit, verdict_of(stripe_target),
+            number(m.per_event(m.leases), 2), verdict_of(lease_target),
             by_operation(m.dynamodb, m.events),
         ))
         announce_rows.append((
@@ -316,12 +333,15 @@ def render(results: List[Measured], targets: Targets, events: int, warm_up: int)
               notes=("Verified, checked and queued: no DynamoDB and no Stripe request. Measured after the "
                      "warm-up, so the queue's URL, asked once per container, is known.",)),
         table("Webhook: requests per event handled by stripe_events  (%s)" % scope,
-              ("event", "DynamoDB/event", "max", "target", "", "Stripe/event", "target", "",
+              ("event", "DynamoDB/event", "max", "target", "", "Stripe/event", "target", "", "leases/event", "",
                "DynamoDB requests by operation, per event"),
-              cost_rows, align="lrrrlrrll",
+              cost_rows, align="lrrrlrrlrll",
               notes=("DynamoDB: requests made while stripe_events handled the event (mean, and the most one "
-                     "event made); the trigger's own ReceiveMessage and DeleteMessage are not counted.",
-                     "Stripe: requests the Stripe stand-in answered during the kind's deliveries, per event.")),
+                     "event made), the ceiling's leases apart; the trigger's own ReceiveMessage and "
+                     "DeleteMessage are not counted.",
+                     "Stripe: requests the Stripe stand-in answered during the kind's deliveries, per event.",
+                     "leases: writes leasing Stripe slots under STRIPE_REQUESTS_PER_SECOND, per event; target "
+                     "<= %s per Stripe request." % MOST_LEASES_PER_STRIPE_REQUEST)),
         table("Webhook: announce cost per event in announce_access (entitlements stream consumer)",
               ("event", "PutEvents/event", "DynamoDB/event", "DynamoDB by operation", "announcements/event"),
               announce_rows, align="lrrlr",
@@ -335,7 +355,8 @@ def render(results: List[Measured], targets: Targets, events: int, warm_up: int)
                      "signing and draining the stream are outside it. Each kind starts from empty tables "
                      "(duplicates after the renewals).",
                      "in AWS calls: mean time inside botocore calls, i.e. moto; the rest: the connector, "
-                     "Chalice and the Stripe round trip on loopback.",
+                     "Chalice and the Stripe round trip on loopback, and the waits for Stripe slots under "
+                     "STRIPE_REQUESTS_PER_SECOND (20: about 15 requests a second at most).",
                      "moto deep-copies every table a TransactWriteItems touches, stream included "
                      "(moto/dynamodb/models/__init__.py:613),",
                      "so a subscription event's time in-process grows with the tables and is mostly moto's.")),

@@ -192,6 +192,28 @@ IMPORT_PAGES = "ImportPages"
 IMPORT_SUBSCRIPTIONS = "ImportSubscriptions"
 IMPORT_FAILED = "ImportFailed"
 CATCH_UP_EVENTS = "CatchUpEvents"
+# Stripe's side (chalicelib/stripe_ceiling.py). Requests per lease write is
+# StripeRequests / StripeCeilingLeases.
+STRIPE_REQUESTS = "StripeRequests"              # every request sent, retries included
+STRIPE_RATE_LIMITED = "StripeRateLimited"       # a 429 of Stripe's rate limiter; also counted by its reason
+STRIPE_OTHER_429 = "StripeOther429"             # a 429 without a rate limit reason (a lock timeout)
+STRIPE_CEILING_LEASES = "StripeCeilingLeases"   # lease writes to the ceiling's lanes
+STRIPE_CEILING_WAITED = "StripeCeilingWaited"   # requests that slept until their slot
+STRIPE_CEILING_FULL = "StripeCeilingFull"       # requests refused: no slot within the longest wait
+STRIPE_CEILING_UNAVAILABLE = "StripeCeilingUnavailable"  # the lanes could not be written: paced alone
+# Stripe-Rate-Limited-Reason's documented values; another one is counted as Other.
+RATE_LIMITED_REASONS = ("global-rate", "global-concurrency", "endpoint-rate", "endpoint-concurrency",
+                        "resource-specific")
+
+
+def rate_limited_by(reason: str) -> str:
+    """StripeRateLimited<Reason>: StripeRateLimitedEndpointConcurrency, ...
+    The header's value is Stripe's to choose: one not documented does not
+    make a metric of its own."""
+    known = reason.strip().lower()
+    if known not in RATE_LIMITED_REASONS:
+        return STRIPE_RATE_LIMITED + "Other"
+    return STRIPE_RATE_LIMITED + "".join(word.capitalize() for word in known.split("-"))
 
 
 class Metrics:

@@ -3,6 +3,7 @@ the settings, and reused by later invocations."""
 import functools
 
 import boto3
+import botocore.config
 from pynamodb.connection import Connection
 
 from chalicelib import models
@@ -20,6 +21,7 @@ from chalicelib.observability import Metrics
 from chalicelib.portal import PortalService
 from chalicelib.queues import EVENTS_QUEUE, WorkQueue
 from chalicelib.settings import get_settings, metrics_emitted
+from chalicelib.stripe_ceiling import DynamoLanes, StripeCeiling, StripeTraffic
 from chalicelib.stripe_gateway import StripeGateway, longest_call_seconds, make_client
 from chalicelib.sweep import Sweep
 from chalicelib.unmatched import UnmatchedService
@@ -38,8 +40,25 @@ def get_stripe_gateway() -> StripeGateway:
     settings = get_settings()
     client = make_client(settings.stripe_secret_key, settings.stripe_client_id,
                          settings.stripe_api_base, settings.stripe_connect_base,
-                         timeout=settings.stripe_timeout_seconds)
+                         timeout=settings.stripe_timeout_seconds,
+                         traffic=StripeTraffic(get_stripe_ceiling(), metrics=get_metrics()))
     return StripeGateway(client, settings.stripe_webhook_secret)
+
+
+# A lease gives up on a DynamoDB that does not answer within a second, twice,
+# and the instance paces itself alone meanwhile (stripe_ceiling.py).
+CEILING_DYNAMODB = botocore.config.Config(connect_timeout=1, read_timeout=1,
+                                          retries={"max_attempts": 2, "mode": "standard"})
+
+
+@functools.lru_cache(maxsize=1)
+def get_stripe_ceiling() -> StripeCeiling:
+    get_bound_models()
+    settings = get_settings()
+    lanes = DynamoLanes(lambda: boto3.client("dynamodb", region_name=settings.aws_region,
+                                             endpoint_url=settings.aws_endpoint_url, config=CEILING_DYNAMODB),
+                        settings.rate_limits_table)
+    return StripeCeiling(lanes, settings.stripe_requests_per_second, metrics=get_metrics())
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,8 +194,8 @@ def get_unmatched_service() -> UnmatchedService:
 
 def reset() -> None:
     """Forget every built service and the settings (tests change the environment)."""
-    for factory in (get_settings, get_metrics, get_stripe_gateway, get_bound_models, get_connector_service,
-                    get_portal_service, get_entitlement_store, get_webhook_receiver,
+    for factory in (get_settings, get_metrics, get_stripe_ceiling, get_stripe_gateway, get_bound_models,
+                    get_connector_service, get_portal_service, get_entitlement_store, get_webhook_receiver,
                     get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
                     get_import_worker, get_catch_up, get_dynamodb_connection, get_view_writer,
                     get_unmatched_service, get_rate_limits, get_sqs_client, get_events_queue,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from chalicelib.errors import ConfigurationError
 from chalicelib.observability import JSON, PLAIN, register_secret
+from chalicelib.stripe_ceiling import DEFAULT_REQUESTS_PER_SECOND
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS
 
 SECRET_NAMES = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "AUTH_JWT_SECRET")
@@ -27,6 +28,7 @@ class Settings:
     stripe_api_base: str
     stripe_connect_base: str
     stripe_timeout_seconds: float
+    stripe_requests_per_second: float   # every function together (stripe_ceiling.py)
     auth_jwt_secret: str
     auth_jwt_issuer: str
     app_base_url: str        # an origin: the UI's pages are below it
@@ -101,7 +103,7 @@ def load_settings(environ: Mapping[str, str],
             raise ConfigurationError("%s is required" % name)
         return found
 
-    def seconds(name: str, default: float) -> float:
+    def positive(name: str, default: float, unit: str) -> float:
         raw = value(name)
         if raw is None:
             return default
@@ -110,7 +112,7 @@ def load_settings(environ: Mapping[str, str],
         except ValueError:
             found = math.nan
         if not math.isfinite(found) or found <= 0:
-            raise ConfigurationError("%s must be a positive number of seconds" % name)
+            raise ConfigurationError("%s must be a positive number of %s" % (name, unit))
         return found
 
     settings = Settings(
@@ -119,7 +121,9 @@ def load_settings(environ: Mapping[str, str],
         stripe_webhook_secret=secret("STRIPE_WEBHOOK_SECRET"),
         stripe_api_base=value("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         stripe_connect_base=value("STRIPE_CONNECT_BASE", "https://connect.stripe.com").rstrip("/"),
-        stripe_timeout_seconds=seconds("STRIPE_TIMEOUT_SECONDS", HTTP_TIMEOUT_SECONDS),
+        stripe_timeout_seconds=positive("STRIPE_TIMEOUT_SECONDS", HTTP_TIMEOUT_SECONDS, "seconds"),
+        stripe_requests_per_second=positive("STRIPE_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND,
+                                            "requests a second"),
         auth_jwt_secret=secret("AUTH_JWT_SECRET"),
         auth_jwt_issuer=value("AUTH_JWT_ISSUER", "customerhub"),
         app_base_url=parse_origin("APP_BASE_URL", required("APP_BASE_URL")),

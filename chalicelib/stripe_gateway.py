@@ -1,5 +1,6 @@
 """The only module that imports stripe: OAuth, accounts, the billing portal
-and webhook checks."""
+and webhook checks. Every request the client makes goes through
+stripe_ceiling.StripeTraffic (the shared ceiling, and retries after a 429)."""
 import copy
 import json
 import time
@@ -13,6 +14,7 @@ from stripe.oauth_error import OAuthError
 from chalicelib.access import is_stripe_id, is_unix_time, items_of, user_named_by
 from chalicelib.errors import (AccountNotConnected, CustomerGone, InvalidPayload, InvalidSignature,
                                PortalConfigurationGone, StripeFailure)
+from chalicelib.stripe_ceiling import LONGEST_BACKOFF_SECONDS, LONGEST_WAIT_SECONDS, Response, StripeTraffic
 
 # The API version every request speaks is the one the pinned library pins;
 # saying it here makes a library upgrade that moves it a visible change.
@@ -66,19 +68,49 @@ class StripeCustomer:
 
 def longest_call_seconds(timeout: float) -> float:
     """How long one call may hold its caller when Stripe hangs: every attempt
-    waits out the timeout, with the client's back-off between them."""
-    return timeout * (1 + MAX_NETWORK_RETRIES) + RETRY_BACKOFF_SECONDS
+    waits out the timeout, with the client's back-off between them; before
+    that it may wait for its slot under the ceiling, and after 429s."""
+    return (timeout * (1 + MAX_NETWORK_RETRIES) + RETRY_BACKOFF_SECONDS
+            + LONGEST_WAIT_SECONDS + LONGEST_BACKOFF_SECONDS)
+
+
+class PacedRequestsClient(stripe.RequestsClient):
+    """stripe-python's HTTP client, each of whose requests (its own retries
+    included) goes through StripeTraffic. A 429 that comes back from there
+    was retried as often as it will be: it is marked so that stripe-python
+    does not try it again on Stripe-Should-Retry."""
+
+    def __init__(self, traffic: StripeTraffic, timeout: float):
+        super().__init__(timeout=timeout)
+        self._traffic = traffic
+
+    def request(self, method, url, headers, post_data=None):
+        return _final(self._traffic.send(method, url, lambda: super(PacedRequestsClient, self).request(
+            method, url, headers, post_data)))
+
+    def request_stream(self, method, url, headers, post_data=None):
+        return _final(self._traffic.send(method, url, lambda: super(PacedRequestsClient, self).request_stream(
+            method, url, headers, post_data)))
+
+
+def _final(response: Response) -> Response:
+    if response[1] == 429:
+        response[2]["Stripe-Should-Retry"] = "false"
+    return response
 
 
 def make_client(secret_key: str, client_id: str, api_base: str, connect_base: str,
-                timeout: float = HTTP_TIMEOUT_SECONDS) -> "stripe.StripeClient":
+                timeout: float = HTTP_TIMEOUT_SECONDS,
+                traffic: Optional[StripeTraffic] = None) -> "stripe.StripeClient":
+    """The client; without `traffic`, requests are not paced (an operator's
+    tool, a test of something else) but a 429 is still retried."""
     return stripe.StripeClient(
         secret_key,
         client_id=client_id,
         stripe_version=API_VERSION,
         base_addresses={"api": api_base, "connect": connect_base},
         max_network_retries=MAX_NETWORK_RETRIES,
-        http_client=stripe.RequestsClient(timeout=timeout),
+        http_client=PacedRequestsClient(traffic or StripeTraffic(), timeout),
     )
 
 

@@ -98,6 +98,7 @@ class _Failure:
     remaining: int
     should_retry: Optional[bool]
     retry_after: Optional[int]
+    rate_limited_reason: Optional[str] = None
 
 
 @dataclass
@@ -161,20 +162,24 @@ class Server:
 
     def fail_next(self, method: str, path: str, status: int = 500, error: Optional[Dict[str, Any]] = None,
                   times: int = 1, should_retry: Optional[bool] = None,
-                  retry_after: Optional[int] = None) -> None:
+                  retry_after: Optional[int] = None, rate_limited_reason: Optional[str] = None) -> None:
         """The next `times` requests to method + path answer `status`.
 
         5xx and 409 answers carry ``Stripe-Should-Retry: true`` unless
         should_retry says otherwise, so the client's retries are exercised;
         every other status carries ``false`` unless should_retry is True.
         A 429 is Stripe's rate limit error (code ``rate_limit``); with
-        `retry_after` it also carries ``Retry-After`` (seconds).
+        `retry_after` it also carries ``Retry-After`` (seconds), and with
+        `rate_limited_reason` (``global-rate``, ``endpoint-concurrency``, ...)
+        ``Stripe-Rate-Limited-Reason``, as the refusals of Stripe's rate
+        limiter do. Without it a 429 is what Stripe answers for other
+        things, such as a lock timeout (pass error={"code": "lock_timeout"}).
         On /oauth/* keep `error["error"]` to one of Stripe's OAuth codes
         (invalid_request, invalid_grant, invalid_client, ...): stripe-python
         fails with an AttributeError on any other string."""
         with self._lock:
             self._failures.append(_Failure(method.upper(), path, status, dict(error or {}), times, should_retry,
-                                           retry_after))
+                                           retry_after, rate_limited_reason))
 
     def delay_next(self, method: str, path: str, seconds: float, times: int = 1) -> None:
         """The next `times` requests to method + path wait `seconds` before
@@ -213,6 +218,9 @@ class Server:
     def handle(self, request: Request) -> Response:
         with self._lock:
             self._requests.append({
+                # When it arrived, by the machine's clock (not the sandbox's
+                # own, which tests may hold still): how fast a client asks.
+                "received_at": time.time(),
                 "method": request.method, "path": request.path, "query": copy.deepcopy(request.query),
                 "params": copy.deepcopy(request.params), "headers": dict(request.headers),
                 "stripe_account": request.stripe_account,
@@ -347,6 +355,8 @@ class Server:
         response.headers["Stripe-Should-Retry"] = "true" if retry else "false"
         if failure.retry_after is not None:
             response.headers["Retry-After"] = str(failure.retry_after)
+        if failure.rate_limited_reason is not None:
+            response.headers["Stripe-Rate-Limited-Reason"] = failure.rate_limited_reason
         return response
 
     def _check_key(self, request: Request, kind: str) -> Optional[Response]:

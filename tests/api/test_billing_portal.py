@@ -623,7 +623,9 @@ def test_a_session_costs_one_write_to_the_limits_and_a_refused_one_nothing_else(
     for _ in range(10):
         with AWS_CALLS.counting() as calls:
             assert open_session(client, headers=recorded).status_code == 200
-        assert calls.on(limits) == 1
+        # The member's counter, and at times a lease of Stripe slots
+        # (stripe_ceiling.py) in the same table.
+        assert 1 <= calls.on(limits) <= 2
     with AWS_CALLS.counting() as calls:
         assert_rate_limited(open_session(client, headers=recorded))
     assert dict(calls.calls) == {("dynamodb", "UpdateItem"): 1}

@@ -9,7 +9,8 @@ import pytest
 
 from app import announce_access, expire_access
 from chalicelib import services
-from chalicelib.observability import NAMESPACE, SERVICE
+from chalicelib.observability import (NAMESPACE, SERVICE, STRIPE_CEILING_LEASES, STRIPE_CEILING_WAITED,
+                                      STRIPE_REQUESTS)
 from local.scheduled import scheduled_event
 from tests.api.test_catch_up import run_catch_up
 from tests.api.test_connect_lifecycle import ADMIN, connect
@@ -18,6 +19,7 @@ from tests.helpers import bearer, deliver, signed, stripe_event
 
 ACCOUNT = "acct_studio"
 DAY = 24 * 3600
+STRIPE_TRAFFIC = {STRIPE_REQUESTS, STRIPE_CEILING_LEASES, STRIPE_CEILING_WAITED}
 
 
 class EmfLines:
@@ -37,9 +39,14 @@ class EmfLines:
                 found.append(document)
         return found
 
-    def counts(self):
-        """Each line's metrics, {name: value}."""
-        return [counts_of(document) for document in self.take()]
+    def counts(self, stripe_traffic=False):
+        """Each line's metrics, {name: value}; without the Stripe traffic's
+        (requests, leases, waits: what they are depends on timing) unless
+        asked for. A line that held nothing else is left out."""
+        lines = [counts_of(document) for document in self.take()]
+        if not stripe_traffic:
+            lines = [{name: value for name, value in line.items() if name not in STRIPE_TRAFFIC} for line in lines]
+        return [line for line in lines if line]
 
 
 def counts_of(document):
@@ -99,6 +106,17 @@ def test_a_delivery_answered_500_counts_as_failed_and_a_failure_while_handling_a
     studio.fail_next("GET", "/v1/subscriptions/sub_ana", 500, should_retry=False)
     assert deliver(client, studio.events[-1]).status_code == 200
     assert emf.counts() == [{"WebhookQueued": 1}, {"WebhookHandlingFailed": 1}]
+
+
+def test_each_request_to_stripe_is_counted_with_its_429s_by_reason_and_the_leases_of_slots(client, studio, emf):
+    studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"], id="sub_ana")
+    studio.fail_next("GET", "/v1/subscriptions/sub_ana", 429, rate_limited_reason="global-rate")
+    assert deliver(client, studio.events[-1]).status_code == 200
+    [line] = emf.counts(stripe_traffic=True)
+    assert line.pop(STRIPE_CEILING_LEASES) >= 1
+    line.pop(STRIPE_CEILING_WAITED, None)
+    assert line == {"WebhookHandled": 1, "StripeRequests": 2, "StripeRateLimited": 1,
+                    "StripeRateLimitedGlobalRate": 1}
 
 
 def test_an_invocation_that_counted_nothing_writes_nothing_and_warns_nothing(client, studio, emf, recwarn):

@@ -179,6 +179,27 @@ def test_injected_429_is_stripes_rate_limit_error_with_retry_after(sandbox, clie
     assert client.v1.events.list().data == []
 
 
+def test_an_injected_429_names_its_rate_limit_only_when_asked_as_stripes_rate_limiter_does(sandbox, client):
+    sandbox.fail_next("GET", "/v1/events", status=429, rate_limited_reason="endpoint-concurrency")
+    sandbox.fail_next("GET", "/v1/customers", status=429, error={"code": "lock_timeout"})
+    with pytest.raises(stripe.RateLimitError) as limited:
+        client.v1.events.list()
+    with pytest.raises(stripe.RateLimitError) as locked:
+        client.v1.customers.list()
+    assert limited.value.headers["Stripe-Rate-Limited-Reason"] == "endpoint-concurrency"
+    # A 429 of another kind (a lock timeout) says no rate limit.
+    assert "Stripe-Rate-Limited-Reason" not in locked.value.headers
+    assert locked.value.error.code == "lock_timeout"
+
+
+def test_each_request_is_recorded_with_when_it_arrived(sandbox, client):
+    before = time.time()
+    client.v1.events.list()
+    client.v1.events.list()
+    first, second = sandbox.requests_to("GET", "/v1/events")
+    assert before <= first["received_at"] <= second["received_at"] <= time.time()
+
+
 def test_a_delayed_request_outlasts_the_clients_timeout_and_is_still_recorded(sandbox):
     impatient = stripe.StripeClient(SECRET_KEY, base_addresses={"api": sandbox.url},
                                     http_client=stripe.RequestsClient(timeout=0.2), max_network_retries=0)

@@ -5,6 +5,7 @@ from moto import mock_aws
 
 from chalicelib.errors import ConfigurationError
 from chalicelib.settings import get_settings, load_settings
+from infra.project import stage_environment, stages
 from tests import helpers
 
 
@@ -75,6 +76,24 @@ def test_stripe_timeout_seconds_may_be_shortened():
 def test_a_stripe_timeout_that_is_not_a_positive_number_refuses_to_start(raw):
     with pytest.raises(ConfigurationError, match="STRIPE_TIMEOUT_SECONDS"):
         load_settings(base_env(STRIPE_TIMEOUT_SECONDS=raw))
+
+
+def test_stripe_requests_per_second_is_20_unless_set():
+    assert load_settings(base_env()).stripe_requests_per_second == 20
+    assert load_settings(base_env(STRIPE_REQUESTS_PER_SECOND="80")).stripe_requests_per_second == 80
+    assert load_settings(base_env(STRIPE_REQUESTS_PER_SECOND=" 2.5 ")).stripe_requests_per_second == 2.5
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "twenty", "nan", "inf", "1e999"])
+def test_a_stripe_requests_per_second_that_is_not_a_positive_number_refuses_to_start(raw):
+    with pytest.raises(ConfigurationError, match="STRIPE_REQUESTS_PER_SECOND must be a positive number"):
+        load_settings(base_env(STRIPE_REQUESTS_PER_SECOND=raw))
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_every_stage_sets_a_stripe_ceiling_the_settings_accept_under_stripes_test_mode_limit(stage):
+    environment = dict(base_env(), STRIPE_REQUESTS_PER_SECOND=stage_environment(stage)["STRIPE_REQUESTS_PER_SECOND"])
+    assert 0 < load_settings(environment).stripe_requests_per_second < 25
 
 
 def test_secrets_never_appear_in_the_settings_repr():

@@ -40,6 +40,10 @@ def environment(sandbox_url: str) -> dict:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # The sandbox holds no rate limit of its own: at the default ceiling
+        # (Stripe's test-mode limit) every test would wait for its slots. The
+        # ceiling's own tests (test_stripe_ceiling.py) set the rate they hold.
+        "STRIPE_REQUESTS_PER_SECOND": "1000",
     }
 
 

@@ -15,7 +15,7 @@ import threading
 import boto3
 import pytest
 
-from chalicelib import observability
+from chalicelib import observability, services
 from chalicelib.errors import StripeFailure
 from chalicelib.models import RateLimitModel
 from chalicelib.observability import Metrics
@@ -336,7 +336,10 @@ def test_concurrent_instances_stay_under_the_ceiling_in_every_second_at_stripe(a
 
 
 def test_a_burst_of_webhook_events_shares_leases_the_handlers_own_dynamodb_requests_unchanged(
-        client, sandbox):
+        client, sandbox, monkeypatch):
+    # The default ceiling, which the other tests lift.
+    monkeypatch.setenv("STRIPE_REQUESTS_PER_SECOND", "20")
+    services.reset()
     sandbox.create_account(id="acct_burst")
     connect(client, sandbox, "acct_burst")
     sandbox.create_product("acct_burst", id="prod_yoga")

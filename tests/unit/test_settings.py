@@ -79,7 +79,7 @@ def test_a_stripe_timeout_that_is_not_a_positive_number_refuses_to_start(raw):
 
 
 def test_stripe_requests_per_second_is_20_unless_set():
-    assert load_settings(base_env()).stripe_requests_per_second == 20
+    assert load_settings(base_env(STRIPE_REQUESTS_PER_SECOND=None)).stripe_requests_per_second == 20
     assert load_settings(base_env(STRIPE_REQUESTS_PER_SECOND="80")).stripe_requests_per_second == 80
     assert load_settings(base_env(STRIPE_REQUESTS_PER_SECOND=" 2.5 ")).stripe_requests_per_second == 2.5
 

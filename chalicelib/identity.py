@@ -19,11 +19,6 @@ CLAIM = "claim"
 # Only these can be undone (DELETE /connectors/stripe/links/{id}).
 UNDOABLE = (LINK, CLAIM)
 
-# The customer record's sources, by their older names.
-NAMED_BY_METADATA = METADATA
-LINKED = LINK
-CLAIMED = CLAIM
-
 
 @dataclass(frozen=True)
 class Membership:

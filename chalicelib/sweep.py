@@ -6,7 +6,6 @@ that stops midway loses nothing: what it did left the index, the rest is
 still there for the next run."""
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Callable, Dict, List, Optional
 
 from chalicelib import observability

@@ -22,7 +22,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.access import SUBSCRIPTION_REASSIGNED, Access, customer_id_of
 from chalicelib.entitlements import (EventAlreadyDone, View, ended_item, entitlement_item, member_key,
                                      newer_than_stored, unmatched_key)
-from chalicelib.identity import METADATA, NAMED_BY_METADATA, customer_email, customer_key, customer_member, membership
+from chalicelib.identity import METADATA, customer_email, customer_key, customer_member, membership
 from chalicelib.member_customers import FROM_EMAIL_LOOKUP, FROM_SUBSCRIPTION
 from chalicelib.models import (CustomerMemberModel, EntitlementModel, MemberCustomerModel, SubscriptionMemberModel,
                                WebhookEventModel, read_many)
@@ -271,7 +271,7 @@ class ViewWriter:
         # Metadata names its customer for sure: the site records it as the
         # member's (a later naming wins).
         records: List[Tuple[Model, Any, str]] = [(customer_member(
-            view.site_id, view.account_id, view.customer_id, view.user_id, NAMED_BY_METADATA, now), None, RECORD)]
+            view.site_id, view.account_id, view.customer_id, view.user_id, METADATA, now), None, RECORD)]
         if record_billing:
             # The member's billing customer is the first recorded on the
             # account; only a guess by email gives way to one a subscription

@@ -10,7 +10,7 @@ import requests
 from chalicelib import services
 from chalicelib.auth import Caller
 from chalicelib.connections import ConnectionStore
-from chalicelib.identity import LINKED, CustomerMembers, customer_member
+from chalicelib.identity import LINK, CustomerMembers, customer_member
 from chalicelib.member_customers import (FROM_EMAIL_LOOKUP, FROM_LINK, FROM_SUBSCRIPTION, MemberCustomer,
                                          MemberCustomerStore)
 from chalicelib.models import ConnectionModel, MemberCustomerModel, RateLimitModel
@@ -229,7 +229,7 @@ def test_a_customer_naming_someone_else_does_not_make_the_unnamed_one_ambiguous(
 def record_as_member(account, customer_id, user_id):
     """The site's record that customer_id is user_id (from their
     subscription, a link or a claim)."""
-    customer_member("site_a", account, customer_id, user_id, LINKED, NOW).save()
+    customer_member("site_a", account, customer_id, user_id, LINK, NOW).save()
 
 
 def test_a_strangers_customer_with_the_members_email_recorded_for_another_member_is_not_opened(client, sandbox):
@@ -262,7 +262,7 @@ def test_a_customer_recorded_for_another_member_does_not_make_the_members_own_am
 def test_a_record_for_another_member_on_another_site_or_account_does_not_count(client, sandbox):
     account = portal_open(client, sandbox)
     sandbox.create_customer(account, email=EMAIL, id="cus_mine")
-    customer_member("site_b", account, "cus_mine", "member_2", LINKED, NOW).save()
+    customer_member("site_b", account, "cus_mine", "member_2", LINK, NOW).save()
     record_as_member("acct_other", "cus_mine", "member_2")
     assert open_session(client).status_code == 200
     assert last_session_request(sandbox)["params"]["customer"] == "cus_mine"

@@ -18,6 +18,7 @@ from chalicelib.models import EntitlementModel, RateLimitModel, WebhookEventMode
 from chalicelib.queues import EVENTS_DEAD_LETTER_QUEUE, EVENTS_QUEUE, MAX_MESSAGE_BYTES, MAX_RECEIVES
 from chalicelib.settings import get_settings
 # studio is the subscription webhooks' fixture, used here too.
+from tests.api.test_subscription_lifecycle import recorded
 from tests.api.test_subscription_webhooks import ACCOUNT, access, last_event, studio  # noqa: F401
 from tests.helpers import AWS_CALLS, WEBHOOK_SECRET, deliver, stripe_event
 
@@ -68,14 +69,6 @@ def dead_letters(aws):
 def subscribed(studio) -> dict:
     studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"], id="sub_ana")
     return last_event(studio)
-
-
-def recorded(event) -> bool:
-    try:
-        WebhookEventModel.get(event["id"], consistent_read=True)
-        return True
-    except WebhookEventModel.DoesNotExist:
-        return False
 
 
 def acknowledged(response) -> bool:

@@ -308,11 +308,13 @@ class UnmatchedService:
         return unmatched
 
 
-def _lost_race(exc: TransactWriteError) -> Exception:
+def _lost_race(exc: TransactWriteError) -> LostRace:
+    """The race a cancelled transaction lost; anything but a failed
+    condition is raised as it came."""
     reasons = exc.cancellation_reasons or []
     codes = [reason.code if reason is not None else None for reason in reasons]
     if "ConditionalCheckFailed" not in codes:
-        return exc
+        raise exc
     return LostRace(customer_taken=bool(codes) and codes[0] == "ConditionalCheckFailed")
 
 

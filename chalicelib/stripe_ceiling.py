@@ -100,13 +100,13 @@ import logging
 import math
 import random
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
+from chalicelib import clock as time_source
 from chalicelib import observability
 from chalicelib.errors import StripeFailure
 from chalicelib.observability import Metrics
@@ -295,7 +295,8 @@ class StripeCeiling:
     share between threads (the local server's)."""
 
     def __init__(self, lanes: DynamoLanes, per_second: float = DEFAULT_REQUESTS_PER_SECOND,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time_source.now_seconds,
+                 sleep: Callable[[float], None] = time_source.sleep,
                  metrics: Optional[Metrics] = None, longest_wait: float = LONGEST_WAIT_SECONDS,
                  rng: Optional[random.Random] = None):
         self.schedule = Schedule.for_rate(per_second)
@@ -480,7 +481,7 @@ class StripeTraffic:
     again after a 429 (see the module's docstring)."""
 
     def __init__(self, ceiling: Any = None, metrics: Optional[Metrics] = None,
-                 sleep: Callable[[float], None] = time.sleep, random_fraction: Callable[[], float] = random.random):
+                 sleep: Callable[[float], None] = time_source.sleep, random_fraction: Callable[[], float] = random.random):
         self._ceiling = ceiling or NoCeiling()
         self._metrics = metrics or Metrics()
         self._sleep = sleep

@@ -1,6 +1,15 @@
 """Lazy factories: each service is built on first use in a container, from
-the settings, and reused by later invocations."""
+the settings, and reused by later invocations.
+
+A container is what one Lambda instance holds: its clients, its share of the
+Stripe ceiling, its counts. A process is one instance, unless it runs several
+side by side (the month-start benchmark runs each simulated instance in a
+thread of its own, `with instance(name)`): then each builds its own."""
+import contextvars
 import functools
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, TypeVar
 
 import boto3
 import botocore.config
@@ -28,14 +37,44 @@ from chalicelib.unmatched import UnmatchedService
 from chalicelib.webhooks import EventLog, WebhookReceiver
 from chalicelib.writer import ViewWriter
 
+T = TypeVar("T")
+_instance: "contextvars.ContextVar[str]" = contextvars.ContextVar("instance", default="")
+_built: Dict[str, Dict[str, Any]] = {}
+_building = threading.Lock()
 
-@functools.lru_cache(maxsize=1)
+
+@contextmanager
+def instance(name: str) -> Iterator[None]:
+    """Within it, this thread uses the container called `name`."""
+    token = _instance.set(name)
+    try:
+        yield
+    finally:
+        _instance.reset(token)
+
+
+def built_once(factory: Callable[[], T]) -> Callable[[], T]:
+    """The factory's service, built on first use in the current container."""
+    @functools.wraps(factory)
+    def get() -> T:
+        container = _built.setdefault(_instance.get(), {})
+        try:
+            return container[factory.__name__]
+        except KeyError:
+            pass
+        service = factory()
+        with _building:
+            return container.setdefault(factory.__name__, service)
+    return get
+
+
+@built_once
 def get_metrics() -> Metrics:
     """The invocation's counts, written when it ends (app.py)."""
     return Metrics(emit=metrics_emitted())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_stripe_gateway() -> StripeGateway:
     settings = get_settings()
     client = make_client(settings.stripe_secret_key, settings.stripe_client_id,
@@ -51,7 +90,7 @@ CEILING_DYNAMODB = botocore.config.Config(connect_timeout=1, read_timeout=1,
                                           retries={"max_attempts": 2, "mode": "standard"})
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_stripe_ceiling() -> StripeCeiling:
     get_bound_models()
     settings = get_settings()
@@ -61,40 +100,40 @@ def get_stripe_ceiling() -> StripeCeiling:
     return StripeCeiling(lanes, settings.stripe_requests_per_second, metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_bound_models() -> None:
     models.bind(get_settings())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_sqs_client():
     """One SQS client for both queues, made when a queue first sends."""
     settings = get_settings()
     return boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_work_queue() -> WorkQueue:
     return WorkQueue(get_sqs_client)
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_events_queue() -> WorkQueue:
     return WorkQueue(get_sqs_client, EVENTS_QUEUE)
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_deliveries() -> Deliveries:
     """The webhook's acknowledgement: it binds no models, since it reads no table."""
     return Deliveries(get_stripe_gateway(), get_events_queue(), metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_queued_events() -> QueuedEvents:
     return QueuedEvents(get_webhook_receiver(), metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_rate_limits() -> DynamoRateLimits:
     get_bound_models()
     settings = get_settings()
@@ -103,33 +142,33 @@ def get_rate_limits() -> DynamoRateLimits:
                             settings.rate_limits_table)
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_import_service() -> ImportService:
     get_bound_models()
     return ImportService(ImportStore(), ConnectionStore(), get_work_queue(), metrics=get_metrics(),
                          limits=get_rate_limits())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_import_worker() -> ImportWorker:
     return ImportWorker(ImportStore(), ConnectionStore(), get_stripe_gateway(), get_view_writer(),
                         get_work_queue(), metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_catch_up() -> CatchUp:
     return CatchUp(ConnectionStore(), get_connector_service(), get_stripe_gateway(), get_webhook_receiver(),
                    get_work_queue(), metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_connector_service() -> ConnectorService:
     get_bound_models()
     return ConnectorService(ConnectionStore(), OAuthStateStore(), get_stripe_gateway(),
                             get_settings().oauth_redirect_uri, get_import_service())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_portal_service() -> PortalService:
     get_bound_models()
     settings = get_settings()
@@ -138,37 +177,37 @@ def get_portal_service() -> PortalService:
                          limits=get_rate_limits())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_entitlement_store() -> EntitlementStore:
     get_bound_models()
     return EntitlementStore()
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_dynamodb_connection() -> Connection:
     """For transactions and reads across tables."""
     settings = get_settings()
     return Connection(region=settings.aws_region, host=settings.aws_endpoint_url)
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_view_writer() -> ViewWriter:
     get_bound_models()
     return ViewWriter(get_dynamodb_connection())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_webhook_receiver() -> WebhookReceiver:
     return WebhookReceiver(get_stripe_gateway(), EventLog(), get_connector_service(),
                            ConnectionStore(), get_view_writer(), metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_access_service() -> AccessService:
     return AccessService(get_entitlement_store())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_announcer() -> Announcer:
     settings = get_settings()
     events = boto3.client("events", region_name=settings.aws_region,
@@ -177,7 +216,7 @@ def get_announcer() -> Announcer:
                      metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_sweep() -> Sweep:
     get_bound_models()
     return Sweep(ConnectionStore(), get_stripe_gateway(), writer=get_view_writer(),
@@ -185,7 +224,7 @@ def get_sweep() -> Sweep:
                  metrics=get_metrics())
 
 
-@functools.lru_cache(maxsize=1)
+@built_once
 def get_unmatched_service() -> UnmatchedService:
     get_bound_models()
     return UnmatchedService(ConnectionStore(), CustomerMembers(), get_entitlement_store(),
@@ -194,10 +233,5 @@ def get_unmatched_service() -> UnmatchedService:
 
 def reset() -> None:
     """Forget every built service and the settings (tests change the environment)."""
-    for factory in (get_settings, get_metrics, get_stripe_ceiling, get_stripe_gateway, get_bound_models,
-                    get_connector_service, get_portal_service, get_entitlement_store, get_webhook_receiver,
-                    get_access_service, get_announcer, get_sweep, get_work_queue, get_import_service,
-                    get_import_worker, get_catch_up, get_dynamodb_connection, get_view_writer,
-                    get_unmatched_service, get_rate_limits, get_sqs_client, get_events_queue,
-                    get_deliveries, get_queued_events):
-        factory.cache_clear()
+    get_settings.cache_clear()
+    _built.clear()

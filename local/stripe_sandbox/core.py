@@ -20,7 +20,8 @@ class SandboxCore:
     def __init__(self, secret_key: str = "sk_test_sandbox", client_id: str = "ca_sandbox",
                  host: str = "127.0.0.1", port: int = 0, webhook_url: Optional[str] = None,
                  webhook_secret: Optional[str] = None, platform_name: str = "CustomerHub",
-                 clock: Callable[[], float] = time.time, log_requests: bool = False):
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 log_requests: bool = False):
         self.secret_key = secret_key
         self.client_id = client_id
         self.host = host
@@ -30,6 +31,11 @@ class SandboxCore:
         self.platform_name = platform_name
         # Replaceable so tests can move time past a code's expiry.
         self.clock = clock
+        # How the sandbox waits out its latency (add_latency): on `clock`'s time.
+        self.sleep = sleep
+        self._latency = 0.0
+        self._rate_limiter = None
+        self._rate_limited = 0
         self.log_requests = log_requests
         self.url = ""
         self._lock = threading.RLock()

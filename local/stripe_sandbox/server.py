@@ -7,6 +7,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
@@ -101,6 +102,40 @@ class _Failure:
     rate_limited_reason: Optional[str] = None
 
 
+# What Stripe's rate limiter allows by default: in test mode 25 requests a
+# second per account, in live mode 100 (docs.stripe.com/rate-limits).
+TEST_MODE_PER_SECOND = 25
+LIVE_MODE_PER_SECOND = 100
+RATE_LIMITED_MESSAGE = ("Request rate limit exceeded. Learn more about rate limits here "
+                        "https://stripe.com/docs/rate-limits.")
+
+
+class RateLimiter:
+    """Stripe's rate limits over the sandbox's clock: at most `per_account`
+    API requests in any second made for one account (a connected account's,
+    by Stripe-Account, or the platform's own), and `in_all` for all of them
+    together. A refused request is not counted against either."""
+
+    def __init__(self, per_account: int, in_all: int):
+        if per_account < 1 or in_all < 1:
+            raise ValueError("A rate limit allows at least one request a second")
+        self.per_account = per_account
+        self.in_all = in_all
+        self._arrivals: Dict[Optional[str], "deque[float]"] = {}
+        self._all: "deque[float]" = deque()
+
+    def admits(self, account: Optional[str], now: float) -> bool:
+        window = self._arrivals.setdefault(account, deque())
+        for arrivals in (window, self._all):
+            while arrivals and arrivals[0] <= now - 1:
+                arrivals.popleft()
+        if len(window) >= self.per_account or len(self._all) >= self.in_all:
+            return False
+        window.append(now)
+        self._all.append(now)
+        return True
+
+
 @dataclass
 class _Delay:
     method: str
@@ -190,6 +225,40 @@ class Server:
         with self._lock:
             self._delays.append(_Delay(method.upper(), path, seconds, times))
 
+    def limit_rates(self, per_account: int = TEST_MODE_PER_SECOND, in_all: int = LIVE_MODE_PER_SECOND) -> None:
+        """Answer API requests beyond Stripe's rate limits (per account, and
+        for all accounts together, in any second by the sandbox's clock) as
+        Stripe's limiter does: 429, code ``rate_limit``, with
+        ``Stripe-Rate-Limited-Reason: global-rate``. Off until called."""
+        with self._lock:
+            self._rate_limiter = RateLimiter(per_account, in_all)
+
+    def add_latency(self, seconds: float) -> None:
+        """Every request takes `seconds` more to answer, half on the way in
+        (before it is counted and carried out), half on the way out, waited
+        with the sandbox's `sleep`: the network and Stripe's own time."""
+        if not seconds >= 0:
+            raise ValueError("A latency is zero or more seconds")
+        with self._lock:
+            self._latency = seconds
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests answered 429 by the rate limiter so far."""
+        with self._lock:
+            return self._rate_limited
+
+    @property
+    def request_count(self) -> int:
+        """Requests received so far (cheaper than `len(requests)`)."""
+        with self._lock:
+            return len(self._requests)
+
+    def request_times(self) -> List[float]:
+        """When each request was counted, by the sandbox's clock."""
+        with self._lock:
+            return [r["at"] for r in self._requests]
+
     def before_answering_next(self, method: str, path: str, action: Callable[[], Any]) -> None:
         """Run `action` once, after the next request to method + path has
         taken effect and before it is answered: what happens when Stripe's
@@ -216,11 +285,16 @@ class Server:
     # dispatch
 
     def handle(self, request: Request) -> Response:
+        latency = self._latency
+        if latency:
+            self.sleep(latency / 2)
         with self._lock:
             self._requests.append({
                 # When it arrived, by the machine's clock (not the sandbox's
                 # own, which tests may hold still): how fast a client asks.
                 "received_at": time.time(),
+                # And by the sandbox's clock: what its rate limits count.
+                "at": self.clock(),
                 "method": request.method, "path": request.path, "query": copy.deepcopy(request.query),
                 "params": copy.deepcopy(request.params), "headers": dict(request.headers),
                 "stripe_account": request.stripe_account,
@@ -240,6 +314,10 @@ class Server:
         with self._lock:
             if generation != self._generation:
                 response = stripe_error(500, "The sandbox was reset while this request waited", type="api_error")
+            elif self._refused_by_rate_limit(request):
+                self._rate_limited += 1
+                response = stripe_error(429, RATE_LIMITED_MESSAGE, code="rate_limit")
+                response.headers["Stripe-Rate-Limited-Reason"] = "global-rate"
             else:
                 response = self._dispatch(request)
             actions = [hook for hook in self._before_answer if hook[:2] == (request.method, request.path)]
@@ -249,7 +327,14 @@ class Server:
             action()
         response.headers.setdefault("Request-Id", request.request_id)
         response.headers.setdefault("Stripe-Version", API_VERSION)
+        if latency:
+            self.sleep(latency / 2)
         return response
+
+    def _refused_by_rate_limit(self, request: Request) -> bool:
+        if self._rate_limiter is None or not request.path.startswith("/v1/"):
+            return False
+        return not self._rate_limiter.admits(request.stripe_account, self.clock())
 
     def _dispatch(self, request: Request) -> Response:
         route, args = self._match(request)

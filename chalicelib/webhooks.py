@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 # Stripe retries for 3 days and lists events for 30: an id is remembered past both.
 REMEMBER_EVENTS_FOR = timedelta(days=35)
 
+# How far Stripe's clock (an event's `created`) may be off ours.
+CREATED_SKEW_SECONDS = 5
 HANDLED = "handled"
 DUPLICATE = "duplicate"
 IGNORED = "ignored"
@@ -44,6 +46,12 @@ def event_record(event: Dict[str, Any], now: datetime) -> WebhookEventModel:
         event["id"], event_type=event["type"], account_id=event.get("account"),
         created=event["created"], handled_at=now, expires_at=now + REMEMBER_EVENTS_FOR,
     )
+
+
+def made_by(event: Dict[str, Any], received_at: Optional[datetime]) -> int:
+    """A moment (microseconds, our clock) by which the event surely existed."""
+    created = (event["created"] + 1 + CREATED_SKEW_SECONDS) * 1_000_000
+    return created if received_at is None else min(created, microseconds(received_at))
 
 
 def _stripe_id_or_none(value: Any) -> Optional[str]:
@@ -153,12 +161,12 @@ class WebhookReceiver:
         if known.event_done:
             logger.info("Duplicate delivery of %s", event["id"])
             return DUPLICATE
-        # A read of the subscription that began after the event reached us saw
-        # what it says (Stripe makes an event before it sends it): the event
-        # needs no read of its own, and a burst on one subscription costs one.
-        # Both times are ours: Stripe's `created` is on another clock.
-        if received_at is not None and known.read_since([site.site_id for site in sites], subscription_id,
-                                                        microseconds(received_at)):
+        # A read of the subscription that began after the event was made saw
+        # what it says: the event needs no read of its own, and a burst on one
+        # subscription costs one. The event was made before it reached us
+        # (our clock), and before its `created` second ended (Stripe's clock,
+        # trusted to CREATED_SKEW_SECONDS of ours).
+        if known.read_since([site.site_id for site in sites], subscription_id, made_by(event, received_at)):
             if not self._events.record_once(event, self._clock()):
                 logger.info("%s was handled by another delivery meanwhile", event["id"])
                 return DUPLICATE

@@ -301,6 +301,23 @@ def test_an_event_that_reached_the_connector_after_the_last_read_is_read_again(c
     assert access(client)[0]["state"] == "canceling"
 
 
+def test_an_event_made_well_before_the_last_read_needs_no_read_whenever_it_arrives(client, studio):
+    subscription = studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
+    created = last_event(studio)
+    studio.update_subscription(ACCOUNT, subscription["id"], cancel_at_period_end=True)
+    # Made a minute before the read the first delivery makes (by Stripe's
+    # clock, more than its skew and its second's rounding away), delivered after it.
+    updated = dict(last_event(studio), created=int(time.time()) - 60)
+    deliver(client, created)
+    reads_before = len(studio.requests_to("GET", "/v1/subscriptions/"))
+    with AWS_CALLS.counting() as calls:
+        assert deliver(client, updated).status_code == 200
+    assert len(studio.requests_to("GET", "/v1/subscriptions/")) - reads_before == 0
+    assert calls.calls[("dynamodb", "TransactWriteItems")] == 0, calls.calls
+    assert access(client)[0]["state"] == "canceling"
+    assert WebhookEventModel.get(updated["id"]).event_type == "customer.subscription.updated"
+
+
 def test_each_change_is_one_eventbridge_put(client, studio, access_events):
     studio.create_subscription(ACCOUNT, "cus_ana", ["prod_yoga"])
     deliver(client, last_event(studio))

@@ -5,6 +5,7 @@ stand-in on loopback, moto with the tables created, connected sites.
 session: it installs the AWS call counter on the sessions made after it."""
 import json
 import os
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -35,20 +36,43 @@ class AwsTime:
 
     def __init__(self):
         self.total = 0.0
-        self._started: Optional[float] = None
+        # Per thread: the month-start's simulated Lambda instances call AWS at once.
+        self._started = threading.local()
 
     def before(self, **kwargs) -> None:
-        self._started = time.perf_counter()
+        self._started.at = time.perf_counter()
 
     def after(self, **kwargs) -> None:
-        if self._started is not None:
-            self.total += time.perf_counter() - self._started
-            self._started = None
+        started = getattr(self._started, "at", None)
+        if started is not None:
+            self.total += time.perf_counter() - started
+            self._started.at = None
 
 
 AWS_TIME = AwsTime()
 botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_TIME.before))
 botocore.handlers.BUILTIN_HANDLERS.append(("after-call", AWS_TIME.after))
+
+
+class SimulatedAws:
+    """Where AWS requests go on the month-start's simulated clock
+    (bench/simulation.py, AwsOnTheClock); nowhere at other times."""
+
+    def __init__(self):
+        self.target = None
+
+    def before(self, event_name: str, **kwargs) -> None:
+        if self.target is not None:
+            self.target.before_call(event_name)
+
+    def after(self, event_name: str, parsed=None, **kwargs) -> None:
+        if self.target is not None and parsed is not None:
+            self.target.after_call(event_name, parsed)
+
+
+SIMULATED_AWS = SimulatedAws()
+botocore.handlers.BUILTIN_HANDLERS.append(("before-call", SIMULATED_AWS.before))
+botocore.handlers.BUILTIN_HANDLERS.append(("after-call", SIMULATED_AWS.after))
 
 
 class BenchError(Exception):

@@ -24,6 +24,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
+from local.queues import sqs_record
+
 logger = logging.getLogger(__name__)
 
 # Real seconds with the clock standing still and some thread working before
@@ -285,11 +287,7 @@ class QueueTrigger:
         sent = self.aws.sent(message["MessageId"])
         if sent is not None:
             attributes["SentTimestamp"] = str(int(sent * 1000))
-        return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"], "attributes": attributes,
-                "messageAttributes": message.get("MessageAttributes") or {},
-                "md5OfBody": message.get("MD5OfBody"), "eventSource": "aws:sqs",
-                "eventSourceARN": self.arn, "awsRegion": self.arn.split(":")[3]}
+        return sqs_record(message, self.arn, attributes)
 
 
 class Schedule:

@@ -61,6 +61,18 @@ def _create_with_dead_letter(sqs: Any, name: str, dead_letter_name: str, visibil
     }))["QueueUrl"]
 
 
+def sqs_record(message: Dict[str, Any], queue_arn: str,
+               attributes: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """A received message as Lambda's SQS event carries it (`attributes`:
+    in place of the message's own)."""
+    return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"], "attributes": attributes if attributes is not None
+            else message.get("Attributes") or {},
+            "messageAttributes": message.get("MessageAttributes") or {},
+            "md5OfBody": message.get("MD5OfBody"), "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn, "awsRegion": queue_arn.split(":")[3]}
+
+
 class InvocationContext:
     """What Lambda's context gives the function: its request id, fresh for
     each invocation, and the time it has left."""
@@ -140,11 +152,7 @@ class QueuePump:
                                                 VisibilityTimeout=0)
 
     def _record(self, message: Dict[str, Any]) -> Dict[str, Any]:
-        return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"], "attributes": message.get("Attributes") or {},
-                "messageAttributes": message.get("MessageAttributes") or {},
-                "md5OfBody": message.get("MD5OfBody"), "eventSource": "aws:sqs",
-                "eventSourceARN": self._arn, "awsRegion": self._arn.split(":")[3]}
+        return sqs_record(message, self._arn)
 
     def start(self, interval: float = 0.5, workers: int = 1) -> "QueuePump":
         """Pump in the background, as `workers` concurrent invocations of the

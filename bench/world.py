@@ -17,6 +17,7 @@ from tests.helpers import bearer, query_of
 import botocore.handlers
 import requests
 from moto import mock_aws
+from moto.core.model_instances import reset_model_data
 
 from local.stripe_sandbox import StripeSandbox
 
@@ -73,6 +74,18 @@ class SimulatedAws:
 SIMULATED_AWS = SimulatedAws()
 botocore.handlers.BUILTIN_HANDLERS.append(("before-call", SIMULATED_AWS.before))
 botocore.handlers.BUILTIN_HANDLERS.append(("after-call", SIMULATED_AWS.after))
+
+
+def forget_models(**kwargs) -> None:
+    """moto remembers every model object it ever made (for its dashboard):
+    every item ever put, and every copy an update takes. In-process, as in
+    the local stack's AWS (local/embedded_aws.py), the record is dropped
+    after each request: a month start's million items would otherwise keep
+    every version of each."""
+    reset_model_data()
+
+
+botocore.handlers.BUILTIN_HANDLERS.append(("after-call", forget_models))
 
 
 class BenchError(Exception):

@@ -1,10 +1,11 @@
 """DynamoDB transactions in the embedded AWS: a failed one leaves no trace
-on a table's stream, and none costs more as the tables grow.
+on a table's stream, none costs more as the tables grow, and none sees
+another half done.
 
 moto (5.2) rolls a failed TransactWriteItems back by putting in place a deep
 copy of every table the transaction names, taken before it started: every
-item, and the table's stream with every record it ever held. Two things
-followed for the local stack:
+item, and the table's stream with every record it ever held. Three things
+followed for the local stack and the benchmarks:
 
 - The stream went with the copy. A reader holding a shard iterator taken
   before the failure (the stream pump takes one, then reads with it in the
@@ -14,29 +15,36 @@ followed for the local stack:
   announcement of a change that never happened, and one lost.
 - The copying grew with the tables: a webhook's transaction copied the
   entitlements and their stream, the members' customers and the event
-  records whole, over 100 ms per webhook after 2,000 of them.
+  records whole, over 100 ms per webhook after 2,000 of them, and seconds
+  with a million entitlements stored.
+- Putting a copy in place replaced the table object itself: a write another
+  thread made to the table meanwhile was lost with the old object.
 
-Here the stream stays the one object readers hold, and a failed
-transaction's records are taken off it. The copy shares the items and copies
-only the containers that hold them. That restores exactly what was there: a
-Put or a Delete replaces or removes an item in the container and leaves the
-item object alone, and the only operation that changes an item in place, an
-Update, gets its item copied in full before it starts. Every other copy of a
-table is moto's own, in full.
+Here nothing is copied but the items the transaction names: before it
+starts, each is noted as it is (the object a Put or a Delete replaces or
+removes whole; a deep copy where an Update changes the object in place), and
+a failed transaction puts exactly those back in the same table object and
+takes its records off the same stream readers hold. Transactions run one at
+a time in the process, as DynamoDB serializes those that touch the same
+items. Every other copy of a table is moto's own, in full.
 """
 import copy
-from collections import defaultdict
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 
-# The keys each table's Update operations name, while a transaction takes its copies.
-_UPDATED: ContextVar[Optional[Dict[str, List[Dict[str, Any]]]]] = ContextVar("updated", default=None)
+# Set while a transaction runs: moto's "copy" of a table is then the table.
+_TRANSACTING: ContextVar[bool] = ContextVar("transacting", default=False)
+_ONE_AT_A_TIME = threading.RLock()
 _original_transact = DynamoDBBackend.transact_write_items
+
+# A named item as it was: its table, its keys, the item (None: absent).
+Noted = Tuple[Table, DynamoType, Optional[DynamoType], Optional[Item]]
 
 
 def install() -> None:
@@ -62,66 +70,75 @@ def installed() -> Iterator[None]:
 
 
 def _transact_write_items(backend: DynamoDBBackend, transact_items: List[Dict[str, Any]]) -> None:
-    updated: Dict[str, List[Dict[str, Any]]] = {}
-    named = set()
+    with _ONE_AT_A_TIME:
+        noted = _as_they_are(backend, transact_items)
+        tables = {id(table): table for table, _, _, _ in noted}.values()
+        streams = [(table.stream_shard, len(table.stream_shard.items)) for table in tables
+                   if table.stream_shard is not None]
+        token = _TRANSACTING.set(True)
+        try:
+            return _original_transact(backend, transact_items)
+        except Exception:
+            # moto put its "copies" back, the tables themselves: what the
+            # transaction wrote before it failed is undone here, last first.
+            for table, hash_value, range_value, item in reversed(noted):
+                _put_back(table, hash_value, range_value, item)
+            for shard, length in streams:
+                del shard.items[length:]
+            raise
+        finally:
+            _TRANSACTING.reset(token)
+
+
+def _as_they_are(backend: DynamoDBBackend, transact_items: List[Dict[str, Any]]) -> List[Noted]:
+    noted: List[Noted] = []
     for entry in transact_items:
         for operation, parameters in entry.items():
             if not isinstance(parameters, dict):
                 continue
-            named.add(parameters.get("TableName"))
-            if operation == "Update":
-                updated.setdefault(parameters.get("TableName"), []).append(parameters.get("Key") or {})
-    streams = {name: (table.stream_shard, len(table.stream_shard.items)) for name, table in backend.tables.items()
-               if name in named and table.stream_shard is not None}
-    token = _UPDATED.set(updated)
-    try:
-        return _original_transact(backend, transact_items)
-    except Exception:
-        # moto has put its copies of the tables back; each keeps the stream
-        # readers hold, which loses what the failed transaction wrote on it.
-        for name, (shard, length) in streams.items():
-            del shard.items[length:]
-            if name in backend.tables:
-                shard.table = backend.tables[name]
-        raise
-    finally:
-        _UPDATED.reset(token)
+            table = backend.tables.get(parameters.get("TableName"))
+            key = parameters.get("Item") if operation == "Put" else parameters.get("Key")
+            if table is None or not isinstance(key, dict) or table.hash_key_attr not in key:
+                continue  # moto refuses the operation itself
+            if table.range_key_attr is not None and table.range_key_attr not in key:
+                continue
+            try:
+                hash_value = DynamoType(key[table.hash_key_attr])
+                range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr is not None else None
+            except Exception:
+                continue  # a malformed key: moto refuses it too
+            item = _stored(table, hash_value, range_value)
+            if operation == "Update" and item is not None:
+                item = copy.deepcopy(item)
+            noted.append((table, hash_value, range_value, item))
+    return noted
+
+
+def _stored(table: Table, hash_value: DynamoType, range_value: Optional[DynamoType]) -> Optional[Item]:
+    if range_value is None:
+        return table.items.get(hash_value)
+    return (table.items.get(hash_value) or {}).get(range_value)
+
+
+def _put_back(table: Table, hash_value: DynamoType, range_value: Optional[DynamoType], item: Optional[Item]) -> None:
+    if range_value is None:
+        if item is None:
+            table.items.pop(hash_value, None)
+        else:
+            table.items[hash_value] = item
+        return
+    if item is None:
+        ranges = table.items.get(hash_value)
+        if ranges is not None:
+            ranges.pop(range_value, None)
+    else:
+        table.items[hash_value][range_value] = item
 
 
 def _copy_table(table: Table, memo: Dict[int, Any]) -> Table:
-    updated = _UPDATED.get()
-    if updated is None:
-        return _full_copy(table, memo)
-    copied = copy.copy(table)
-    memo[id(table)] = copied
-    if table.range_key_attr is not None:
-        copied.items = defaultdict(dict, {h: dict(ranges) for h, ranges in table.items.items()})
-    else:
-        copied.items = defaultdict(dict, table.items)
-    for key in updated.get(table.name, ()):
-        _copy_item(table, copied, key, memo)
-    # The same stream: a failed transaction's records are taken off it above.
-    copied.stream_shard = table.stream_shard
-    return copied
-
-
-def _copy_item(table: Table, copied: Table, key: Dict[str, Any], memo: Dict[int, Any]) -> None:
-    if table.hash_key_attr not in key:
-        return  # moto refuses the operation itself
-    hash_value = DynamoType(key[table.hash_key_attr])
-    if table.range_key_attr is None:
-        if hash_value in table.items:
-            copied.items[hash_value] = copy.deepcopy(table.items[hash_value], memo)
-        return
-    if table.range_key_attr not in key:
-        return
-    range_value = DynamoType(key[table.range_key_attr])
-    ranges = table.items.get(hash_value) or {}
-    if range_value in ranges:
-        copied.items[hash_value][range_value] = copy.deepcopy(ranges[range_value], memo)
-
-
-def _full_copy(table: Table, memo: Dict[int, Any]) -> Table:
+    if _TRANSACTING.get():
+        memo[id(table)] = table
+        return table
     copied = Table.__new__(type(table))
     memo[id(table)] = copied
     for name, value in table.__dict__.items():

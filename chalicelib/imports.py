@@ -8,6 +8,10 @@ once: the record moves on only with a conditional write.
 
 First the subscriptions that may grant access are listed, status by status,
 and written under the webhook's rules (a view never overwrites a newer one).
+Before the past_due ones, the account's open invoices are listed, and the
+oldest of each subscription noted: a past_due page then knows when each of
+its subscriptions fell behind without asking Stripe once per subscription
+(one it finds no note of, behind since the listing, is asked).
 Then every entitlement the site still grants on the account with a view older
 than the import's start was not shown by the listing (a listed one was
 written, or a newer view came meanwhile): it is read again from Stripe, so
@@ -16,21 +20,21 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional
 
 from pynamodb.attributes import MapAttribute
 
 from chalicelib import observability
-from chalicelib.access import (GRANTING_STATUSES, PRODUCT_ID_METADATA_KEY, SUBSCRIPTION_CANCELED,
-                               access_of, is_stripe_id, items_of)
+from chalicelib.access import (GRANTING_STATUSES, PAST_DUE, PRODUCT_ID_METADATA_KEY, SUBSCRIPTION_CANCELED,
+                               access_of, is_stripe_id, is_unix_time, items_of)
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, grace_of
 from chalicelib.entitlements import ended_item, grant_key, microseconds
 from chalicelib.errors import NotConnected
 from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
 from chalicelib.limits import SYNC_PERIOD, NoLimits, RateLimits, sync_key
-from chalicelib.models import ConnectionModel, EntitlementModel, ImportModel, save_if, update_if
+from chalicelib.models import ConnectionModel, EntitlementModel, ImportModel, OpenInvoiceModel, save_if, update_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
@@ -39,9 +43,13 @@ from chalicelib.writer import Reading, ViewWriter
 logger = logging.getLogger(__name__)
 
 IMPORT_MESSAGE = "import"
-# The listing's phases, one per status that may grant access, then the re-reads.
+# The listing's phases: one per status that may grant access, the account's
+# open invoices just before the past_due subscriptions, then the re-reads.
+OPEN_INVOICES = "open_invoices"
 REREAD = "reread"
-PHASES = GRANTING_STATUSES + (REREAD,)
+PHASES = tuple(status for status in GRANTING_STATUSES if status != PAST_DUE) + (OPEN_INVOICES, PAST_DUE, REREAD)
+# How long an import's notes of open invoices are kept (TTL).
+OPEN_INVOICES_KEPT = timedelta(days=7)
 REREADS_PER_PAGE = 100
 # An import that has not moved for this long is taken as lost: a new one may start.
 STALLED_AFTER = timedelta(minutes=15)
@@ -157,7 +165,12 @@ class ImportWorker:
             return FAILED
         try:
             grace = grace_of(connection)
-            result = self._reread(record, grace) if record.phase == REREAD else self._list(record, grace)
+            if record.phase == REREAD:
+                result = self._reread(record, grace)
+            elif record.phase == OPEN_INVOICES:
+                result = self._note_open_invoices(record)
+            else:
+                result = self._list(record, grace)
         except Exception:
             if receive_count >= MAX_RECEIVES:
                 # The queue moves this message aside after this try: the card says so.
@@ -176,10 +189,14 @@ class ImportWorker:
         result = PageResult(record.phase, listed.last_id if listed.has_more else None,
                             subscriptions=len(listed.data), products=found)
         page = [subscription for subscription in listed.data if is_stripe_id(subscription.get("id"))]
+        noted = self._noted_open_invoices(record, page)
         readings = []
         for subscription in page:
             _fill_products(subscription, {**known, **found})
-            behind_since = self._stripe.behind_since(record.account_id, subscription)
+            if subscription["id"] in noted:
+                behind_since = datetime.fromtimestamp(noted[subscription["id"]], tz=timezone.utc)
+            else:
+                behind_since = self._stripe.behind_since(record.account_id, subscription)
             readings.append(Reading(record.site_id, record.account_id, subscription,
                                     access_of(subscription, now, grace, behind_since), view_time, None))
         written = self._writer.write(readings, now)
@@ -193,6 +210,34 @@ class ImportWorker:
         if result.cursor is None:
             result.phase = PHASES[PHASES.index(record.phase) + 1]
         return result
+
+    def _note_open_invoices(self, record: ImportModel) -> PageResult:
+        """One page of the account's open invoices (newest first): the oldest
+        of each subscription on it is noted. A later page holds older ones
+        and overwrites."""
+        listed = self._stripe.open_invoices_page(record.account_id, record.cursor)
+        oldest: Dict[str, int] = {}
+        for invoice in listed.data:
+            subscription, created = invoice.get("subscription"), invoice.get("created")
+            if subscription and is_unix_time(created) and (subscription not in oldest
+                                                           or created < oldest[subscription]):
+                oldest[subscription] = created
+        expires_at = self._clock() + OPEN_INVOICES_KEPT
+        with OpenInvoiceModel.batch_write() as batch:
+            for subscription, created in oldest.items():
+                batch.save(OpenInvoiceModel(record.import_id, subscription, created=created, expires_at=expires_at))
+        cursor = listed.last_id if listed.has_more else None
+        return PageResult(OPEN_INVOICES if cursor else PHASES[PHASES.index(OPEN_INVOICES) + 1], cursor)
+
+    def _noted_open_invoices(self, record: ImportModel, page: List[Dict[str, Any]]) -> Dict[str, int]:
+        """The oldest open invoice noted for each past_due subscription of the page."""
+        if record.phase != PAST_DUE:
+            return {}
+        keys = [(record.import_id, s["id"]) for s in page if s.get("status") == PAST_DUE]
+        if not keys:
+            return {}
+        return {note.subscription_id: int(note.created)
+                for note in OpenInvoiceModel.batch_get(keys, consistent_read=True)}
 
     def _read_products(self, account_id: str, subscriptions: List[Dict[str, Any]],
                        known: Dict[str, str]) -> Dict[str, str]:

@@ -314,6 +314,22 @@ class CatchUpModel(Model):
     updated_at = UTCDateTimeAttribute()
 
 
+class OpenInvoiceModel(Model):
+    """When a subscription's oldest open invoice was made, as an import found
+    it listing the account's open invoices (before its past_due page): one
+    listing instead of a request per past_due subscription. Kept only for
+    the import's sake."""
+
+    class Meta:
+        table_name = "stripe-connector-open-invoices"
+        billing_mode = "PAY_PER_REQUEST"
+
+    import_id = UnicodeAttribute(hash_key=True)
+    subscription_id = UnicodeAttribute(range_key=True)
+    created = NumberAttribute()
+    expires_at = TTLAttribute()
+
+
 class RateLimitModel(Model):
     """A rate limit's counter (chalicelib/limits.py writes it): when an
     action limited to once a period last started, or how many calls one
@@ -332,7 +348,7 @@ class RateLimitModel(Model):
 
 
 MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel,
-          ImportModel, CatchUpModel, CustomerMemberModel, SubscriptionMemberModel,
+          ImportModel, CatchUpModel, OpenInvoiceModel, CustomerMemberModel, SubscriptionMemberModel,
           RateLimitModel)
 
 
@@ -346,6 +362,7 @@ def bind(settings: Settings) -> None:
         EntitlementModel: settings.entitlements_table,
         ImportModel: settings.imports_table,
         CatchUpModel: settings.catch_ups_table,
+        OpenInvoiceModel: settings.open_invoices_table,
         CustomerMemberModel: settings.customer_members_table,
         SubscriptionMemberModel: settings.subscription_members_table,
         RateLimitModel: settings.rate_limits_table,

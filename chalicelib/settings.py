@@ -46,6 +46,7 @@ class Settings:
     entitlements_table: str
     imports_table: str
     catch_ups_table: str
+    open_invoices_table: str
     customer_members_table: str
     subscription_members_table: str
     rate_limits_table: str
@@ -142,6 +143,7 @@ def load_settings(environ: Mapping[str, str],
         entitlements_table=value("ENTITLEMENTS_TABLE", "stripe-connector-entitlements"),
         imports_table=value("IMPORTS_TABLE", "stripe-connector-imports"),
         catch_ups_table=value("CATCH_UPS_TABLE", "stripe-connector-catch-ups"),
+        open_invoices_table=value("OPEN_INVOICES_TABLE", "stripe-connector-open-invoices"),
         customer_members_table=value("CUSTOMER_MEMBERS_TABLE", "stripe-connector-customer-members"),
         subscription_members_table=value("SUBSCRIPTION_MEMBERS_TABLE", "stripe-connector-subscription-members"),
         rate_limits_table=value("RATE_LIMITS_TABLE", "stripe-connector-rate-limits"),

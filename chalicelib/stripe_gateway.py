@@ -296,6 +296,20 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise _failure(exc, "Stripe did not list the open invoices of %s" % subscription_id) from exc
 
+    def open_invoices_page(self, account_id: str, starting_after: Optional[str] = None) -> Page:
+        """One page of the account's open (unpaid) invoices, newest first:
+        id, created and the subscription that made it (None for another)."""
+        params: Dict[str, Any] = {"status": "open", "limit": MAX_LIST_LIMIT}
+        if starting_after:
+            params["starting_after"] = starting_after
+        try:
+            page = self._client.v1.invoices.list(params, {"stripe_account": account_id})
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not list the open invoices of %s" % account_id) from exc
+        return Page([{"id": invoice.id, "created": getattr(invoice, "created", None),
+                      "subscription": _subscription_of_invoice(invoice)} for invoice in page.data],
+                    bool(page.has_more))
+
     def undelivered_events(self, account_id: str, types: List[str], since: int) -> List[Dict[str, Any]]:
         """The account's events of `types` created at or after `since` that
         Stripe has not delivered (failed or still pending), oldest first."""
@@ -421,3 +435,13 @@ def _failure(exc: stripe.StripeError, what: str) -> StripeFailure:
 def _describe(exc: stripe.StripeError) -> str:
     # user_message is Stripe's text for the failure; it never holds our key.
     return getattr(exc, "user_message", None) or exc.__class__.__name__
+
+
+def _subscription_of_invoice(invoice: Any) -> Optional[str]:
+    """The subscription that made the invoice (its parent's subscription_details)."""
+    parent = getattr(invoice, "parent", None)
+    details = getattr(parent, "subscription_details", None) if parent is not None else None
+    subscription = getattr(details, "subscription", None) if details is not None else None
+    if subscription is not None and not isinstance(subscription, str):
+        subscription = getattr(subscription, "id", None)
+    return subscription if is_stripe_id(subscription) else None

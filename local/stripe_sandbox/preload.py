@@ -9,8 +9,9 @@ by listing it (the connector's import). So a pre-load records no events:
 nothing is sent, ``/v1/events`` lists nothing of it, and a catch-up finds
 nothing to replay. Everything is backdated to match (started up to a year
 ago), so on an account already connected it still reads as older than the
-connection, and only the platform's next import finds it. Nor are invoices
-made up: a pre-loaded subscription has no billing history.
+connection, and only the platform's next import finds it. Nor is billing
+history made up, but for what a status says: a past_due subscription owes
+the invoice its period began with, open since then.
 """
 import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -50,7 +51,9 @@ class Preload:
         Active and past_due ones started 31 to 365 days ago and are in their
         current period; trialing ones are in a 14-day trial that began in the
         last 13 days; canceled ones ended at a period's end in the past.
-        Records no event and no invoice (see the module's docstring).
+        A past_due one holds its period's unpaid invoice, made as the period
+        began. Records no event and no other invoice (see the module's
+        docstring).
         Returns what was made: counts by status, how many name nobody, the
         product ids and the customers' numbers."""
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_PRELOAD:
@@ -80,6 +83,9 @@ class Preload:
                 subscription["start_date"] = created
                 if status == "canceled":
                     subscription["canceled_at"] = subscription["ended_at"] = end
+                elif status == "past_due":
+                    owed = self._bill_subscription(account_id, subscription, "subscription_cycle", paid=False)
+                    self.backdate_invoice(account_id, owed["id"], start)
             summary = {
                 "account": account_id,
                 "subscriptions": count,

@@ -94,7 +94,10 @@ def test_an_import_lists_pages_of_a_hundred_and_reads_each_product_once(client, 
     assert all(r["query"].get("limit") == "100" for r in listed)
     assert sorted(p for m, p in asked if p.startswith("/v1/products/")) == [
         "/v1/products/prod_pilates", "/v1/products/prod_yoga"]
-    assert len(asked) == len(listed) + 2
+    # And one page of the account's open invoices, before the past_due page.
+    assert [r["query"] for r in studio.requests[before:] if r["path"] == "/v1/invoices"] == [
+        {"status": "open", "limit": "100"}]
+    assert len(asked) == len(listed) + 2 + 1
     assert card(client)["sync"]["subscriptions"] == 230
     assert access(client, "user_m229") == {("yoga", "active", True)}
     assert access(client, "user_m000") == {("yoga", "active", True), ("prod_pilates", "active", True)}
@@ -362,3 +365,46 @@ def test_an_import_of_an_account_disconnected_meanwhile_stops(client, studio, wo
     assert len(studio.requests) == before
     assert ImportModel.get("site_a").state == "failed"
     assert access(client, "user_ana") == set()
+
+
+
+def iso(moment):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def test_past_due_subscriptions_learn_when_they_fell_behind_from_the_accounts_open_invoices_listed_once(
+        client, studio, work):
+    now = int(time.time())
+    expected = {}
+    for n in range(150):
+        subscription = studio.create_subscription(ACCOUNT, member(studio, "p%03d" % n), ["prod_yoga"],
+                                                  status="past_due", period_start=now - 20 * DAY)
+        # Each fell behind n hours ago; every tenth also failed to renew
+        # since (a newer open invoice, on the listing's first page, its
+        # oldest on the second).
+        fell = now - n * 3600
+        [first] = studio.invoices(ACCOUNT, subscription=subscription["id"], status="open")
+        studio.backdate_invoice(ACCOUNT, first["id"], fell)
+        if n % 10 == 0:
+            subscription = studio.renew_subscription(ACCOUNT, subscription["id"], paid=False)
+        period_end = max(item["current_period_end"] for item in subscription["items"]["data"])
+        expected["user_p%03d" % n] = min(fell + 14 * DAY, period_end)
+    # Past due with no open invoice at all: asked, and behind since its period began.
+    studio._add_subscription(ACCOUNT, member(studio, "nobill"), ["prod_yoga"], "past_due",
+                             period_start=now - 2 * DAY, period_end=now + 28 * DAY, id="sub_nobill")
+
+    connect(client, studio, ACCOUNT)
+    before = len(studio.requests)
+    work.drain()
+
+    invoices = [r["query"] for r in studio.requests[before:] if r["path"] == "/v1/invoices"]
+    assert len(invoices) == 3
+    assert invoices[0] == {"status": "open", "limit": "100"}
+    assert invoices[1]["starting_after"].startswith("in_")
+    assert invoices[2] == {"subscription": "sub_nobill", "status": "open", "limit": "100"}
+    for user, until in expected.items():
+        answer = client.get("/access/" + user, headers=ADMIN).json_body["entitlements"]
+        assert [(e["state"], e["access_until"]) for e in answer] == [("past_due", iso(until))], user
+    assert client.get("/access/user_nobill", headers=ADMIN).json_body["entitlements"][0]["access_until"] == iso(
+        now + 12 * DAY)
+    assert card(client)["sync"]["subscriptions"] == 151

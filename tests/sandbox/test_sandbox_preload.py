@@ -94,7 +94,14 @@ def test_a_preload_records_no_events_and_sends_no_webhooks():
             sandbox.preload_subscriptions(account["id"], 300)
             assert sandbox.wait_for_webhooks()
             assert sandbox.events == [] and received == []
-            assert sandbox.invoices(account["id"]) == []
+            # Only what past_due says: each such subscription owes its period's invoice since the period began.
+            past_due = {s["id"]: s for s in sandbox.subscriptions(account["id"]) if s["status"] == "past_due"}
+            invoices = sandbox.invoices(account["id"])
+            assert len(past_due) == 15 and len(invoices) == 15
+            for invoice in invoices:
+                subscription = past_due[invoice["parent"]["subscription_details"]["subscription"]]
+                assert invoice["status"] == "open"
+                assert invoice["created"] == subscription["items"]["data"][0]["current_period_start"]
     finally:
         server.shutdown()
 

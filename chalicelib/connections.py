@@ -4,7 +4,7 @@ import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta
-from typing import Any, Callable, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple
 
 from pynamodb.exceptions import DeleteError, PutError
 
@@ -41,6 +41,14 @@ class ConnectionStore:
             return ConnectionModel.get(site_id, consistent_read=True)
         except ConnectionModel.DoesNotExist:
             return None
+
+    def get_many(self, site_ids: Iterable[str]) -> Dict[str, Optional[ConnectionModel]]:
+        """Each site's connection (None: none), in one BatchGetItem per hundred."""
+        wanted = list(dict.fromkeys(site_ids))
+        found: Dict[str, Optional[ConnectionModel]] = dict.fromkeys(wanted)
+        if wanted:
+            found.update((c.site_id, c) for c in ConnectionModel.batch_get(wanted, consistent_read=True))
+        return found
 
     def sites_connected_to(self, account_id: str) -> List[ConnectionModel]:
         return list(ConnectionModel.account_index.query(account_id))

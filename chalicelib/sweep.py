@@ -3,10 +3,15 @@
 The work queue is the sparse `due-index`: an entitlement is in it only while
 it grants access, so a run reads what is due, not what is stored, and a run
 that stops midway loses nothing: what it did left the index, the rest is
-still there for the next run."""
+still there for the next run.
+
+Entitlements are taken WRITE_BATCH at a time: their sites' connections in one
+read, Stripe asked for each, and what Stripe said written together (the
+writer's transactions, each view on the condition that its entitlement is
+still as the index showed it)."""
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from chalicelib import observability
 from chalicelib.access import PAST_DUE, PERIOD_ENDED, SUBSCRIPTION_PAST_DUE, access_of
@@ -18,7 +23,7 @@ from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import WorkQueue
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
-from chalicelib.writer import Reading, ViewWriter, with_reason
+from chalicelib.writer import Reading, ViewWriter, WriteResult, with_reason
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,8 @@ MAX_PER_RUN = 1000
 # and the conditional write, each with DynamoDB's retries.
 WRITE_SECONDS = 5
 
+# Entitlements read from Stripe before what was read is written, together.
+WRITE_BATCH = 25
 # What one message of the fanned-out sweep takes of its shard before it
 # queues the rest: a few minutes of Stripe reads within the ceiling.
 SHARD_BATCH = 200
@@ -67,7 +74,8 @@ class Sweep:
     def __init__(self, connections: ConnectionStore, stripe: StripeGateway, clock: Clock = utc_now,
                  max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE,
                  longest_stripe_call: float = longest_call_seconds(HTTP_TIMEOUT_SECONDS),
-                 writer: Optional[ViewWriter] = None, metrics: Optional[Metrics] = None):
+                 writer: Optional[ViewWriter] = None, metrics: Optional[Metrics] = None,
+                 write_batch: int = WRITE_BATCH):
         self._metrics = metrics or Metrics()
         self._connections = connections
         self._writer = writer or ViewWriter()
@@ -78,6 +86,7 @@ class Sweep:
         self._clock = clock
         self._max_per_run = max_per_run
         self._page_size = page_size
+        self._write_batch = write_batch
 
     def run(self, time_left: Optional[Callable[[], float]] = None,
             queue: Optional[WorkQueue] = None) -> SweepReport:
@@ -91,9 +100,19 @@ class Sweep:
         started = self._clock()
         due_before = int(started.timestamp())
         per_shard = -(-self._max_per_run // DUE_SHARDS)
-        sites: Dict[str, Optional[ConnectionModel]] = {}
+        taken: List[EntitlementModel] = []
+        failure: Optional[Exception] = None
         for shard in range(DUE_SHARDS):
-            self._sweep_shard(shard, due_before, report, sites, per_shard, time_left)
+            try:
+                self._due(shard, due_before, min(per_shard, self._max_per_run - len(taken)), report, taken)
+            except Exception as exc:
+                # The other shards' due entitlements still end; the run fails after them.
+                logger.warning("Sweep could not read shard %d: %s", shard, exc)
+                report.complete = False
+                failure = failure or exc
+        self._expire_taken(taken, report, time_left)
+        if failure is not None:
+            raise failure
         if not report.complete and queue is not None:
             queue.send_all([sweep_message(shard, due_before) for shard in range(DUE_SHARDS)])
             report.fanned_out = DUE_SHARDS
@@ -105,30 +124,34 @@ class Sweep:
         queue message of the fanned-out sweep); what is left goes on the
         queue again as the same message."""
         report = SweepReport()
-        self._sweep_shard(shard, due_before, report, {}, SHARD_BATCH, time_left)
+        taken: List[EntitlementModel] = []
+        self._due(shard, due_before, min(SHARD_BATCH, self._max_per_run), report, taken)
+        self._expire_taken(taken, report, time_left)
         if not report.complete and queue is not None:
             queue.send(sweep_message(shard, due_before))
             report.fanned_out = 1
         return self._reported(report)
 
-    def _sweep_shard(self, shard: int, due_before: int, report: SweepReport,
-                     sites: Dict[str, Optional[ConnectionModel]], limit: int,
-                     time_left: Optional[Callable[[], float]]) -> None:
-        taken = 0
+    def _due(self, shard: int, due_before: int, limit: int, report: SweepReport,
+             taken: List[EntitlementModel]) -> None:
+        """Up to `limit` of the shard's due entitlements, added to `taken` as
+        they are read; the report is incomplete when the shard holds more."""
+        added = 0
         for item in EntitlementModel.due_index.query(shard, EntitlementModel.due_at <= due_before,
-                                                     page_size=min(self._page_size, limit)):
-            if (report.due >= self._max_per_run or taken >= limit
-                    or (time_left is not None and time_left() < self._stop_with_seconds_left)):
+                                                     page_size=max(1, min(self._page_size, limit + 1))):
+            if added >= limit:
                 report.complete = False
                 break
-            taken += 1
-            report.due += 1
-            observability.bind(site_id=item.site_id, stripe_account=item.account_id,
-                               subscription_id=item.subscription_id)
-            outcome = self._expire(item, sites)
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            if outcome == LEFT:
-                report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
+            taken.append(item)
+            added += 1
+
+    def _expire_taken(self, taken: List[EntitlementModel], report: SweepReport,
+                      time_left: Optional[Callable[[], float]]) -> None:
+        sites: Dict[str, Optional[ConnectionModel]] = {}
+        for start in range(0, len(taken), self._write_batch):
+            if not self._expire_all(taken[start:start + self._write_batch], report, sites, time_left):
+                report.complete = False
+                break
 
     def _reported(self, report: SweepReport) -> SweepReport:
         observability.unbind("site_id", "stripe_account", "subscription_id")
@@ -143,10 +166,49 @@ class Sweep:
             self._metrics.count(name, value)
         return report
 
-    def _expire(self, item: EntitlementModel, sites: Dict[str, Optional[ConnectionModel]]) -> str:
-        if item.site_id not in sites:
-            sites[item.site_id] = self._connections.get(item.site_id)
-        connection = sites[item.site_id]
+    def _expire_all(self, items: List[EntitlementModel], report: SweepReport,
+                    sites: Dict[str, Optional[ConnectionModel]],
+                    time_left: Optional[Callable[[], float]]) -> bool:
+        """Ask Stripe about each item, then write what it said together.
+        False when time ran low before every item was asked (the rest stay due)."""
+        sites.update(self._connections.get_many(site for site in {i.site_id for i in items} if site not in sites))
+        readings: List[Tuple[EntitlementModel, Reading]] = []
+        finished = True
+        for item in items:
+            if time_left is not None and time_left() < self._stop_with_seconds_left:
+                finished = False
+                break
+            report.due += 1
+            observability.bind(site_id=item.site_id, stripe_account=item.account_id,
+                               subscription_id=item.subscription_id)
+            read = self._read(item, sites.get(item.site_id))
+            if isinstance(read, Reading):
+                readings.append((item, read))
+            else:
+                self._count(report, item, read)
+        # One view of a subscription per write: another entitlement of the
+        # same subscription (a member it passed from) waits for the next.
+        while readings:
+            once: Dict[Tuple[str, str], Tuple[EntitlementModel, Reading]] = {}
+            later = []
+            for item, reading in readings:
+                key = (reading.site_id, reading.subscription_id)
+                (later.append((item, reading)) if key in once else once.__setitem__(key, (item, reading)))
+            written = self._writer.write([reading for _, reading in once.values()], self._clock())
+            for key, outcome in _outcomes(once, written).items():
+                self._count(report, once[key][0], outcome)
+            readings = later
+        return finished
+
+    @staticmethod
+    def _count(report: SweepReport, item: EntitlementModel, outcome: str) -> None:
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        if outcome == LEFT:
+            report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
+
+    def _read(self, item: EntitlementModel, connection: Optional[ConnectionModel]):
+        """What to write for the item (a Reading), or the outcome when it is
+        settled here: left for the next run, or ended on the stored date."""
         still_connected = (connection is not None and connection.status == CONNECTED
                            and connection.account_id == item.account_id)
         # Timed before Stripe is asked, as a webhook's view is: a delivery that
@@ -181,11 +243,15 @@ class Sweep:
         # Whose it is now decides, as for a webhook: when it is another
         # member's (or nobody's), this one's access ends in the same write.
         # Only if nothing was written since the index showed it.
-        written = self._writer.write([Reading(item.site_id, item.account_id, subscription, access,
-                                              max(microseconds(now), item.view_time + 1), None,
-                                              expected=(item.member_key, item.view_time))], now)
-        if written.stale:
-            return CHANGED_MEANWHILE
-        if written.written[0].user_id != item.user_id:
-            return REVOKED
-        return KEPT if access.grants else REVOKED
+        return Reading(item.site_id, item.account_id, subscription, access,
+                       max(microseconds(now), item.view_time + 1), None, expected=(item.member_key, item.view_time))
+
+
+def _outcomes(once: Dict[Tuple[str, str], Tuple[EntitlementModel, Reading]],
+              written: WriteResult) -> Dict[Tuple[str, str], str]:
+    outcomes = {(view.site_id, view.subscription_id): CHANGED_MEANWHILE for view in written.stale}
+    for view in written.written:
+        item, reading = once[(view.site_id, view.subscription_id)]
+        outcomes[(view.site_id, view.subscription_id)] = (
+            REVOKED if view.user_id != item.user_id or not reading.access.grants else KEPT)
+    return outcomes

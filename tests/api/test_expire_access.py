@@ -376,6 +376,31 @@ def test_a_subscription_that_now_names_another_member_ends_the_old_members_acces
     assert entitlement("user_ana", subscription).grants is False
 
 
+def test_what_stripe_says_of_due_entitlements_is_written_together_each_on_its_own_condition(client, studio):
+    period_end = int(time.time()) + 30 * DAY
+    ended, renewed = [], []
+    for n in range(30):
+        subscription = subscribe(client, studio, "user_batch_%02d" % n, period_end, cancel_at_period_end=n % 3 != 0)
+        (ended if n % 3 else renewed).append(("user_batch_%02d" % n, subscription))
+    for _, subscription in renewed:
+        studio.renew_subscription(ACCOUNT, subscription["id"], period_end=period_end + 30 * DAY)  # not delivered
+    # One moved to another member at Stripe, its webhook lost.
+    moved_user, moved = ended.pop()
+    studio.update_subscription(ACCOUNT, moved["id"], metadata={"customerhub_user_id": "user_batch_new"})
+
+    with AWS_CALLS.counting() as calls:
+        report = sweep_at(at(period_end + 60)).run()
+
+    assert (report.due, report.revoked, report.kept, report.left) == (30, 20, 10, 0)
+    # 30 due: two writes of what Stripe said (25, then 5), the connection read once.
+    assert calls.calls[("dynamodb", "TransactWriteItems")] == 2
+    assert calls.calls[("dynamodb", "GetItem")] == 0
+    assert all(entitlement(user, subscription).grants is False for user, subscription in ended)
+    assert all(entitlement(user, subscription).access_until == at(period_end + 30 * DAY)
+               for user, subscription in renewed)
+    assert entitlement(moved_user, moved).grants is False
+
+
 def test_revocations_handed_over_together_are_announced_ten_to_a_call(client, studio, access_events):
     period_end = int(time.time()) + 30 * DAY
     for n in range(12):

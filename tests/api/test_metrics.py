@@ -181,8 +181,9 @@ def test_an_import_counts_its_pages_and_subscriptions_once_per_page(client, stud
     assert work.drain()["failed"] == 0
     lines = emf.counts()
     # One line per page (each its own sync_worker invocation): the three
-    # statuses that may grant access, then the re-reads.
-    assert lines == [{"ImportPages": 1, "ImportSubscriptions": n} for n in (3, 0, 0, 0)]
+    # statuses that may grant access (the account's open invoices before
+    # past_due), then the re-reads.
+    assert lines == [{"ImportPages": 1, "ImportSubscriptions": n} for n in (3, 0, 0, 0, 0)]
 
 
 def test_an_import_whose_account_was_disconnected_counts_as_failed(client, studio, emf, work):

@@ -24,9 +24,11 @@ Here nothing is copied but the items the transaction names: before it
 starts, each is noted as it is (the object a Put or a Delete replaces or
 removes whole; a deep copy where an Update changes the object in place), and
 a failed transaction puts exactly those back in the same table object and
-takes its records off the same stream readers hold. Transactions run one at
-a time in the process, as DynamoDB serializes those that touch the same
-items. Every other copy of a table is moto's own, in full.
+takes its records off the same stream readers hold. Transactions and the
+single-item writes run one at a time in the process, as DynamoDB serializes
+those that touch the same items: no other write's records land on a stream
+between a transaction's start and its undoing. Every other copy of a table
+is moto's own, in full.
 """
 import copy
 import threading
@@ -42,6 +44,9 @@ from moto.dynamodb.models.table import Table
 _TRANSACTING: ContextVar[bool] = ContextVar("transacting", default=False)
 _ONE_AT_A_TIME = threading.RLock()
 _original_transact = DynamoDBBackend.transact_write_items
+# The single-item writes, made to wait for a transaction in another thread.
+_WRITES = ("put_item", "update_item", "delete_item")
+_originals = {name: getattr(DynamoDBBackend, name) for name in _WRITES}
 
 # A named item as it was: its table, its keys, the item (None: absent).
 Noted = Tuple[Table, DynamoType, Optional[DynamoType], Optional[Item]]
@@ -50,7 +55,17 @@ Noted = Tuple[Table, DynamoType, Optional[DynamoType], Optional[Item]]
 def install() -> None:
     """Make transactions cheap for every DynamoDB backend in this process."""
     DynamoDBBackend.transact_write_items = _transact_write_items
+    for name in _WRITES:
+        setattr(DynamoDBBackend, name, _one_at_a_time(_originals[name]))
     Table.__deepcopy__ = _copy_table
+
+
+def _one_at_a_time(write):
+    def serialized(backend: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with _ONE_AT_A_TIME:
+            return write(backend, *args, **kwargs)
+    serialized.__wrapped__ = write
+    return serialized
 
 
 @contextmanager
@@ -58,11 +73,14 @@ def installed() -> Iterator[None]:
     """The mend inside the block only: a benchmark that writes thousands of
     items in-process, beside others measured with moto as it is."""
     transact, deepcopy = DynamoDBBackend.__dict__["transact_write_items"], Table.__dict__.get("__deepcopy__")
+    writes = {name: DynamoDBBackend.__dict__[name] for name in _WRITES}
     install()
     try:
         yield
     finally:
         DynamoDBBackend.transact_write_items = transact
+        for name, write in writes.items():
+            setattr(DynamoDBBackend, name, write)
         if deepcopy is None:
             del Table.__deepcopy__
         else:

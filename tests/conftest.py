@@ -7,11 +7,23 @@ from app import app, stripe_events as stripe_events_function, sync_worker
 from chalicelib import models, services
 from chalicelib.settings import get_settings
 from chalicelib.queues import EVENTS_QUEUE
+from local import moto_transactions
 from local.queues import QueuePump, create_event_queues, create_work_queues
 from local.stripe_sandbox import StripeSandbox
 from tests import helpers
 from tests.helpers import AccessEventsInbox
 from tests.iam_check import IAM_CHECK
+
+
+@pytest.fixture(autouse=True, scope="session")
+def dynamodb_transactions():
+    """moto's DynamoDB with transactions as DynamoDB runs them
+    (local/moto_transactions.py), as the local stack has it: moto's own
+    rollback puts back a copy of each table taken when the transaction
+    began, losing what another thread wrote meanwhile, announcements
+    included."""
+    with moto_transactions.installed():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from chalicelib.entitlements import DUE_SHARDS, ended_item, microseconds
 from chalicelib.errors import AccountNotConnected, StripeFailure
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.observability import Metrics
-from chalicelib.queues import WorkQueue
+from chalicelib.queues import QueueFailure, WorkQueue
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
 from chalicelib.writer import Reading, ViewWriter, WriteResult, with_reason
 
@@ -94,8 +94,10 @@ class Sweep:
         shards (so what keeps failing in one cannot starve the others), and
         stopping early when `time_left` (seconds) runs low. When more is due
         than one run takes (a month start) and a work queue is given, every
-        shard goes on it as a message, so the rest drains in parallel
-        (sync_worker, `run_shard`) rather than a run every 15 minutes."""
+        shard goes on it as a message at once, and the run ends nothing
+        itself: all that is due drains in parallel (sync_worker, `run_shard`)
+        from the start rather than a run every 15 minutes. A run that stops
+        for time fans out the same way."""
         report = SweepReport()
         started = self._clock()
         due_before = int(started.timestamp())
@@ -110,11 +112,21 @@ class Sweep:
                 logger.warning("Sweep could not read shard %d: %s", shard, exc)
                 report.complete = False
                 failure = failure or exc
+        fan_out = [sweep_message(shard, due_before) for shard in range(DUE_SHARDS)]
+        if failure is None and not report.complete and queue is not None:
+            try:
+                queue.send_all(fan_out)
+            except QueueFailure:
+                logger.warning("Sweep could not fan out %d shards; this run ends what it took", DUE_SHARDS)
+            else:
+                report.fanned_out = DUE_SHARDS
+                return self._reported(report)
+            queue = None
         self._expire_taken(taken, report, time_left)
         if failure is not None:
             raise failure
         if not report.complete and queue is not None:
-            queue.send_all([sweep_message(shard, due_before) for shard in range(DUE_SHARDS)])
+            queue.send_all(fan_out)
             report.fanned_out = DUE_SHARDS
         return self._reported(report)
 

@@ -417,16 +417,19 @@ def test_more_due_than_one_run_takes_fans_out_to_the_work_queue_and_drains_in_pa
                                                                                        access_events):
     period_end = int(time.time()) + 30 * DAY
     members = ["user_%02d" % n for n in range(6)]
+    subscriptions = {}
     for user in members:
-        subscription = subscribe(client, studio, user, period_end, cancel_at_period_end=True)
-        make_due(studio, subscription, user)
+        subscriptions[user] = subscribe(client, studio, user, period_end, cancel_at_period_end=True)
+        make_due(studio, subscriptions[user], user)
     access_events.drain()
     sweep = Sweep(ConnectionStore(), services.get_stripe_gateway(), max_per_run=2)
 
     report = sweep.run(queue=services.get_work_queue())
 
-    assert (report.revoked, report.complete, report.fanned_out) == (2, False, 16)
-    # The shards' messages take the rest, each shard once.
+    # Every shard on the queue at once; the run itself ends nothing.
+    assert (report.due, report.revoked, report.complete, report.fanned_out) == (0, 0, False, 16)
+    assert all(entitlement(user, subscriptions[user]).grants for user in members)
+    # The shards' messages take it all, each shard once.
     assert work.drain()["failed"] == 0
     assert [access_of(client, user)[0]["access"] for user in members] == [False] * 6
     revoked = [e for e in access_events.drain() if e["type"] == "AccessRevoked"]

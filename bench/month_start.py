@@ -18,7 +18,7 @@ ceiling (STRIPE_REQUESTS_PER_SECOND 20):
   account's 100 webhooks arrive.
 
 MONTH_START_SCALE scales every count: a tenth by default, MONTH_START_SCALE=1
-the counts above. make bench runs the burst; `python -m bench.month_start
+the counts above. make bench runs all three; `python -m bench.month_start
 [burst|sweep|import]` runs any of them."""
 import os
 import random
@@ -270,8 +270,11 @@ def burst(targets: Targets) -> str:
     targets.equal("month start, burst: events failed (a 429 passed on)", number(run.failed), "0", run.failed == 0)
     targets.at_most("month start, burst: simulated minutes until every member's access is right",
                     run.settled_in / 60 if not run.wrong else float("inf"), 10, 1)
+    # A subscription event's budget (bench/webhooks.py: 3 for a renewal, 4
+    # when another member is named); at once, two instances writing the same
+    # subscription cost the one that meets the other's write a retry.
     targets.at_most("month start, burst: DynamoDB requests per event handled (mean)",
-                    run.dynamodb / max(1, run.handled), 3, 3)
+                    run.dynamodb / max(1, run.handled), 4, 3)
     targets.at_most("month start, burst: Stripe requests per event handled", run.stripe / max(1, run.handled), 1, 2)
     return table(
         "Month start, burst: %s events on one account within a minute (%s subscriptions renewed, %s of them "
@@ -591,10 +594,8 @@ def import_beside(targets: Targets) -> str:
 
 
 PARTS = {"burst": burst, "sweep": sweep, "import": import_beside}
-# What make bench runs. The sweep and the import run by name: at a tenth of
-# their counts their process grows by gigabytes a minute (cause not yet
-# found); they are sound at a hundredth.
-IN_MAKE_BENCH = ("burst",)
+# What make bench runs: all three, at MONTH_START_SCALE.
+IN_MAKE_BENCH = tuple(PARTS)
 
 
 def run(sandbox, targets: Targets) -> str:

@@ -11,7 +11,7 @@ writer's transactions, each view on the condition that its entitlement is
 still as the index showed it)."""
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from chalicelib import observability
 from chalicelib.access import PAST_DUE, PERIOD_ENDED, SUBSCRIPTION_PAST_DUE, access_of
@@ -205,7 +205,10 @@ class Sweep:
             later = []
             for item, reading in readings:
                 key = (reading.site_id, reading.subscription_id)
-                (later.append((item, reading)) if key in once else once.__setitem__(key, (item, reading)))
+                if key in once:
+                    later.append((item, reading))
+                else:
+                    once[key] = (item, reading)
             written = self._writer.write([reading for _, reading in once.values()], self._clock())
             for key, outcome in _outcomes(once, written).items():
                 self._count(report, once[key][0], outcome)
@@ -218,7 +221,7 @@ class Sweep:
         if outcome == LEFT:
             report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
 
-    def _read(self, item: EntitlementModel, connection: Optional[ConnectionModel]):
+    def _read(self, item: EntitlementModel, connection: Optional[ConnectionModel]) -> Union[Reading, str]:
         """What to write for the item (a Reading), or the outcome when it is
         settled here: left for the next run, or ended on the stored date."""
         still_connected = (connection is not None and connection.status == CONNECTED

@@ -68,6 +68,8 @@ class RateLimits(Protocol):
 
     def at_most(self, key: str, calls: int, period: timedelta, refusal: str) -> None: ...
 
+    def hold(self, key: str, period: timedelta) -> None: ...
+
 
 class NoLimits:
     """For services built without a store of limits (tests of other things)."""
@@ -76,6 +78,9 @@ class NoLimits:
         return None
 
     def at_most(self, key: str, calls: int, period: timedelta, refusal: str) -> None:
+        return None
+
+    def hold(self, key: str, period: timedelta) -> None:
         return None
 
 
@@ -106,6 +111,17 @@ class DynamoRateLimits:
             "attribute_not_exists(#started_at) OR #started_at <= :since",
             {":now": now, ":expires": math.ceil(now + seconds), ":since": now - seconds},
             refusal, wait, return_old=True)
+
+    def hold(self, key: str, period: timedelta) -> None:
+        """Start `key`'s once_per period again now, whatever it held: the
+        holder is still at work (a sweep's shard, queued again)."""
+        now = self._clock().timestamp()
+        self._dynamodb().update_item(
+            TableName=self._table_name, Key={"limit_key": {"S": key}},
+            UpdateExpression="SET #started_at = :now, #expires_at = :expires",
+            ExpressionAttributeNames={"#started_at": "started_at", "#expires_at": "expires_at"},
+            ExpressionAttributeValues={":now": {"N": repr(now)},
+                                       ":expires": {"N": repr(math.ceil(now + period.total_seconds()))}})
 
     def at_most(self, key: str, calls: int, period: timedelta, refusal: str) -> None:
         now = self._clock().timestamp()

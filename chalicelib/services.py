@@ -221,7 +221,7 @@ def get_sweep() -> Sweep:
     get_bound_models()
     return Sweep(ConnectionStore(), get_stripe_gateway(), writer=get_view_writer(),
                  longest_stripe_call=longest_call_seconds(get_settings().stripe_timeout_seconds),
-                 metrics=get_metrics())
+                 metrics=get_metrics(), limits=get_rate_limits())
 
 
 @built_once

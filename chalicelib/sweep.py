@@ -11,6 +11,7 @@ writer's transactions, each view on the condition that its entitlement is
 still as the index showed it)."""
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from chalicelib import observability
@@ -18,7 +19,8 @@ from chalicelib.access import PAST_DUE, PERIOD_ENDED, SUBSCRIPTION_PAST_DUE, acc
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, grace_of
 from chalicelib.entitlements import DUE_SHARDS, ended_item, microseconds
-from chalicelib.errors import AccountNotConnected, StripeFailure
+from chalicelib.errors import AccountNotConnected, RateLimited, StripeFailure
+from chalicelib.limits import NoLimits, RateLimits
 from chalicelib.models import ConnectionModel, EntitlementModel, save_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import QueueFailure, WorkQueue
@@ -41,11 +43,21 @@ WRITE_BATCH = 25
 # queues the rest: a few minutes of Stripe reads within the ceiling.
 SHARD_BATCH = 200
 SWEEP_MESSAGE = "sweep"
+# A shard put on the work queue is held this long, and held again each time
+# its message queues the rest: a scheduled run meanwhile does not put it on
+# again (its messages would read the same entitlements twice). A shard whose
+# message was lost is put on again by the first run after this.
+SHARD_HELD = timedelta(minutes=15)
 
 REVOKED = "revoked"
 KEPT = "kept"
 LEFT = "left"
 CHANGED_MEANWHILE = "changed_meanwhile"
+
+
+def shard_key(shard: int) -> str:
+    """The rate limits table's item that holds a shard while it is swept from the queue."""
+    return "sweep-shard#%d" % shard
 
 
 def sweep_message(shard: int, due_before: int) -> Dict[str, object]:
@@ -75,7 +87,7 @@ class Sweep:
                  max_per_run: int = MAX_PER_RUN, page_size: int = PAGE_SIZE,
                  longest_stripe_call: float = longest_call_seconds(HTTP_TIMEOUT_SECONDS),
                  writer: Optional[ViewWriter] = None, metrics: Optional[Metrics] = None,
-                 write_batch: int = WRITE_BATCH):
+                 write_batch: int = WRITE_BATCH, limits: Optional[RateLimits] = None):
         self._metrics = metrics or Metrics()
         self._connections = connections
         self._writer = writer or ViewWriter()
@@ -87,6 +99,7 @@ class Sweep:
         self._max_per_run = max_per_run
         self._page_size = page_size
         self._write_batch = write_batch
+        self._limits = limits or NoLimits()
 
     def run(self, time_left: Optional[Callable[[], float]] = None,
             queue: Optional[WorkQueue] = None) -> SweepReport:
@@ -112,23 +125,34 @@ class Sweep:
                 logger.warning("Sweep could not read shard %d: %s", shard, exc)
                 report.complete = False
                 failure = failure or exc
-        fan_out = [sweep_message(shard, due_before) for shard in range(DUE_SHARDS)]
         if failure is None and not report.complete and queue is not None:
             try:
-                queue.send_all(fan_out)
+                report.fanned_out = self._fan_out(queue, due_before)
             except QueueFailure:
                 logger.warning("Sweep could not fan out %d shards; this run ends what it took", DUE_SHARDS)
             else:
-                report.fanned_out = DUE_SHARDS
                 return self._reported(report)
             queue = None
         self._expire_taken(taken, report, time_left)
         if failure is not None:
             raise failure
         if not report.complete and queue is not None:
-            queue.send_all(fan_out)
-            report.fanned_out = DUE_SHARDS
+            report.fanned_out = self._fan_out(queue, due_before)
         return self._reported(report)
+
+    def _fan_out(self, queue: WorkQueue, due_before: int) -> int:
+        """Every shard not already on the queue goes on it; how many went."""
+        free = []
+        for shard in range(DUE_SHARDS):
+            try:
+                self._limits.once_per(shard_key(shard), SHARD_HELD, "The shard is being swept")
+            except RateLimited:
+                continue
+            free.append(shard)
+        queue.send_all([sweep_message(shard, due_before) for shard in free])
+        if len(free) < DUE_SHARDS:
+            logger.info("Sweep left %d shards to the messages already sweeping them", DUE_SHARDS - len(free))
+        return len(free)
 
     def run_shard(self, shard: int, due_before: int, time_left: Optional[Callable[[], float]] = None,
                   queue: Optional[WorkQueue] = None) -> SweepReport:
@@ -140,6 +164,7 @@ class Sweep:
         self._due(shard, due_before, min(SHARD_BATCH, self._max_per_run), report, taken)
         self._expire_taken(taken, report, time_left)
         if not report.complete and queue is not None:
+            self._limits.hold(shard_key(shard), SHARD_HELD)
             queue.send(sweep_message(shard, due_before))
             report.fanned_out = 1
         return self._reported(report)

@@ -401,6 +401,28 @@ def test_what_stripe_says_of_due_entitlements_is_written_together_each_on_its_ow
     assert entitlement(moved_user, moved).grants is False
 
 
+def test_a_run_while_the_shards_are_still_on_the_queue_puts_none_on_again(client, studio, work, access_events):
+    period_end = int(time.time()) + 30 * DAY
+    members = ["user_%02d" % n for n in range(6)]
+    subscriptions = {user: subscribe(client, studio, user, period_end, cancel_at_period_end=True) for user in members}
+    work.drain()  # the connection's import
+    for user, subscription in subscriptions.items():
+        make_due(studio, subscription, user)
+    access_events.drain()
+    sweep = Sweep(ConnectionStore(), services.get_stripe_gateway(), max_per_run=2,
+                  limits=services.get_rate_limits())
+    reads = len(studio.requests_to("GET", "/v1/subscriptions/"))
+
+    assert sweep.run(queue=services.get_work_queue()).fanned_out == 16
+    # The next scheduled run comes before the shards' messages are through.
+    assert sweep.run(queue=services.get_work_queue()).fanned_out == 0
+
+    assert work.drain() == {"handled": 16, "failed": 0}
+    # Each due subscription read from Stripe once, each member's access ended once.
+    assert len(studio.requests_to("GET", "/v1/subscriptions/")) - reads == 6
+    assert sorted(e["user_id"] for e in access_events.drain() if e["type"] == "AccessRevoked") == members
+
+
 def test_revocations_handed_over_together_are_announced_ten_to_a_call(client, studio, access_events):
     period_end = int(time.time()) + 30 * DAY
     for n in range(12):

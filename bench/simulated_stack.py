@@ -13,7 +13,7 @@ from tests.helpers import signed
 
 from bench.simulation import AwsOnTheClock, QueueTrigger, Schedule, SimulatedTime
 from bench.world import SIMULATED_AWS, BenchError, aws, configure
-from local import moto_transactions
+from local import moto_queues, moto_transactions
 from local.stripe_sandbox import StripeSandbox
 
 CEILING = 20
@@ -76,6 +76,7 @@ class Simulation:
         SIMULATED_AWS.target = self.aws_clock
         self._stack.callback(setattr, SIMULATED_AWS, "target", None)
         self._stack.enter_context(moto_transactions.installed())
+        self._stack.enter_context(moto_queues.installed())
         self._stack.enter_context(aws())
         self.http = self._stack.enter_context(Client(app, project_dir=tempfile.mkdtemp())).http
         self.sqs = boto3.client("sqs", region_name="us-east-1")

@@ -1,4 +1,5 @@
-"""The local stack's own AWS: moto's server, safe under concurrent requests.
+"""The local stack's own AWS (DynamoDB, SQS, SSM, EventBridge): moto's
+server, safe under concurrent requests.
 
 moto keeps its state in plain dicts and does not guard them: a DynamoDB
 transaction deep-copies the tables while a request in another thread writes
@@ -14,7 +15,9 @@ request that record is dropped: nothing in the local stack reads it.
 
 Transactions themselves are mended too (local/moto_transactions.py): a
 failed one no longer leaves its records on the stream the pump is reading,
-and rolling back no longer costs more with every write before it.
+and rolling back no longer costs more with every write before it. So are
+queues (local/moto_queues.py): sending, receiving and deleting no longer
+pass over every message a queue holds.
 """
 import threading
 from typing import Any, Callable, Iterable, List
@@ -23,7 +26,7 @@ from moto.core.model_instances import reset_model_data
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from local import moto_transactions
+from local import moto_queues, moto_transactions
 
 
 class OneAtATime:
@@ -52,6 +55,7 @@ class EmbeddedAWS:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 5000):
         moto_transactions.install()
+        moto_queues.install()
         app = OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},

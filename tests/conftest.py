@@ -7,7 +7,7 @@ from app import app, stripe_events as stripe_events_function, sync_worker
 from chalicelib import models, services
 from chalicelib.settings import get_settings
 from chalicelib.queues import EVENTS_QUEUE
-from local import moto_transactions
+from local import moto_queues, moto_transactions
 from local.queues import QueuePump, create_event_queues, create_work_queues
 from local.stripe_sandbox import StripeSandbox
 from tests import helpers
@@ -16,13 +16,14 @@ from tests.iam_check import IAM_CHECK
 
 
 @pytest.fixture(autouse=True, scope="session")
-def dynamodb_transactions():
+def mended_moto():
     """moto's DynamoDB with transactions as DynamoDB runs them
-    (local/moto_transactions.py), as the local stack has it: moto's own
-    rollback puts back a copy of each table taken when the transaction
-    began, losing what another thread wrote meanwhile, announcements
-    included."""
-    with moto_transactions.installed():
+    (local/moto_transactions.py), and its queues without a pass over every
+    message per request (local/moto_queues.py), as the local stack has
+    them: moto's own rollback puts back a copy of each table taken when the
+    transaction began, losing what another thread wrote meanwhile,
+    announcements included."""
+    with moto_transactions.installed(), moto_queues.installed():
         yield
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
+from chalicelib.access import is_stripe_id
 from chalicelib.errors import ConfigurationError
 from chalicelib.observability import JSON, PLAIN, register_secret
 from chalicelib.stripe_ceiling import DEFAULT_REQUESTS_PER_SECOND
@@ -37,6 +38,8 @@ class Settings:
     access_event_bus: str
     # The partner event source of a Stripe event destination on EventBridge, if any.
     stripe_event_source: Optional[str]
+    # The platform's Connect webhook endpoint `we_…`, whose status is watched, if any.
+    stripe_webhook_endpoint_id: Optional[str]
     aws_endpoint_url: Optional[str]
     aws_region: str
     connections_table: str
@@ -134,6 +137,7 @@ def load_settings(environ: Mapping[str, str],
         oauth_redirect_uri=required("OAUTH_REDIRECT_URI"),
         access_event_bus=value("ACCESS_EVENT_BUS", "default"),
         stripe_event_source=value("STRIPE_EVENT_SOURCE"),
+        stripe_webhook_endpoint_id=value("STRIPE_WEBHOOK_ENDPOINT_ID"),
         aws_endpoint_url=value("AWS_ENDPOINT_URL"),
         aws_region=value("AWS_REGION", value("AWS_DEFAULT_REGION", "us-east-1")),
         connections_table=value("CONNECTIONS_TABLE", "stripe-connector-connections"),
@@ -163,6 +167,9 @@ def _validate(settings: Settings) -> None:
     # An EventBridge event source name: no spaces, at most 256 characters.
     if source is not None and (len(source) > 256 or any(ch.isspace() for ch in source)):
         raise ConfigurationError("STRIPE_EVENT_SOURCE must be an EventBridge event source name")
+    endpoint = settings.stripe_webhook_endpoint_id
+    if endpoint is not None and not (endpoint.startswith("we_") and is_stripe_id(endpoint)):
+        raise ConfigurationError("STRIPE_WEBHOOK_ENDPOINT_ID must be a webhook endpoint id (we_…)")
 
 
 def _ssm_reader(region: str, endpoint_url: Optional[str]) -> Callable[[str], str]:

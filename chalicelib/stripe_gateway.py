@@ -329,6 +329,28 @@ class StripeGateway:
         found.reverse()
         return found
 
+    def event(self, account_id: str, event_id: str) -> Optional[Dict[str, Any]]:
+        """One of the account's events, as Stripe lists it; None when Stripe
+        has none by that id (or no longer: it keeps events for 30 days)."""
+        found = self._retrieve(self._client.v1.events, account_id, event_id, "event")
+        if found is not None:
+            # Read with Stripe-Account, an event may not say whose it is.
+            found.setdefault("account", account_id)
+        return found
+
+    def webhook_endpoint_status(self, endpoint_id: str) -> Optional[str]:
+        """The platform's webhook endpoint's `status` (`enabled` or
+        `disabled`); None when Stripe has no such endpoint."""
+        try:
+            found = self._client.v1.webhook_endpoints.retrieve(endpoint_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing" and exc.http_status == 404:
+                return None
+            raise _failure(exc, "Stripe did not return webhook endpoint %s" % endpoint_id) from exc
+        except stripe.StripeError as exc:
+            raise _failure(exc, "Stripe did not return webhook endpoint %s" % endpoint_id) from exc
+        return str(found.get("status"))
+
     def _all_items(self, account_id: str, subscription_id: str) -> List[Dict[str, Any]]:
         params: Dict[str, Any] = {"subscription": subscription_id, "limit": MAX_LIST_LIMIT,
                                   "expand": ["data.price.product"]}

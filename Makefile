@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test lint package deploy fuzz sweep catch-up bench soak clean chromium
+.PHONY: install run test lint package deploy fuzz sweep catch-up replay redrive bench soak clean chromium
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -77,6 +77,18 @@ sweep: $(INSTALLED)
 # Runs catch_up once against the local stack `make run` is serving.
 catch-up: $(INSTALLED)
 	$(BIN)/python -m local.catch_up
+
+# Handles one Stripe event again, read from the sandbox (or Stripe), against
+# the local stack `make run` is serving (infra/replay.py).
+replay: $(INSTALLED)
+	@test -n "$(EVENT)" -a -n "$(ACCOUNT)" || { echo "make replay needs EVENT=evt_… ACCOUNT=acct_…"; exit 2; }
+	$(BIN)/python -m local.replay "$(EVENT)" --account "$(ACCOUNT)"
+
+# Moves a dead-letter queue's messages back to their queue in the local
+# stack `make run` is serving (infra/redrive.py).
+redrive: $(INSTALLED)
+	@test -n "$(QUEUE)" || { echo "make redrive needs QUEUE=stripe-connector-events or QUEUE=stripe-connector-sync"; exit 2; }
+	$(BIN)/python -m local.redrive "$(QUEUE)"
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench

@@ -42,12 +42,16 @@ def local_environment(environ: dict) -> dict:
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     if not env.get("STRIPE_SECRET_KEY"):
+        from local.stripe_sandbox import WEBHOOK_ENDPOINT_ID
+
         sandbox_url = "http://127.0.0.1:%d" % sandbox_port
         defaults.update({
             "STRIPE_SANDBOX_PORT": str(sandbox_port),
             "STRIPE_SECRET_KEY": SANDBOX_SECRET_KEY,
             "STRIPE_CLIENT_ID": SANDBOX_CLIENT_ID,
             "STRIPE_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
+            # The endpoint the sandbox sends webhooks to, watched like Stripe's.
+            "STRIPE_WEBHOOK_ENDPOINT_ID": WEBHOOK_ENDPOINT_ID,
             "STRIPE_API_BASE": sandbox_url,
             "STRIPE_CONNECT_BASE": sandbox_url,
         })

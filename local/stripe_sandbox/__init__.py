@@ -26,6 +26,9 @@ The package follows Stripe's own layout:
   helpers and its API handlers
 - ``events``: the event log and webhook delivery, each attempt's answer
   kept, and deliveries held as if the endpoint were down
+- ``webhook_endpoints``: /v1/webhook_endpoints, the endpoint webhook_url
+  names (``WEBHOOK_ENDPOINT_ID``) and those made through the API, any of
+  them disabled as Stripe disables one that keeps failing
 - ``preload``: many backdated subscriptions on an account at once, without
   events, as a business had them before it connected a platform
 - the pages a person sees: ``authorize_page`` (Connect), ``portal_pages``
@@ -38,7 +41,7 @@ and no stripe-python code takes part in answering a request. The one use of
 the pinned library is ``params`` reading its request TypedDicts (generated
 from Stripe's OpenAPI spec) when the server starts.
 """
-from local.stripe_sandbox.events import HELD_DELIVERY_ERROR, WEBHOOK_TIMEOUT_SECONDS, sign_payload
+from local.stripe_sandbox.events import DELIVERY_STATES, HELD_DELIVERY_ERROR, WEBHOOK_TIMEOUT_SECONDS, sign_payload
 from local.stripe_sandbox.dashboard import SUBSCRIPTION_ACTIONS
 from local.stripe_sandbox.oauth import CODE_TTL_SECONDS
 from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD
@@ -46,14 +49,16 @@ from local.stripe_sandbox.products import DEFAULT_UNIT_AMOUNT
 from local.stripe_sandbox.sandbox import StripeSandbox, main
 from local.stripe_sandbox.server import ROUTES, Route
 from local.stripe_sandbox.subscriptions import DEFAULT_PERIOD_SECONDS, EMBEDDED_ITEMS, SUBSCRIPTION_STATUSES
+from local.stripe_sandbox.webhook_endpoints import WEBHOOK_ENDPOINT_ID, WEBHOOK_ENDPOINT_STATUSES
 from local.stripe_sandbox.wire import (API_VERSION, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Request, Response,
                                        SandboxError, html_response, json_response, mask_key, oauth_error,
                                        parse_form, parse_nested, redirect, stripe_error)
 
 __all__ = [
     "API_VERSION", "CODE_TTL_SECONDS", "DEFAULT_PAGE_LIMIT", "DEFAULT_PERIOD_SECONDS", "DEFAULT_PRELOAD",
-    "DEFAULT_UNIT_AMOUNT", "EMBEDDED_ITEMS", "HELD_DELIVERY_ERROR", "MAX_PAGE_LIMIT", "MAX_PRELOAD", "ROUTES",
-    "Request", "Response", "Route", "SUBSCRIPTION_ACTIONS", "SUBSCRIPTION_STATUSES", "SandboxError",
-    "StripeSandbox", "WEBHOOK_TIMEOUT_SECONDS", "html_response", "json_response", "main", "mask_key",
-    "oauth_error", "parse_form", "parse_nested", "redirect", "sign_payload", "stripe_error",
+    "DEFAULT_UNIT_AMOUNT", "DELIVERY_STATES", "EMBEDDED_ITEMS", "HELD_DELIVERY_ERROR", "MAX_PAGE_LIMIT",
+    "MAX_PRELOAD", "ROUTES", "Request", "Response", "Route", "SUBSCRIPTION_ACTIONS", "SUBSCRIPTION_STATUSES",
+    "SandboxError", "StripeSandbox", "WEBHOOK_ENDPOINT_ID", "WEBHOOK_ENDPOINT_STATUSES", "WEBHOOK_TIMEOUT_SECONDS",
+    "html_response", "json_response", "main", "mask_key", "oauth_error", "parse_form", "parse_nested", "redirect",
+    "sign_payload", "stripe_error",
 ]

@@ -61,7 +61,8 @@ class SandboxCore:
             self._delays: List[_Delay] = []
             self._requests: List[Dict[str, Any]] = []
             self._events: List[Dict[str, Any]] = []
-            self._event_delivered: Dict[str, bool] = {}
+            # Where each event stands with each endpoint it is for (events.py).
+            self._event_webhooks: Dict[str, Optional[Dict[str, str]]] = {}
             self._idempotent: Dict[Tuple[Optional[str], str], Tuple[str, str, Dict[str, Any], Response]] = {}
             # Objects living on an account, by scope (account id, or None for the platform).
             self._customers: Dict[Optional[str], Dict[str, Dict[str, Any]]] = {}
@@ -82,6 +83,8 @@ class SandboxCore:
             self._webhooks_held = False
             # What each pre-load made, by account (preload.py).
             self._preloads: Dict[str, List[Dict[str, Any]]] = {}
+            # The endpoint webhook_url names, enabled, and none made through the API.
+            self._reset_webhook_endpoints()
 
     def _scope(self, account_id: Optional[str]) -> Optional[str]:
         if account_id is not None:

@@ -1,8 +1,9 @@
 """The sandbox's dashboard at /: its accounts (rename, add a customer,
 revoke the platform as the account's owner would), their products and
 subscriptions with the controls that move them along and the pre-load of
-many, its webhooks (held, as if the endpoint were down, or sent), and its
-events with each webhook delivery's result."""
+many, its webhooks (held, as if the endpoint were down, or sent), its
+webhook endpoints (disabled, as Stripe disables one that keeps failing, or
+enabled), and its events with each webhook delivery's result."""
 import json
 from collections import Counter
 from typing import Any, Callable, Dict, List
@@ -64,9 +65,9 @@ class Dashboard:
                  '<th scope="col">Customers</th><th scope="col">Actions</th></tr></thead><tbody>%s</tbody></table>'
                  % "".join(rows)) if rows else "<p>No test accounts yet: connect one from the app.</p>"
         billing = "".join(self._dashboard_billing(account_id) for account_id in self._accounts)
-        webhooks = ("webhooks to <code>%s</code>%s" % (esc(self.webhook_url), " <strong>(held)</strong>"
-                                                       if self._webhooks_held else "")
-                    if self.webhook_url and self.webhook_secret else "no webhook endpoint")
+        webhooks = ("webhooks to %s%s" % (self._webhook_targets(), " <strong>(held)</strong>"
+                                           if self._webhooks_held else "")
+                    if self._webhook_endpoints else "no webhook endpoint")
         body = ('<h1>Stripe sandbox</h1><p class="muted">Platform %s <code>%s</code> &middot; '
                 '<a href="/dashboard/events">%d event%s</a> &middot; %s</p>%s%s<h2>Accounts</h2>%s%s%s' % (
                     esc(self.platform_name), esc(self.client_id), len(self._events),
@@ -74,21 +75,56 @@ class Dashboard:
                     self._dashboard_webhooks(), table, billing, self._dashboard_recent_events()))
         return html_response("Stripe sandbox", body)
 
+    def _webhook_targets(self) -> str:
+        """Where webhooks go, for a sentence: each endpoint's URL, a disabled one marked."""
+        return ", ".join("<code>%s</code>%s" % (esc(e["url"]), " <strong>(disabled)</strong>"
+                                                if e["status"] == "disabled" else "")
+                         for e in self._webhook_endpoints.values())
+
     def _dashboard_webhooks(self) -> str:
-        """Whether deliveries are held, and the button that holds or releases them."""
-        if not (self.webhook_url and self.webhook_secret):
+        """Whether deliveries are held, and the button that holds or releases
+        them; then each endpoint, and the button that disables or enables it."""
+        if not self._webhook_endpoints:
             return ""
         if self._webhooks_held:
-            return ('<h2>Webhooks</h2><p class="problem"><strong>Webhooks are held.</strong> Every delivery fails '
-                    'as if <code>%s</code> were down (\u201c%s\u201d) and its event stays undelivered, so '
+            held = ('<p class="problem"><strong>Webhooks are held.</strong> Every delivery fails as if %s were '
+                    'down (\u201c%s\u201d) and its event stays undelivered, so '
                     '<code>GET /v1/events?delivery_success=false</code> lists it. Released, new events are sent '
                     'again; the held ones are not retried (the sandbox does not simulate Stripe\u2019s retries): '
                     '<code>make catch-up</code> replays them.</p><form method="post" '
                     'action="/dashboard/webhooks/release"><button class="primary">Release webhooks</button></form>'
-                    % (esc(self.webhook_url), esc(HELD_DELIVERY_ERROR)))
-        return ('<h2>Webhooks</h2><p>Each event is sent to <code>%s</code> as it happens. Holding makes every '
-                'delivery fail as if the endpoint were down, until released.</p><form method="post" '
-                'action="/dashboard/webhooks/hold"><button>Hold webhooks</button></form>' % esc(self.webhook_url))
+                    % (self._webhook_targets(), esc(HELD_DELIVERY_ERROR)))
+        else:
+            held = ('<p>Each event is sent to %s as it happens. Holding makes every delivery fail as if the '
+                    'endpoint were down, until released.</p><form method="post" action="/dashboard/webhooks/hold">'
+                    '<button>Hold webhooks</button></form>' % self._webhook_targets())
+        return "<h2>Webhooks</h2>%s%s" % (held, self._dashboard_webhook_endpoints())
+
+    def _dashboard_webhook_endpoints(self) -> str:
+        endpoints = list(self._webhook_endpoints.values())
+        disabled = [e for e in endpoints if e["status"] == "disabled"]
+        warning = ('<p class="problem"><strong>%s disabled.</strong> As Stripe does with an endpoint that keeps '
+                   'failing, the sandbox sends it nothing: each event recorded meanwhile stays undelivered '
+                   '(no attempt is made), so <code>GET /v1/events?delivery_success=false</code> lists it. Enabled '
+                   'again, it is sent the events recorded from then on.</p>' % (
+                       "Webhook endpoint %s is" % "".join("<code>%s</code>" % esc(e["url"]) for e in disabled)
+                       if len(disabled) == 1 else "%d webhook endpoints are" % len(disabled))
+                   if disabled else "")
+        rows = "".join(
+            '<tr><th scope="row" data-label="Endpoint"><code>%(url)s</code><br><code>%(id)s</code></th>'
+            '<td data-label="Status">%(status)s</td><td data-label="Events">%(events)s</td>'
+            '<td data-label="Actions"><form method="post" action="/dashboard/webhook_endpoints/%(id)s/%(action)s">'
+            '<button%(primary)s>%(label)s endpoint%(which)s</button></form></td></tr>' % {
+                "url": esc(e["url"]), "id": esc(e["id"]),
+                "status": "<strong>disabled</strong>" if e["status"] == "disabled" else "enabled",
+                "events": esc(", ".join(e["enabled_events"])),
+                "action": "enable" if e["status"] == "disabled" else "disable",
+                "primary": ' class="primary"' if e["status"] == "disabled" else "",
+                "label": "Enable" if e["status"] == "disabled" else "Disable", "which": hidden_text(" " + e["url"])}
+            for e in endpoints)
+        return ('<h3>Webhook endpoints</h3>%s<table class="stack wide"><thead><tr><th scope="col">Endpoint</th>'
+                '<th scope="col">Status</th><th scope="col">Events</th><th scope="col">Actions</th></tr></thead>'
+                '<tbody>%s</tbody></table>' % (warning, rows))
 
     def _dashboard_notice(self, request: Request) -> str:
         """What the last control did, named in the address it sent the browser to."""
@@ -98,6 +134,12 @@ class Dashboard:
             return notice("Webhooks are held: deliveries fail until you release them.")
         if done == "released" and not self._webhooks_held:
             return notice("Webhooks released: new events are sent again. Those held stay undelivered.")
+        endpoint_id = query.get("endpoint")
+        endpoint = self._webhook_endpoints.get(endpoint_id) if isinstance(endpoint_id, str) else None
+        if endpoint is not None and done == "endpoint_" + endpoint["status"]:
+            return notice("Webhook endpoint <code>%s</code> %s." % (esc(endpoint["url"]), (
+                "disabled: events are recorded and not sent to it" if endpoint["status"] == "disabled"
+                else "enabled: new events are sent to it. Those recorded while it was disabled stay undelivered")))
         account_id = query.get("account")
         if not isinstance(account_id, str) or account_id not in self._accounts:
             return ""
@@ -229,17 +271,28 @@ class Dashboard:
 
     def _delivery_words(self, event_id: str) -> str:
         """How the event's webhook delivery went, in a few words."""
+        states = self._event_webhooks.get(event_id)
+        if states is None:
+            return "Not sent: no webhook endpoint"
+        if not states:
+            return "Not sent: no webhook endpoint listens for it"
+        unsent = sorted({state for state in states.values() if state in ("disabled", "deleted")})
+        unsent_words = "webhook endpoint %s" % " or ".join(unsent)
         attempts = self._delivery_attempts.get(event_id, [])
         if not attempts:
-            if not (self.webhook_url and self.webhook_secret):
-                return "Not sent: no webhook endpoint"
+            if all(state in ("disabled", "deleted") for state in states.values()):
+                return "Not sent: %s" % unsent_words
             return "Queued"
         last = attempts[-1]
         result = "answered %d" % last["status"] if last["status"] is not None else last["error"]
         count = "%d attempt%s" % (len(attempts), "" if len(attempts) == 1 else "s")
-        if self._event_delivered.get(event_id):
-            return "Delivered: %s, %s" % (result, count)
-        return "Failed: %s, %s" % (result, count)
+        if "failed" in states.values():
+            words = "Failed: %s, %s" % (result, count)
+        elif "queued" in states.values():
+            words = "Queued: %s, %s" % (result, count)
+        else:
+            words = "Delivered: %s, %s" % (result, count)
+        return words + ("; not sent: %s" % unsent_words if unsent else "")
 
     def _page_dashboard_events(self, request: Request) -> Response:
         events = list(reversed(self._events))
@@ -252,10 +305,10 @@ class Dashboard:
                  if rest else "")
         body = ('<p><a href="/">\u2190 Dashboard</a></p><h1>Events</h1><p class="muted">Newest first; %d in all. '
                 '%s</p>%s%s' % (
-                    len(self._events), "Webhooks go to <code>%s</code>%s." % (
-                        esc(self.webhook_url), " and are <strong>held</strong>: every delivery fails"
+                    len(self._events), "Webhooks go to %s%s." % (
+                        self._webhook_targets(), " and are <strong>held</strong>: every delivery fails"
                         if self._webhooks_held else "")
-                    if self.webhook_url and self.webhook_secret
+                    if self._webhook_endpoints
                     else "No webhook endpoint is set: events are recorded, not sent.",
                     self._events_table(page) if page else '<p class="muted">No events.</p>', older))
         return html_response("Stripe sandbox \u2014 events", body)
@@ -287,8 +340,8 @@ class Dashboard:
             body = ('<h1>%s has no access to %s</h1><p>There is nothing to revoke.</p>'
                     '<p><a class="button primary" href="/">Back to the dashboard</a></p>' % (platform, name))
             return html_response("Stripe sandbox \u2014 revoke", body)
-        sent = ("sends <code>account.application.deauthorized</code> to <code>%s</code>" % esc(self.webhook_url)
-                if self.webhook_url and self.webhook_secret
+        sent = ("sends <code>account.application.deauthorized</code> to %s" % self._webhook_targets()
+                if self._webhook_endpoints
                 else "records <code>account.application.deauthorized</code> (no webhook endpoint is set)")
         body = ('<h1>Revoke %s\u2019s access to %s?</h1>'
                 '<p>As the account\u2019s owner would from Stripe\u2019s dashboard: %s can no longer act on '
@@ -333,6 +386,16 @@ class Dashboard:
         self.hold_webhooks(action == "hold")
         return control_done(request, {"webhooks_held": self._webhooks_held},
                             "/?done=%s" % ("held" if action == "hold" else "released"))
+
+    def _page_dashboard_webhook_endpoint(self, request: Request, endpoint_id: str, action: str) -> Response:
+        """Disables or enables the endpoint, from its button or from curl (Accept: application/json)."""
+        if action not in ("disable", "enable"):
+            return control_error(request, "Unknown action %r: use disable or enable." % action, 404)
+        if endpoint_id not in self._webhook_endpoints:
+            return control_error(request, "No webhook endpoint %r." % endpoint_id, 404)
+        status = "disabled" if action == "disable" else "enabled"
+        endpoint = self.set_webhook_endpoint_status(status, endpoint_id)
+        return control_done(request, endpoint, "/?done=endpoint_%s&endpoint=%s" % (status, endpoint_id))
 
     # subscription controls
 

@@ -1,5 +1,6 @@
 """Events and webhooks: recording events, /v1/events, and delivering each
-event, signed, to the webhook endpoint."""
+event, signed with the endpoint's secret, to every webhook endpoint that
+listens for it (webhook_endpoints.py)."""
 import copy
 import hashlib
 import hmac
@@ -17,6 +18,10 @@ from local.stripe_sandbox.wire import (API_VERSION, Request, Response, _created_
 WEBHOOK_TIMEOUT_SECONDS = 5
 # What a delivery attempt made while webhooks are held records.
 HELD_DELIVERY_ERROR = "endpoint unreachable (webhooks held)"
+# Where an event stands with each endpoint it is for. "disabled" and
+# "deleted": it was not sent, as the endpoint was (no attempt is recorded,
+# as at Stripe), and it stays undelivered.
+DELIVERY_STATES = ("queued", "delivered", "failed", "disabled", "deleted")
 
 
 def sign_payload(payload: str, secret: str, timestamp: Optional[int] = None) -> str:
@@ -86,10 +91,17 @@ class Events:
 
     def _event_view(self, event: Dict[str, Any]) -> Dict[str, Any]:
         view = copy.deepcopy(event)
-        # Until a delivery succeeded the event counts as pending, which is also
-        # what `delivery_success=false` lists.
-        view["pending_webhooks"] = 0 if self._event_delivered.get(event["id"]) else 1
+        view["pending_webhooks"] = self._pending_webhooks(event["id"])
         return view
+
+    def _pending_webhooks(self, event_id: str) -> int:
+        """The endpoints the event has not yet reached, which is also what
+        `delivery_success=false` lists. One recorded while the sandbox had no
+        endpoint counts as one never sent, so a catch-up finds it."""
+        states = self._event_webhooks.get(event_id)
+        if states is None:
+            return 1
+        return sum(1 for state in states.values() if state != "delivered")
 
     def _record_event(self, type: str, account_id: Optional[str], obj: Dict[str, Any],
                       previous_attributes: Optional[Dict[str, Any]] = None,
@@ -112,37 +124,56 @@ class Events:
                         "idempotency_key": request.idempotency_key if request else None},
         }
         self._events.append(event)
-        self._event_delivered[event["id"]] = False
-        if self.webhook_url and self.webhook_secret:
+        endpoints = self._endpoints_listening(event)
+        if endpoints is None:
+            self._event_webhooks[event["id"]] = None
+            return event
+        states = self._event_webhooks[event["id"]] = {}
+        for endpoint in endpoints:
+            if endpoint["status"] == "disabled":
+                states[endpoint["id"]] = "disabled"
+                continue
+            states[endpoint["id"]] = "queued"
             self._undelivered += 1
-            self._deliveries.put(copy.deepcopy(event))
+            self._deliveries.put((copy.deepcopy(event), endpoint["id"]))
         return event
 
     def _deliver_loop(self) -> None:
         while True:
-            event = self._deliveries.get()
-            if event is None:
+            delivery = self._deliveries.get()
+            if delivery is None:
                 return
+            event, endpoint_id = delivery
             try:
-                ok = self._deliver(event)
+                state = self._deliver(event, endpoint_id)
                 with self._lock:
-                    if ok:
-                        self._event_delivered[event["id"]] = True
+                    states = self._event_webhooks.get(event["id"])
+                    # A reset meanwhile forgot the event.
+                    if states is not None and endpoint_id in states:
+                        states[endpoint_id] = state
             finally:
                 with self._delivered:
                     self._undelivered -= 1
                     self._delivered.notify_all()
 
-    def _deliver(self, event: Dict[str, Any]) -> bool:
+    def _deliver(self, event: Dict[str, Any], endpoint_id: str) -> str:
+        """Sends the event to the endpoint; its delivery state after."""
+        with self._lock:
+            endpoint = self._webhook_endpoints.get(endpoint_id)
+            # Disabled or deleted since the event was recorded: Stripe sends
+            # nothing to it, and records no attempt.
+            if endpoint is None or endpoint["status"] == "disabled":
+                return "deleted" if endpoint is None else "disabled"
+            url, secret = endpoint["url"], endpoint["secret"]
         if self.webhooks_held:
             print("stripe-sandbox: webhook %s for %s held: not sent" % (event["type"], event["id"]),
                   file=sys.stderr)
-            self._note_delivery(event["id"], error=HELD_DELIVERY_ERROR)
-            return False
+            self._note_delivery(event["id"], endpoint_id, error=HELD_DELIVERY_ERROR)
+            return "failed"
         payload = json.dumps(event, indent=2)
-        header = sign_payload(payload, self.webhook_secret or "", int(time.time()))
+        header = sign_payload(payload, secret, int(time.time()))
         request = urllib.request.Request(
-            self.webhook_url or "", data=payload.encode("utf-8"), method="POST",
+            url, data=payload.encode("utf-8"), method="POST",
             headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header,
                      "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
         try:
@@ -153,25 +184,32 @@ class Events:
         except Exception as exc:  # a dead endpoint must not stop the sandbox
             print("stripe-sandbox: webhook %s for %s failed: %s" % (event["type"], event["id"], exc),
                   file=sys.stderr)
-            self._note_delivery(event["id"], error=str(exc) or type(exc).__name__)
-            return False
-        self._note_delivery(event["id"], status=status)
+            self._note_delivery(event["id"], endpoint_id, error=str(exc) or type(exc).__name__)
+            return "failed"
+        self._note_delivery(event["id"], endpoint_id, status=status)
         if not 200 <= status < 300:
             print("stripe-sandbox: webhook %s for %s answered %d" % (event["type"], event["id"], status),
                   file=sys.stderr)
-            return False
-        return True
+            return "failed"
+        return "delivered"
 
     def delivery_attempts(self, event_id: str) -> List[Dict[str, Any]]:
-        """Each attempt to deliver the event: when, and the endpoint's status
-        code or the error that kept it from answering."""
+        """Each attempt to deliver the event: when, to which endpoint, and
+        the endpoint's status code or the error that kept it from answering."""
         with self._lock:
             return copy.deepcopy(self._delivery_attempts.get(event_id, []))
 
-    def _note_delivery(self, event_id: str, status: Optional[int] = None, error: Optional[str] = None) -> None:
+    def delivery_states(self, event_id: str) -> Optional[Dict[str, str]]:
+        """Where the event stands with each endpoint it is for, by endpoint id
+        (DELIVERY_STATES); None when the sandbox had no endpoint to send it to."""
+        with self._lock:
+            return copy.deepcopy(self._event_webhooks.get(event_id))
+
+    def _note_delivery(self, event_id: str, endpoint_id: str, status: Optional[int] = None,
+                       error: Optional[str] = None) -> None:
         with self._lock:
             self._delivery_attempts.setdefault(event_id, []).append(
-                {"at": int(self.clock()), "status": status, "error": error})
+                {"at": int(self.clock()), "webhook_endpoint": endpoint_id, "status": status, "error": error})
 
     # API
 

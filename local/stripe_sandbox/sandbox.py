@@ -18,10 +18,11 @@ from local.stripe_sandbox.preload import Preload
 from local.stripe_sandbox.products import Products
 from local.stripe_sandbox.server import Server
 from local.stripe_sandbox.subscriptions import Subscriptions
+from local.stripe_sandbox.webhook_endpoints import WEBHOOK_ENDPOINT_ID, WebhookEndpoints
 
 
 class StripeSandbox(OAuthAndAccounts, Customers, PaymentMethods, Products, Subscriptions, Invoices, BillingPortal,
-                    Events, Preload, AuthorizePage, PortalPages, Dashboard, Server, SandboxCore):
+                    Events, WebhookEndpoints, Preload, AuthorizePage, PortalPages, Dashboard, Server, SandboxCore):
     """A local Stripe: its state lives in SandboxCore, each resource family's
     helpers and API handlers in their own part, the pages a person meets in
     theirs, the HTTP side in Server."""
@@ -52,8 +53,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sandbox.create_account(display_name=name, business_name=name)
     sandbox.start()
     print("Stripe sandbox listening on %s (client_id %s%s)" % (
-        sandbox.url, args.client_id, ", webhooks to %s" % args.webhook_url if args.webhook_url else ""),
-        flush=True)
+        sandbox.url, args.client_id, ", webhooks to %s, endpoint %s" % (args.webhook_url, WEBHOOK_ENDPOINT_ID)
+        if args.webhook_url else ""), flush=True)
     try:
         sandbox.serve_forever()
     except KeyboardInterrupt:

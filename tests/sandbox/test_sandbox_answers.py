@@ -11,7 +11,7 @@ import stripe
 from stripe._list_object import ListObject
 
 from chalicelib.portal import PortalSettings, portal_configuration_params
-from local.stripe_sandbox import ROUTES, StripeSandbox
+from local.stripe_sandbox import ROUTES, WEBHOOK_ENDPOINT_ID, StripeSandbox
 from tests.sandbox.conformance import event_violations, violations
 
 SECRET_KEY = "sk_test_sandbox"
@@ -133,6 +133,35 @@ def walk_retrieve_event(sandbox, client, gym):
         events_conform(client.v1.events.retrieve(event["id"]))
 
 
+def walk_list_webhook_endpoints(sandbox, client, gym):
+    client.v1.webhook_endpoints.create({"url": "https://hooks.gym.test/stripe", "enabled_events": ["*"]})
+    listed = conforms(client.v1.webhook_endpoints.list({"limit": 2}), ListObject[stripe.WebhookEndpoint])
+    assert [e["id"] for e in listed["data"]][1:] == [WEBHOOK_ENDPOINT_ID]
+
+
+def walk_create_webhook_endpoint(sandbox, client, gym):
+    created = conforms(client.v1.webhook_endpoints.create({
+        "url": "https://hooks.gym.test/stripe", "enabled_events": ["customer.subscription.updated"], "connect": True,
+        "description": "Gym hooks", "metadata": {"team": "ops"}}), stripe.WebhookEndpoint)
+    assert created["secret"].startswith("whsec_")
+
+
+def walk_retrieve_webhook_endpoint(sandbox, client, gym):
+    body = conforms(client.v1.webhook_endpoints.retrieve(WEBHOOK_ENDPOINT_ID), stripe.WebhookEndpoint)
+    assert body["status"] == "enabled" and "secret" not in body
+
+
+def walk_update_webhook_endpoint(sandbox, client, gym):
+    body = conforms(client.v1.webhook_endpoints.update(WEBHOOK_ENDPOINT_ID, {
+        "disabled": True, "description": "Local", "metadata": {"team": "ops"}}), stripe.WebhookEndpoint)
+    assert body["status"] == "disabled"
+
+
+def walk_delete_webhook_endpoint(sandbox, client, gym):
+    assert conforms(client.v1.webhook_endpoints.delete(WEBHOOK_ENDPOINT_ID), stripe.WebhookEndpoint) == {
+        "id": WEBHOOK_ENDPOINT_ID, "object": "webhook_endpoint", "deleted": True}
+
+
 def walk_list_customers(sandbox, client, gym):
     listed = conforms(client.v1.customers.list({"email": "member@localfitness.test"}, gym["opts"]),
                       ListObject[stripe.Customer])
@@ -252,6 +281,11 @@ WALKS = {
     "_api_retrieve_account": walk_retrieve_account,
     "_api_list_events": walk_list_events,
     "_api_retrieve_event": walk_retrieve_event,
+    "_api_list_webhook_endpoints": walk_list_webhook_endpoints,
+    "_api_create_webhook_endpoint": walk_create_webhook_endpoint,
+    "_api_retrieve_webhook_endpoint": walk_retrieve_webhook_endpoint,
+    "_api_update_webhook_endpoint": walk_update_webhook_endpoint,
+    "_api_delete_webhook_endpoint": walk_delete_webhook_endpoint,
     "_api_list_customers": walk_list_customers,
     "_api_create_customer": walk_create_customer,
     "_api_retrieve_customer": walk_retrieve_customer,

@@ -20,6 +20,7 @@ from chalicelib.sweep import SWEEP_MESSAGE
 from chalicelib.imports import IMPORT_MESSAGE
 from chalicelib.portal import parse_portal_settings, parse_session_request
 from chalicelib.queues import EVENTS_QUEUE, SYNC_QUEUE, QueueFailure, receive_count, sent_at
+from chalicelib.history import decode_cursor as decode_history_cursor
 from chalicelib.unmatched import decode_cursor, parse_limit
 from chalicelib.settings import get_settings, log_format
 
@@ -39,6 +40,8 @@ WEBHOOK_PATH = "/webhooks/stripe"
 # access_until in CustomerHub's own view (GET /access never shows it past then).
 SWEEP_SCHEDULE = Rate(15, unit=Rate.MINUTES)
 CATCH_UP_SCHEDULE = Rate(1, unit=Rate.HOURS)
+# Stripe disables an endpoint that keeps failing: seen within 5 minutes, alarmed within 15.
+ENDPOINT_WATCH_SCHEDULE = Rate(5, unit=Rate.MINUTES)
 
 ERRORS = (
     (Unauthorized, 401, "unauthorized"),
@@ -300,14 +303,15 @@ def link_unmatched(subscription_id):
     body = json_body(required=True)
     if not isinstance(body, dict) or set(body) - {"user_id"}:
         raise InvalidRequest("The body must be {\"user_id\": \"...\"}")
-    return services.get_unmatched_service().link(admin.site_id, unquote(subscription_id), body.get("user_id"))
+    return services.get_unmatched_service().link(admin.site_id, unquote(subscription_id), body.get("user_id"),
+                                                 by=admin.user_id)
 
 
 @app.route("/connectors/stripe/links/{subscription_id}", methods=["DELETE"])
 @answers_errors
 def unlink_subscription(subscription_id):
     admin = caller(ADMIN_ROLES)
-    return services.get_unmatched_service().unlink(admin.site_id, unquote(subscription_id))
+    return services.get_unmatched_service().unlink(admin.site_id, unquote(subscription_id), by=admin.user_id)
 
 
 @app.route("/billing/portal", methods=["GET"])
@@ -332,11 +336,38 @@ def own_access():
     return services.get_access_service().entitlements_of(member.site_id, member.user_id)
 
 
+@app.route("/access/history", methods=["GET"])
+@answers_errors
+def own_access_history():
+    member = member_caller()
+    query = app.current_request.query_params or {}
+    return services.get_access_history().of_member(
+        member.site_id, member.user_id, parse_limit(query.get("limit")), decode_history_cursor(query.get("cursor")))
+
+
 @app.route("/access/{user_id}", methods=["GET"])
 @answers_errors
 def member_access(user_id):
     admin = caller(ADMIN_ROLES)
     return services.get_access_service().entitlements_of(admin.site_id, unquote(user_id))
+
+
+@app.route("/members", methods=["GET"])
+@answers_errors
+def find_members():
+    admin = caller(ADMIN_ROLES)
+    query = app.current_request.query_params or {}
+    return services.get_member_search().by_email(admin.site_id, query.get("email"))
+
+
+@app.route("/access/{user_id}/history", methods=["GET"])
+@answers_errors
+def member_access_history(user_id):
+    admin = caller(ADMIN_ROLES)
+    query = app.current_request.query_params or {}
+    return services.get_access_history().of_member(
+        admin.site_id, unquote(user_id), parse_limit(query.get("limit")),
+        decode_history_cursor(query.get("cursor")))
 
 
 # The bounce reads no body: whatever Content-Type the browser names, it
@@ -432,6 +463,13 @@ def expire_access(event):
     context = event.context
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context else None
     return services.get_sweep().run(time_left, queue=services.get_work_queue()).as_dict()
+
+
+@app.schedule(ENDPOINT_WATCH_SCHEDULE, name="watch_webhook_endpoint")
+def watch_webhook_endpoint(event):
+    """Read the platform's Connect webhook endpoint from Stripe: a disabled
+    one raises the WebhookEndpointDisabled alarm and shows on every card."""
+    return services.get_event_health().check_endpoint()
 
 
 @app.schedule(CATCH_UP_SCHEDULE, name="catch_up")

@@ -1,7 +1,7 @@
 """Subscription → access: the contract's access rules as pure functions of a
 subscription (as a plain dict, the way Stripe sends it) and a moment."""
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -11,6 +11,8 @@ PRODUCT_ID_METADATA_KEY = "customerhub_product_id"
 MAX_USER_ID_LENGTH = 256
 # Stripe's own limit on a metadata value.
 MAX_METADATA_VALUE_LENGTH = 500
+# Stripe caps a product's name well below this; a longer one is cut here.
+MAX_PRODUCT_NAME_LENGTH = 250
 # Stripe's ids: letters, digits and `_`. Anything else (a `/`, 3,000
 # characters) could never be read from Stripe or stored as a key, and would
 # fail on every one of Stripe's retries.
@@ -53,6 +55,8 @@ ENDING_REASONS = {
 class Product:
     product_id: str          # CustomerHub's id: metadata, else Stripe's
     stripe_product_id: str
+    # The Stripe product's name, when it was read with the subscription.
+    name: Optional[str] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -111,16 +115,19 @@ def products_of(subscription: Dict[str, Any]) -> Tuple[Product, ...]:
     seen = set()
     for item in items_of(subscription):
         product = _field(item.get("price"), "product") or _field(item.get("plan"), "product")
+        name = None
         if is_stripe_id(product):
             stripe_id, metadata = product, {}
         elif isinstance(product, dict) and is_stripe_id(product.get("id")):
             stripe_id, metadata = product["id"], product.get("metadata")
+            name = product.get("name") if isinstance(product.get("name"), str) else None
         else:
             continue
         if stripe_id in seen:
             continue
         seen.add(stripe_id)
-        found.append(Product(_metadata_value(metadata, PRODUCT_ID_METADATA_KEY) or stripe_id, stripe_id))
+        found.append(Product(_metadata_value(metadata, PRODUCT_ID_METADATA_KEY) or stripe_id, stripe_id,
+                             name[:MAX_PRODUCT_NAME_LENGTH] if name else None))
     return tuple(found)
 
 

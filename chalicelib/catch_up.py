@@ -4,7 +4,8 @@ The scheduled function puts one message per connected account on the work
 queue; the worker lists that account's undelivered events of the handled
 types since its last catch-up and hands each, oldest first, to the webhook's
 own handling (a duplicate of a delivered event changes nothing). With nothing
-missed it costs one Stripe request per account and writes nothing."""
+missed it costs one Stripe request per account and one write (when it ran,
+for the card's event health)."""
 import logging
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional
@@ -14,11 +15,13 @@ from chalicelib.access import is_stripe_id
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService
 from chalicelib.errors import AccountNotConnected
+from chalicelib.event_health import EventHealth
+from chalicelib.history import CATCH_UP
 from chalicelib.models import CatchUpModel, ConnectionModel, save_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
-from chalicelib.webhooks import HANDLED_EVENTS, WebhookReceiver
+from chalicelib.webhooks import HANDLED, HANDLED_EVENTS, WebhookReceiver
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +36,9 @@ OVERLAP = timedelta(minutes=5)
 class CatchUp:
     def __init__(self, connections: ConnectionStore, connector: ConnectorService, stripe: StripeGateway,
                  receiver: WebhookReceiver, queue: WorkQueue, clock: Clock = utc_now,
-                 metrics: Optional[Metrics] = None):
+                 metrics: Optional[Metrics] = None, health: Optional[EventHealth] = None):
         self._metrics = metrics or Metrics()
+        self._health = health
         self._connections = connections
         self._connector = connector
         self._stripe = stripe
@@ -42,13 +46,16 @@ class CatchUp:
         self._queue = queue
         self._clock = clock
 
-    def fan_out(self) -> Dict[str, int]:
-        """One message per connected account (several sites may share one)."""
+    def fan_out(self) -> Dict[str, Any]:
+        """One message per connected account (several sites may share one);
+        and the platform's webhook endpoint read from Stripe, whose state
+        every card shows."""
+        endpoint = self._health.check_endpoint_quietly() if self._health is not None else None
         accounts = sorted({connection.account_id for connection in ConnectionModel.account_index.scan()
                            if connection.account_id})
         self._queue.send_all([{"kind": CATCH_UP_MESSAGE, "account_id": account} for account in accounts])
         logger.info("Catch-up queued for %d connected accounts", len(accounts))
-        return {"accounts": len(accounts)}
+        return {"accounts": len(accounts), "endpoint": endpoint["endpoint"] if endpoint else None}
 
     def catch_up(self, message: Dict[str, Any]) -> Dict[str, int]:
         account_id = message.get("account_id")
@@ -72,22 +79,31 @@ class CatchUp:
             # Listed with Stripe-Account, an event may not say whose it is.
             event.setdefault("account", account_id)
             # Listed at `now`: a read of the subscription after that saw it.
-            outcome = self._receiver.handle(event, received_at=now)
+            outcome = self._receiver.handle(event, received_at=now, found_by=CATCH_UP)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         # Each event bound its own ids; what follows is about the account.
         observability.unbind("stripe_event_id", "stripe_event_type")
         self._metrics.count(observability.CATCH_UP_EVENTS, len(events))
+        # Those Stripe never delivered (a later delivery of one is a duplicate).
+        self._metrics.count(observability.EVENTS_MISSED, outcomes.get(HANDLED, 0))
         if events:
             # Only after every event was handled: a failure above leaves the
             # mark where it was and the message is tried again. Nothing found,
-            # nothing written: the same window is asked again next time.
+            # the mark stays: the same window is asked again next time.
             mark = int((now - OVERLAP).timestamp())
-            save_if(CatchUpModel(account_id, caught_up_to=mark, updated_at=now),
-                    CatchUpModel.account_id.does_not_exist() | (CatchUpModel.caught_up_to < mark))
+            marked = save_if(CatchUpModel(account_id, caught_up_to=mark, updated_at=now, ran_at=now),
+                             CatchUpModel.account_id.does_not_exist() | (CatchUpModel.caught_up_to < mark))
             logger.info("Catch-up of %s: %d undelivered events (%s)", account_id, len(events),
                         ", ".join("%s %d" % item for item in sorted(outcomes.items())))
         else:
+            marked = False
             logger.info("Catch-up of %s: nothing undelivered since %d", account_id, since)
+        if not marked:
+            # When it last ran, for the card's event health, whatever it found.
+            CatchUpModel(account_id).update(actions=[
+                CatchUpModel.ran_at.set(now),
+                CatchUpModel.caught_up_to.set(CatchUpModel.caught_up_to | since),
+                CatchUpModel.updated_at.set(CatchUpModel.updated_at | now)])
         return {"events": len(events)}
 
     def _revoked(self, account_id: str, now: datetime) -> int:

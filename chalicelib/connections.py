@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tupl
 from pynamodb.exceptions import DeleteError, PutError
 
 from chalicelib.clock import Clock, iso, utc_now
+from chalicelib.event_health import EventHealth
 from chalicelib.errors import (AccessDenied, AccountNotConnected, ConnectionChanged, InvalidRequest,
                                InvalidState, StripeFailure)
 from chalicelib.models import (CONNECTED, DEFAULT_PAST_DUE_GRACE_DAYS, DISCONNECTED, LOST_RACE, ConnectionModel,
@@ -113,7 +114,8 @@ def _grace_days(connection: Optional[ConnectionModel]) -> int:
     return DEFAULT_PAST_DUE_GRACE_DAYS if days is None else int(days)
 
 
-def connector_card(connection: Optional[ConnectionModel], sync: Optional[dict] = None) -> dict:
+def connector_card(connection: Optional[ConnectionModel], sync: Optional[dict] = None,
+                   events: Optional[dict] = None) -> dict:
     connected = connection is not None and connection.status == CONNECTED
     return {
         "status": CONNECTED if connected else DISCONNECTED,
@@ -133,6 +135,8 @@ def connector_card(connection: Optional[ConnectionModel], sync: Optional[dict] =
         },
         # The latest import of the connected account's subscriptions.
         "sync": sync if connected else None,
+        # Whether the account's events reach the connector (chalicelib/event_health.py).
+        "events": events if connected else None,
     }
 
 
@@ -160,7 +164,8 @@ def parse_connect_request(body: Optional[dict]) -> dict:
 class ConnectorService:
     def __init__(self, connections: ConnectionStore, states: OAuthStateStore,
                  stripe: StripeGateway, redirect_uri: str, imports: "Importer",
-                 clock: Clock = utc_now):
+                 clock: Clock = utc_now, health: Optional[EventHealth] = None):
+        self._health = health or EventHealth(stripe, None, clock)
         self._connections = connections
         self._imports = imports
         self._states = states
@@ -170,7 +175,7 @@ class ConnectorService:
 
     def card(self, site_id: str) -> dict:
         connection = self._connections.get(site_id)
-        return connector_card(connection, self._imports.sync_of(connection))
+        return connector_card(connection, self._imports.sync_of(connection), self._health.of(connection))
 
     def begin_connect(self, site_id: str, user_id: str, email: Optional[str] = None,
                       landing: Optional[str] = None, always_prompt: bool = False) -> str:
@@ -216,7 +221,7 @@ class ConnectorService:
         except Exception:
             logger.exception("The import for site %s could not start", site_id)
             sync = None
-        return connector_card(connection, sync)
+        return connector_card(connection, sync, self._health.of(connection))
 
     def _store_connection(self, connection: ConnectionModel, user_id: str,
                           authorized: AuthorizedAccount, display_name: str) -> None:

@@ -4,7 +4,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from chalicelib.access import EXPIRED, Access, is_readable
 from chalicelib.clock import Clock, iso, utc_now
@@ -88,7 +88,7 @@ def entitlement_item(view: View, now: datetime) -> EntitlementModel:
         customer_id=view.customer_id, email=view.email if unmatched else None,
         name=view.name if unmatched else None, stripe_status=view.stripe_status, state=access.state,
         grants=access.grants, access_until=access.access_until, reason=access.reason,
-        products=[ProductAttribute(product_id=p.product_id, stripe_product_id=p.stripe_product_id)
+        products=[ProductAttribute(product_id=p.product_id, stripe_product_id=p.stripe_product_id, name=p.name)
                   for p in access.products],
         view_time=view.view_time, stripe_event_id=view.stripe_event_id, changed_at=now,
         member_from=None if unmatched else view.member_from,
@@ -175,7 +175,13 @@ def entitlements_view(items: Iterable[EntitlementModel], now: datetime) -> Dict[
             "access_until": iso(item.access_until),
             "member_from": item.member_from,
         })
-    return {"entitlements": entries}
+    view: Dict[str, Any] = {"entitlements": entries}
+    # The products' names as Stripe has them, beside the contract's entries
+    # (for the UI; only when some are known).
+    names = {product.product_id: product.name for _, _, product, _ in best.values() if product.name}
+    if names:
+        view["product_names"] = names
+    return view
 
 
 def _until_rank(access_until: Optional[datetime]) -> float:

@@ -21,24 +21,26 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from pynamodb.attributes import MapAttribute
 
 from chalicelib import observability
-from chalicelib.access import (GRANTING_STATUSES, PAST_DUE, PRODUCT_ID_METADATA_KEY, SUBSCRIPTION_CANCELED,
+from chalicelib.access import (GRANTING_STATUSES, MAX_PRODUCT_NAME_LENGTH, PAST_DUE, PRODUCT_ID_METADATA_KEY,
+                               SUBSCRIPTION_CANCELED,
                                access_of, is_stripe_id, is_unix_time, items_of)
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, grace_of
-from chalicelib.entitlements import ended_item, grant_key, microseconds
+from chalicelib.entitlements import grant_key, microseconds
 from chalicelib.errors import NotConnected
+from chalicelib.history import IMPORT, Cause
 from chalicelib.import_records import DONE, FAILED, IMPORTING, ImportStore, sync_card
 from chalicelib.limits import SYNC_PERIOD, NoLimits, RateLimits, sync_key
-from chalicelib.models import ConnectionModel, EntitlementModel, ImportModel, OpenInvoiceModel, save_if, update_if
+from chalicelib.models import ConnectionModel, EntitlementModel, ImportModel, OpenInvoiceModel, update_if
 from chalicelib.observability import Metrics
 from chalicelib.queues import MAX_RECEIVES, QueueFailure, WorkQueue
 from chalicelib.stripe_gateway import StripeGateway
-from chalicelib.writer import Reading, ViewWriter
+from chalicelib.writer import Reading, ViewWriter, end_as_stored
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ class PageResult:
     matched: int = 0
     unmatched: int = 0
     reread: int = 0
-    products: Dict[str, str] = field(default_factory=dict)
+    products: Dict[str, Tuple[str, Optional[str]]] = field(default_factory=dict)
 
 
 class ImportWorker:
@@ -184,7 +186,7 @@ class ImportWorker:
         # Timed before Stripe is asked, as a webhook's view is.
         view_time = microseconds(now)
         listed = self._stripe.subscriptions_page(record.account_id, record.phase, record.cursor)
-        known = record.products.as_dict() if isinstance(record.products, MapAttribute) else dict(record.products or {})
+        known = _products_known(record)
         found = self._read_products(record.account_id, listed.data, known)
         result = PageResult(record.phase, listed.last_id if listed.has_more else None,
                             subscriptions=len(listed.data), products=found)
@@ -198,7 +200,8 @@ class ImportWorker:
             else:
                 behind_since = self._stripe.behind_since(record.account_id, subscription)
             readings.append(Reading(record.site_id, record.account_id, subscription,
-                                    access_of(subscription, now, grace, behind_since), view_time, None))
+                                    access_of(subscription, now, grace, behind_since), view_time, None,
+                                    cause=Cause(IMPORT, record.import_id)))
         written = self._writer.write(readings, now)
         for view in written.written + written.stale:
             if view.user_id is None:
@@ -240,16 +243,19 @@ class ImportWorker:
                 for note in OpenInvoiceModel.batch_get(keys, consistent_read=True)}
 
     def _read_products(self, account_id: str, subscriptions: List[Dict[str, Any]],
-                       known: Dict[str, str]) -> Dict[str, str]:
-        """CustomerHub's id of every product on the page not read yet in this import."""
-        found: Dict[str, str] = {}
+                       known: Dict[str, Tuple[str, Optional[str]]]) -> Dict[str, Tuple[str, Optional[str]]]:
+        """CustomerHub's id and the name of every product on the page not
+        read yet in this import."""
+        found: Dict[str, Tuple[str, Optional[str]]] = {}
         for subscription in subscriptions:
             for item in items_of(subscription):
                 product = (item.get("price") or {}).get("product")
                 if is_stripe_id(product) and product not in known and product not in found:
                     read = self._stripe.product(account_id, product) or {}
                     named = (read.get("metadata") or {}).get(PRODUCT_ID_METADATA_KEY)
-                    found[product] = named.strip() if isinstance(named, str) and named.strip() else product
+                    name = read.get("name") if isinstance(read.get("name"), str) else None
+                    found[product] = (named.strip() if isinstance(named, str) and named.strip() else product,
+                                      name[:MAX_PRODUCT_NAME_LENGTH] if name else None)
         return found
 
     def _reread(self, record: ImportModel, grace: timedelta) -> PageResult:
@@ -259,16 +265,16 @@ class ImportWorker:
             limit=REREADS_PER_PAGE, last_evaluated_key=json.loads(record.cursor) if record.cursor else None)
         items = list(query)
         for item in items:
-            self._reread_one(item, grace)
+            self._reread_one(item, grace, Cause(IMPORT, record.import_id))
         more = query.last_evaluated_key
         return PageResult(REREAD, json.dumps(more) if more else None, reread=len(items))
 
-    def _reread_one(self, item: EntitlementModel, grace: timedelta) -> None:
+    def _reread_one(self, item: EntitlementModel, grace: timedelta, cause: Cause) -> None:
         now = self._clock()
         subscription = self._stripe.subscription(item.account_id, item.subscription_id)
         if subscription is None:
             # A write since the index showed it is newer than this read.
-            save_if(ended_item(item, now, SUBSCRIPTION_CANCELED), EntitlementModel.view_time == item.view_time)
+            end_as_stored(self._writer.connection, item, now, SUBSCRIPTION_CANCELED, cause)
             return
         behind_since = self._stripe.behind_since(item.account_id, subscription)
         # Whose it is now decides, as for a webhook: another member's (or
@@ -276,7 +282,7 @@ class ImportWorker:
         self._writer.write([Reading(item.site_id, item.account_id, subscription,
                                     access_of(subscription, now, grace, behind_since),
                                     max(microseconds(now), item.view_time + 1), None,
-                                    expected=(item.member_key, item.view_time))], now)
+                                    expected=(item.member_key, item.view_time), cause=cause)], now)
 
     def _advance(self, record: ImportModel, result: PageResult) -> str:
         now = self._clock()
@@ -288,8 +294,10 @@ class ImportWorker:
             ImportModel.unmatched.add(result.unmatched), ImportModel.reread.add(result.reread),
             ImportModel.updated_at.set(now),
         ]
-        for product, product_id in result.products.items():
+        for product, (product_id, name) in result.products.items():
             actions.append(ImportModel.products[product].set(product_id))
+            if name:
+                actions.append(ImportModel.product_names[product].set(name))
         if finished:
             actions += [ImportModel.state.set(DONE), ImportModel.finished_at.set(now)]
         if not update_if(record, actions, (ImportModel.import_id == record.import_id)
@@ -318,12 +326,21 @@ class ImportWorker:
                        record.site_id, state, why)
 
 
-def _fill_products(subscription: Dict[str, Any], products: Dict[str, str]) -> None:
+def _products_known(record: ImportModel) -> Dict[str, Tuple[str, Optional[str]]]:
+    """The products this import read already: CustomerHub's id and the name."""
+    def plain(attribute: Any) -> Dict[str, str]:
+        return attribute.as_dict() if isinstance(attribute, MapAttribute) else dict(attribute or {})
+    names = plain(record.product_names)
+    return {product: (product_id, names.get(product)) for product, product_id in plain(record.products).items()}
+
+
+def _fill_products(subscription: Dict[str, Any], products: Dict[str, Tuple[str, Optional[str]]]) -> None:
     """Put each item's product in as the expanded object access_of reads, with
     the CustomerHub id read once for the import."""
     for item in items_of(subscription):
         price = item.get("price")
         product = price.get("product") if isinstance(price, dict) else None
         if is_stripe_id(product) and product in products:
-            price["product"] = {"id": product, "object": "product",
-                                "metadata": {PRODUCT_ID_METADATA_KEY: products[product]}}
+            product_id, name = products[product]
+            price["product"] = {"id": product, "object": "product", "name": name,
+                                "metadata": {PRODUCT_ID_METADATA_KEY: product_id}}

@@ -6,7 +6,7 @@ from pynamodb.attributes import (BooleanAttribute, ListAttribute, MapAttribute, 
                                  TTLAttribute, UnicodeAttribute, UTCDateTimeAttribute,
                                  VersionAttribute)
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.access import DEFAULT_PAST_DUE_GRACE
@@ -81,6 +81,30 @@ class OAuthStateModel(Model):
     expires_at = TTLAttribute()
 
 
+class EventsByAccountIndex(GlobalSecondaryIndex):
+    """Handled events by account, latest last: when the account's events
+    last reached the connector (the card's `events.last_received_at`)."""
+
+    class Meta:
+        index_name = "account-index"
+        projection = KeysOnlyProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    handled_at = UTCDateTimeAttribute(range_key=True)
+
+
+class MissedEventsIndex(GlobalSecondaryIndex):
+    """Events only the catch-up found, by account and when: the card's
+    `events.missed_last_day`. Sparse: `missed_account` is set only on them."""
+
+    class Meta:
+        index_name = "missed-index"
+        projection = KeysOnlyProjection()
+
+    missed_account = UnicodeAttribute(hash_key=True)
+    handled_at = UTCDateTimeAttribute(range_key=True)
+
+
 class WebhookEventModel(Model):
     """A Stripe event that was handled, remembered to drop its duplicates."""
 
@@ -93,7 +117,12 @@ class WebhookEventModel(Model):
     account_id = UnicodeAttribute(null=True)
     created = NumberAttribute()
     handled_at = UTCDateTimeAttribute()
+    # The account, when the catch-up handled the event: Stripe had not delivered it.
+    missed_account = UnicodeAttribute(null=True)
     expires_at = TTLAttribute()
+
+    account_index = EventsByAccountIndex()
+    missed_index = MissedEventsIndex()
 
 
 class MemberCustomerModel(Model):
@@ -116,6 +145,8 @@ class MemberCustomerModel(Model):
 class ProductAttribute(MapAttribute):
     product_id = UnicodeAttribute()
     stripe_product_id = UnicodeAttribute()
+    # The Stripe product's name, as the member sees it in the portal.
+    name = UnicodeAttribute(null=True)
 
 
 class DueIndex(GlobalSecondaryIndex):
@@ -250,6 +281,13 @@ class SubscriptionMemberModel(Model):
     # unlink moves view_time, not this.
     read_at = NumberAttribute(null=True)
     changed_at = UTCDateTimeAttribute()
+    # What the entitlement it points at holds now (its state, access,
+    # access_until and products), written with it: the `from` of the next
+    # change's access history, known without reading the entitlement.
+    state = UnicodeAttribute(null=True)
+    grants = BooleanAttribute(null=True)
+    access_until = UTCDateTimeAttribute(null=True)
+    products = ListAttribute(of=ProductAttribute, null=True)
 
 
 class CustomerMemberModel(Model):
@@ -299,6 +337,8 @@ class ImportModel(Model):
     reread = NumberAttribute(default=0)
     # Stripe product id → CustomerHub product id: products are read once per import.
     products = MapAttribute(default=dict)
+    # Stripe product id → its name, as the members' history shows it.
+    product_names = MapAttribute(default=dict)
     failure = UnicodeAttribute(null=True)
 
 
@@ -312,6 +352,53 @@ class CatchUpModel(Model):
     account_id = UnicodeAttribute(hash_key=True)
     caught_up_to = NumberAttribute()
     updated_at = UTCDateTimeAttribute()
+    # When the catch-up last ran for the account, whatever it found.
+    ran_at = UTCDateTimeAttribute(null=True)
+
+
+class WebhookEndpointModel(Model):
+    """The platform's Connect webhook endpoint as Stripe last described it
+    (STRIPE_WEBHOOK_ENDPOINT_ID): `enabled` or `disabled`, and when."""
+
+    class Meta:
+        table_name = "stripe-connector-webhook-endpoints"
+        billing_mode = "PAY_PER_REQUEST"
+
+    endpoint_id = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute()
+    checked_at = UTCDateTimeAttribute()
+    # Since when it has had that status, as far as the checks saw.
+    since = UTCDateTimeAttribute()
+
+
+class AccessHistoryModel(Model):
+    """One change of a member's access to one product of one subscription,
+    written in the same transaction as the change (chalicelib/history.py):
+    what it was, what it became, why, and what caused it. Newest first by
+    `change_key` (microseconds, subscription, product); kept 400 days."""
+
+    class Meta:
+        table_name = "stripe-connector-access-history"
+        billing_mode = "PAY_PER_REQUEST"
+
+    member_key = UnicodeAttribute(hash_key=True)
+    change_key = UnicodeAttribute(range_key=True)
+    site_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    at = UTCDateTimeAttribute()
+    subscription_id = UnicodeAttribute()
+    product_id = UnicodeAttribute()
+    product_name = UnicodeAttribute(null=True)
+    from_state = UnicodeAttribute(null=True)
+    from_access = BooleanAttribute(null=True)
+    from_access_until = UTCDateTimeAttribute(null=True)
+    to_state = UnicodeAttribute()
+    to_access = BooleanAttribute()
+    to_access_until = UTCDateTimeAttribute(null=True)
+    reason = UnicodeAttribute()
+    cause_kind = UnicodeAttribute()
+    cause_id = UnicodeAttribute()
+    expires_at = TTLAttribute()
 
 
 class OpenInvoiceModel(Model):
@@ -349,7 +436,7 @@ class RateLimitModel(Model):
 
 MODELS = (ConnectionModel, OAuthStateModel, WebhookEventModel, MemberCustomerModel, EntitlementModel,
           ImportModel, CatchUpModel, OpenInvoiceModel, CustomerMemberModel, SubscriptionMemberModel,
-          RateLimitModel)
+          RateLimitModel, WebhookEndpointModel, AccessHistoryModel)
 
 
 def bind(settings: Settings) -> None:
@@ -366,6 +453,8 @@ def bind(settings: Settings) -> None:
         CustomerMemberModel: settings.customer_members_table,
         SubscriptionMemberModel: settings.subscription_members_table,
         RateLimitModel: settings.rate_limits_table,
+        WebhookEndpointModel: settings.webhook_endpoints_table,
+        AccessHistoryModel: settings.access_history_table,
     }
     for model, table_name in tables.items():
         place = (table_name, settings.aws_region, settings.aws_endpoint_url)

@@ -192,6 +192,8 @@ IMPORT_PAGES = "ImportPages"
 IMPORT_SUBSCRIPTIONS = "ImportSubscriptions"
 IMPORT_FAILED = "ImportFailed"
 CATCH_UP_EVENTS = "CatchUpEvents"
+EVENTS_MISSED = "EventsMissed"          # events only the catch-up found (handled by it): alarmed
+WEBHOOK_ENDPOINT_DISABLED = "WebhookEndpointDisabled"  # 1 when the platform's endpoint is disabled at Stripe, else 0
 # Stripe's side (chalicelib/stripe_ceiling.py). Requests per lease write is
 # StripeRequests / StripeCeilingLeases.
 STRIPE_REQUESTS = "StripeRequests"              # every request sent, retries included

@@ -10,6 +10,7 @@ from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, connector_card
 from chalicelib.identity import CustomerMembers
 from chalicelib.import_records import ImportStore
+from chalicelib.event_health import EventHealth
 from chalicelib.errors import (CustomerGone, InvalidRequest, InvalidReturnUrl, InvalidSettings,
                                NoBillingAccount, NotConnected, PortalConfigurationGone,
                                PortalDisabled)
@@ -208,7 +209,9 @@ class PortalService:
     def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
                  stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
                  imports: Optional[ImportStore] = None, clock: Clock = utc_now,
-                 members: Optional[CustomerMembers] = None, limits: Optional[RateLimits] = None):
+                 members: Optional[CustomerMembers] = None, limits: Optional[RateLimits] = None,
+                 health: Optional[EventHealth] = None):
+        self._health = health or EventHealth(stripe, None, clock)
         self._limits = limits or NoLimits()
         self._connections = connections
         self._imports = imports or ImportStore()
@@ -242,7 +245,7 @@ class PortalService:
                 self._abandon(account_id, configuration_id)
             raise
         logger.info("Site %s saved its portal settings (enabled: %s)", site_id, settings.portal_enabled)
-        return connector_card(connection, self._imports.sync_of(connection))
+        return connector_card(connection, self._imports.sync_of(connection), self._health.of(connection))
 
     def _keep_for_next_connection(self, site_id: str, connection: Optional[ConnectionModel],
                                   settings: PortalSettings) -> dict:

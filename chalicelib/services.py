@@ -21,11 +21,14 @@ from chalicelib.catch_up import CatchUp
 from chalicelib.connections import ConnectionStore, ConnectorService, OAuthStateStore
 from chalicelib.deliveries import Deliveries, QueuedEvents
 from chalicelib.entitlements import AccessService, EntitlementStore
+from chalicelib.event_health import EventHealth
+from chalicelib.history import AccessHistory
 from chalicelib.identity import CustomerMembers
 from chalicelib.import_records import ImportStore
 from chalicelib.imports import ImportService, ImportWorker
 from chalicelib.limits import DynamoRateLimits
 from chalicelib.member_customers import MemberCustomerStore
+from chalicelib.member_search import MemberSearch
 from chalicelib.observability import Metrics
 from chalicelib.portal import PortalService
 from chalicelib.queues import EVENTS_QUEUE, WorkQueue
@@ -158,14 +161,32 @@ def get_import_worker() -> ImportWorker:
 @built_once
 def get_catch_up() -> CatchUp:
     return CatchUp(ConnectionStore(), get_connector_service(), get_stripe_gateway(), get_webhook_receiver(),
-                   get_work_queue(), metrics=get_metrics())
+                   get_work_queue(), metrics=get_metrics(), health=get_event_health())
+
+
+@built_once
+def get_event_health() -> EventHealth:
+    get_bound_models()
+    return EventHealth(get_stripe_gateway(), get_settings().stripe_webhook_endpoint_id, metrics=get_metrics())
+
+
+@built_once
+def get_member_search() -> MemberSearch:
+    get_bound_models()
+    return MemberSearch(ConnectionStore(), get_stripe_gateway(), get_dynamodb_connection())
+
+
+@built_once
+def get_access_history() -> AccessHistory:
+    get_bound_models()
+    return AccessHistory()
 
 
 @built_once
 def get_connector_service() -> ConnectorService:
     get_bound_models()
     return ConnectorService(ConnectionStore(), OAuthStateStore(), get_stripe_gateway(),
-                            get_settings().oauth_redirect_uri, get_import_service())
+                            get_settings().oauth_redirect_uri, get_import_service(), health=get_event_health())
 
 
 @built_once
@@ -174,7 +195,7 @@ def get_portal_service() -> PortalService:
     settings = get_settings()
     return PortalService(ConnectionStore(), MemberCustomerStore(), get_stripe_gateway(),
                          settings.app_base_url, settings.return_url_origins, members=CustomerMembers(),
-                         limits=get_rate_limits())
+                         limits=get_rate_limits(), health=get_event_health())
 
 
 @built_once

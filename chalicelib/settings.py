@@ -53,6 +53,8 @@ class Settings:
     customer_members_table: str
     subscription_members_table: str
     rate_limits_table: str
+    webhook_endpoints_table: str
+    access_history_table: str
 
     def __repr__(self) -> str:
         # Settings end up in tracebacks and debug logs; the secrets must not.
@@ -151,6 +153,8 @@ def load_settings(environ: Mapping[str, str],
         customer_members_table=value("CUSTOMER_MEMBERS_TABLE", "stripe-connector-customer-members"),
         subscription_members_table=value("SUBSCRIPTION_MEMBERS_TABLE", "stripe-connector-subscription-members"),
         rate_limits_table=value("RATE_LIMITS_TABLE", "stripe-connector-rate-limits"),
+        webhook_endpoints_table=value("WEBHOOK_ENDPOINTS_TABLE", "stripe-connector-webhook-endpoints"),
+        access_history_table=value("ACCESS_HISTORY_TABLE", "stripe-connector-access-history"),
     )
     _validate(settings)
     return settings

@@ -349,7 +349,7 @@ class StripeGateway:
             raise _failure(exc, "Stripe did not return webhook endpoint %s" % endpoint_id) from exc
         except stripe.StripeError as exc:
             raise _failure(exc, "Stripe did not return webhook endpoint %s" % endpoint_id) from exc
-        return str(found.get("status"))
+        return str(found.to_dict().get("status"))
 
     def _all_items(self, account_id: str, subscription_id: str) -> List[Dict[str, Any]]:
         params: Dict[str, Any] = {"subscription": subscription_id, "limit": MAX_LIST_LIMIT,

@@ -10,6 +10,7 @@ read, Stripe asked for each, and what Stripe said written together (the
 writer's transactions, each view on the condition that its entitlement is
 still as the index showed it)."""
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable, Dict, List, Optional, Tuple, Union
@@ -18,14 +19,15 @@ from chalicelib import observability
 from chalicelib.access import PAST_DUE, PERIOD_ENDED, SUBSCRIPTION_PAST_DUE, access_of
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore, grace_of
-from chalicelib.entitlements import DUE_SHARDS, ended_item, microseconds
+from chalicelib.entitlements import DUE_SHARDS, microseconds
 from chalicelib.errors import AccountNotConnected, RateLimited, StripeFailure
+from chalicelib.history import SWEEP, Cause
 from chalicelib.limits import NoLimits, RateLimits
-from chalicelib.models import ConnectionModel, EntitlementModel, save_if
+from chalicelib.models import ConnectionModel, EntitlementModel
 from chalicelib.observability import Metrics
 from chalicelib.queues import QueueFailure, WorkQueue
 from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS, StripeGateway, longest_call_seconds
-from chalicelib.writer import Reading, ViewWriter, WriteResult, with_reason
+from chalicelib.writer import Reading, ViewWriter, WriteResult, end_as_stored, with_reason
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ class Sweep:
         from the start rather than a run every 15 minutes. A run that stops
         for time fans out the same way."""
         report = SweepReport()
+        cause = run_cause()
         started = self._clock()
         due_before = int(started.timestamp())
         per_shard = -(-self._max_per_run // DUE_SHARDS)
@@ -133,7 +136,7 @@ class Sweep:
             else:
                 return self._reported(report)
             queue = None
-        self._expire_taken(taken, report, time_left)
+        self._expire_taken(taken, report, time_left, cause)
         if failure is not None:
             raise failure
         if not report.complete and queue is not None:
@@ -162,7 +165,7 @@ class Sweep:
         report = SweepReport()
         taken: List[EntitlementModel] = []
         self._due(shard, due_before, min(SHARD_BATCH, self._max_per_run), report, taken)
-        self._expire_taken(taken, report, time_left)
+        self._expire_taken(taken, report, time_left, run_cause())
         if not report.complete and queue is not None:
             self._limits.hold(shard_key(shard), SHARD_HELD)
             queue.send(sweep_message(shard, due_before))
@@ -183,10 +186,10 @@ class Sweep:
             added += 1
 
     def _expire_taken(self, taken: List[EntitlementModel], report: SweepReport,
-                      time_left: Optional[Callable[[], float]]) -> None:
+                      time_left: Optional[Callable[[], float]], cause: Cause) -> None:
         sites: Dict[str, Optional[ConnectionModel]] = {}
         for start in range(0, len(taken), self._write_batch):
-            if not self._expire_all(taken[start:start + self._write_batch], report, sites, time_left):
+            if not self._expire_all(taken[start:start + self._write_batch], report, sites, time_left, cause):
                 report.complete = False
                 break
 
@@ -205,7 +208,7 @@ class Sweep:
 
     def _expire_all(self, items: List[EntitlementModel], report: SweepReport,
                     sites: Dict[str, Optional[ConnectionModel]],
-                    time_left: Optional[Callable[[], float]]) -> bool:
+                    time_left: Optional[Callable[[], float]], cause: Cause) -> bool:
         """Ask Stripe about each item, then write what it said together.
         False when time ran low before every item was asked (the rest stay due)."""
         sites.update(self._connections.get_many(site for site in {i.site_id for i in items} if site not in sites))
@@ -218,7 +221,7 @@ class Sweep:
             report.due += 1
             observability.bind(site_id=item.site_id, stripe_account=item.account_id,
                                subscription_id=item.subscription_id)
-            read = self._read(item, sites.get(item.site_id))
+            read = self._read(item, sites.get(item.site_id), cause)
             if isinstance(read, Reading):
                 readings.append((item, read))
             else:
@@ -246,7 +249,8 @@ class Sweep:
         if outcome == LEFT:
             report.failures.append("%s/%s" % (item.site_id, item.subscription_id))
 
-    def _read(self, item: EntitlementModel, connection: Optional[ConnectionModel]) -> Union[Reading, str]:
+    def _read(self, item: EntitlementModel, connection: Optional[ConnectionModel],
+              cause: Cause) -> Union[Reading, str]:
         """What to write for the item (a Reading), or the outcome when it is
         settled here: left for the next run, or ended on the stored date."""
         still_connected = (connection is not None and connection.status == CONNECTED
@@ -273,7 +277,7 @@ class Sweep:
             reason = SUBSCRIPTION_PAST_DUE if item.state == PAST_DUE else PERIOD_ENDED
             # Only if nothing was written since the index showed it: a webhook
             # that arrived meanwhile wins, and of two sweeps at once one writes.
-            if not save_if(ended_item(item, now, reason), EntitlementModel.view_time == item.view_time):
+            if not end_as_stored(self._writer.connection, item, now, reason, cause):
                 return CHANGED_MEANWHILE
             return REVOKED
         access = access_of(subscription, now, grace_of(connection), behind_since)
@@ -284,7 +288,13 @@ class Sweep:
         # member's (or nobody's), this one's access ends in the same write.
         # Only if nothing was written since the index showed it.
         return Reading(item.site_id, item.account_id, subscription, access,
-                       max(microseconds(now), item.view_time + 1), None, expected=(item.member_key, item.view_time))
+                       max(microseconds(now), item.view_time + 1), None, expected=(item.member_key, item.view_time),
+                       cause=cause)
+
+
+def run_cause() -> Cause:
+    """The access history's cause for what one run (or one shard's message) ends."""
+    return Cause(SWEEP, "sweep_" + uuid.uuid4().hex[:16])
 
 
 def _outcomes(once: Dict[Tuple[str, str], Tuple[EntitlementModel, Reading]],

@@ -15,6 +15,7 @@ Stripe metadata made it so."""
 import base64
 import binascii
 import logging
+import uuid
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -22,6 +23,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib import history
 from chalicelib.access import (EXPIRED, PERIOD_ENDED, SUBSCRIPTION_UNLINKED, Access, Product, is_readable,
                                is_stripe_id)
 from chalicelib.auth import Caller
@@ -131,7 +133,7 @@ class UnmatchedService:
         return {"unmatched": [listed(item) for item in shown],
                 "next_cursor": encode_cursor(found[-1].subscription_id) if more and found else None}
 
-    def link(self, site_id: str, subscription_id: str, user_id: Any) -> Dict[str, list]:
+    def link(self, site_id: str, subscription_id: str, user_id: Any, by: Optional[str] = None) -> Dict[str, list]:
         if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID_LENGTH:
             raise InvalidRequest("user_id must be 1 to %d characters" % MAX_USER_ID_LENGTH)
         if not is_stripe_id(subscription_id):
@@ -148,7 +150,7 @@ class UnmatchedService:
             if record is not None and record.user_id != user_id:
                 raise AlreadyLinked("The subscription's customer belongs to another member now")
             try:
-                self._give(item, holder, user_id, LINK)
+                self._give(item, holder, user_id, LINK, history.Cause(history.LINK, by or "admin"))
                 break
             except LostRace as exc:
                 if exc.customer_taken:
@@ -158,7 +160,7 @@ class UnmatchedService:
         logger.info("Site %s linked %s (customer %s) to a member", site_id, subscription_id, item.customer_id)
         return entitlements_view(self._entitlements.of_member(site_id, user_id), self._clock())
 
-    def unlink(self, site_id: str, subscription_id: str) -> Dict[str, Any]:
+    def unlink(self, site_id: str, subscription_id: str, by: Optional[str] = None) -> Dict[str, Any]:
         """DELETE /connectors/stripe/links/{id}: undo a link or a claim. The
         subscription as the unmatched list shows it."""
         if not is_stripe_id(subscription_id):
@@ -173,7 +175,7 @@ class UnmatchedService:
                 raise NotLinked("The subscription's member comes from Stripe metadata or the customer's record, "
                                 "not from a link or a claim: change it in Stripe")
             try:
-                unmatched = self._take_back(holder)
+                unmatched = self._take_back(holder, history.Cause(history.UNLINK, by or "admin"))
             except LostRace:
                 continue
             logger.info("Site %s unlinked %s from a member", site_id, subscription_id)
@@ -197,12 +199,13 @@ class UnmatchedService:
             SubscriptionMemberModel: [(item.site_id, item.subscription_id) for item in candidates]
         })[SubscriptionMemberModel]}
         claimed = 0
+        cause = history.Cause(history.CLAIM, "claim_" + uuid.uuid4().hex[:16])
         for item in candidates:
             holder = holders.get((item.site_id, item.subscription_id))
             if holder is None or holder.user_id is not None or holder.unlinked_from == member.user_id:
                 continue
             try:
-                self._give(item, holder, member.user_id, CLAIM)
+                self._give(item, holder, member.user_id, CLAIM, cause)
                 claimed += 1
             except LostRace:
                 logger.info("Subscription %s of site %s went to someone else first", item.subscription_id,
@@ -232,7 +235,8 @@ class UnmatchedService:
         except MemberCustomerModel.DoesNotExist:
             return None
 
-    def _give(self, item: EntitlementModel, holder: SubscriptionMemberModel, user_id: str, source: str) -> None:
+    def _give(self, item: EntitlementModel, holder: SubscriptionMemberModel, user_id: str, source: str,
+              cause: history.Cause) -> None:
         now = self._clock()
         view_time = max(microseconds(now), item.view_time + 1, holder.view_time + 1)
         given = _member_entitlement(item, user_id, source, view_time, now)
@@ -249,10 +253,13 @@ class UnmatchedService:
                 # or another member's claim).
                 transaction.save(taken, condition=EntitlementModel.view_time == item.view_time)
                 transaction.save(given, condition=newer_than_stored(view_time))
-                transaction.save(SubscriptionMemberModel(
+                for change in history.changes(item.site_id, user_id, item.subscription_id, None,
+                                              history.standing_of_item(given), given.reason, cause, now):
+                    transaction.save(change)
+                transaction.save(history.mirror(SubscriptionMemberModel(
                     item.site_id, item.subscription_id, account_id=item.account_id, user_id=user_id,
                     member_from=source, unlinked_from=None if source == LINK else holder.unlinked_from,
-                    view_time=view_time, read_at=holder.read_at, changed_at=now),
+                    view_time=view_time, read_at=holder.read_at, changed_at=now), history.standing_of_item(given)),
                     condition=SubscriptionMemberModel.view_time == holder.view_time)
                 # The member's billing customer is the first recorded: a
                 # customer claimed or linked later never replaces it.
@@ -265,7 +272,7 @@ class UnmatchedService:
         except TransactWriteError as exc:
             raise _lost_race(exc) from exc
 
-    def _take_back(self, holder: SubscriptionMemberModel) -> EntitlementModel:
+    def _take_back(self, holder: SubscriptionMemberModel, cause: history.Cause) -> EntitlementModel:
         """The unlink's one transaction; the unmatched item it wrote."""
         site_id, user_id = holder.site_id, holder.user_id
         found = read_many(self._connection, {EntitlementModel: [(member_key(site_id, user_id), holder.subscription_id),
@@ -292,10 +299,14 @@ class UnmatchedService:
         try:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(ended, condition=EntitlementModel.view_time == held.view_time)
+                for change in history.changes(site_id, user_id, holder.subscription_id, history.standing_of_item(held),
+                                              history.standing_of_item(ended), ended.reason, cause, now):
+                    transaction.save(change)
                 transaction.save(unmatched, condition=newer_than_stored(view_time))
-                transaction.save(SubscriptionMemberModel(
+                transaction.save(history.mirror(SubscriptionMemberModel(
                     site_id, holder.subscription_id, account_id=holder.account_id, user_id=None, member_from=None,
                     unlinked_from=user_id, view_time=view_time, read_at=holder.read_at, changed_at=now),
+                    history.standing_of_item(unmatched)),
                     condition=SubscriptionMemberModel.view_time == holder.view_time)
                 if forget_customer:
                     transaction.delete(record, condition=(CustomerMemberModel.user_id == user_id)
@@ -348,7 +359,7 @@ def _unmatched_entitlement(held: EntitlementModel, before: Optional[EntitlementM
     """What the member's subscription would grant, unmatched again: listed
     (when it grants) and claimable, but not by the member who had it."""
     access = Access(held.state, bool(held.grants), held.access_until, held.reason,
-                    tuple(Product(p.product_id, p.stripe_product_id) for p in held.products))
+                    tuple(Product(p.product_id, p.stripe_product_id, p.name) for p in held.products))
     if held.grants and not is_readable(held.access_until, held.grants, now):
         access = Access(EXPIRED, False, held.access_until, PERIOD_ENDED, access.products)
     return entitlement_item(View(

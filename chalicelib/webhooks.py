@@ -9,6 +9,7 @@ from chalicelib.access import access_of, is_stripe_id
 from chalicelib.clock import Clock, utc_now
 from chalicelib.connections import ConnectionStore, ConnectorService, grace_of
 from chalicelib.entitlements import EventAlreadyDone, microseconds
+from chalicelib.history import CATCH_UP, STRIPE_EVENT, Cause
 from chalicelib.models import ConnectionModel, WebhookEventModel, save_if
 from chalicelib.observability import Metrics
 from chalicelib.stripe_gateway import StripeGateway
@@ -41,10 +42,13 @@ ACCOUNT_EVENTS = ("account.application.deauthorized", "account.updated")
 HANDLED_EVENTS = SUBSCRIPTION_EVENTS + ACCOUNT_EVENTS
 
 
-def event_record(event: Dict[str, Any], now: datetime) -> WebhookEventModel:
+def event_record(event: Dict[str, Any], now: datetime, found_by: str = STRIPE_EVENT) -> WebhookEventModel:
+    """The event's record; one the catch-up found (Stripe had not delivered
+    it) is counted as missed for its account."""
     return WebhookEventModel(
         event["id"], event_type=event["type"], account_id=event.get("account"),
         created=event["created"], handled_at=now, expires_at=now + REMEMBER_EVENTS_FOR,
+        missed_account=event.get("account") if found_by == CATCH_UP else None,
     )
 
 
@@ -71,14 +75,14 @@ class EventLog:
         except WebhookEventModel.DoesNotExist:
             return False
 
-    def record(self, event: Dict[str, Any], now: datetime) -> None:
+    def record(self, event: Dict[str, Any], now: datetime, found_by: str = STRIPE_EVENT) -> None:
         # When a concurrent delivery of the same event recorded it first, its
         # effects and ours are the same, so either record will do.
-        self.record_once(event, now)
+        self.record_once(event, now, found_by)
 
-    def record_once(self, event: Dict[str, Any], now: datetime) -> bool:
+    def record_once(self, event: Dict[str, Any], now: datetime, found_by: str = STRIPE_EVENT) -> bool:
         """Record the event; False when it was recorded already."""
-        return save_if(event_record(event, now), WebhookEventModel.event_id.does_not_exist())
+        return save_if(event_record(event, now, found_by), WebhookEventModel.event_id.does_not_exist())
 
 
 class WebhookReceiver:
@@ -92,16 +96,19 @@ class WebhookReceiver:
         self._connections = connections
         self._writer = writer
         self._clock = clock
-        self._handlers: Dict[str, Callable[[Dict[str, Any], Optional[datetime]], str]] = {
+        self._handlers: Dict[str, Callable[[Dict[str, Any], Optional[datetime], str], str]] = {
             "account.application.deauthorized": self._account_deauthorized,
             "account.updated": self._account_updated,
         }
         for event_type in SUBSCRIPTION_EVENTS:
             self._handlers[event_type] = self._subscription_changed
 
-    def handle(self, event: Dict[str, Any], received_at: Optional[datetime] = None) -> str:
+    def handle(self, event: Dict[str, Any], received_at: Optional[datetime] = None,
+               found_by: str = STRIPE_EVENT) -> str:
         """Handle one event, delivered or listed from Stripe (the catch-up):
-        the same rules, and a duplicate changes nothing. `received_at`: when
+        the same rules, and a duplicate changes nothing. `found_by`: the
+        cause the access history gives its changes (`catch_up` for an event
+        Stripe had not delivered, else `stripe_event`). `received_at`: when
         it reached the connector (by our clock, not Stripe's): a subscription
         read from Stripe after that saw what the event says, and is not read
         again for it. The event's ids are
@@ -117,7 +124,7 @@ class WebhookReceiver:
         if not all(is_stripe_id(value) for value in (event["id"], event["account"], object_id(event))):
             logger.warning("Ignoring a %s event whose ids are not Stripe's", event["type"])
             return IGNORED
-        return handler(event, received_at)
+        return handler(event, received_at, found_by)
 
     def _seen(self, event: Dict[str, Any]) -> bool:
         if self._events.seen(event["id"]):
@@ -125,26 +132,26 @@ class WebhookReceiver:
             return True
         return False
 
-    def _account_deauthorized(self, event: Dict[str, Any], received_at: Optional[datetime]) -> str:
+    def _account_deauthorized(self, event: Dict[str, Any], received_at: Optional[datetime], found_by: str) -> str:
         if self._seen(event):
             return DUPLICATE
         self._connector.account_deauthorized(
             event["account"], bool(event.get("livemode")), event["created"])
-        return self._done(event)
+        return self._done(event, found_by)
 
-    def _account_updated(self, event: Dict[str, Any], received_at: Optional[datetime]) -> str:
+    def _account_updated(self, event: Dict[str, Any], received_at: Optional[datetime], found_by: str) -> str:
         if self._seen(event):
             return DUPLICATE
         self._connector.account_updated(event["account"], bool(event.get("livemode")))
-        return self._done(event)
+        return self._done(event, found_by)
 
-    def _done(self, event: Dict[str, Any]) -> str:
+    def _done(self, event: Dict[str, Any], found_by: str) -> str:
         # Recorded only after its effects: a crash before this line leaves the
         # event unrecorded, and Stripe's retry repeats effects that are idempotent.
-        self._events.record(event, self._clock())
+        self._events.record(event, self._clock(), found_by)
         return HANDLED
 
-    def _subscription_changed(self, event: Dict[str, Any], received_at: Optional[datetime]) -> str:
+    def _subscription_changed(self, event: Dict[str, Any], received_at: Optional[datetime], found_by: str) -> str:
         account_id = event["account"]
         sites = self._sites_for(event)
         carried = event["data"]["object"]
@@ -167,7 +174,7 @@ class WebhookReceiver:
         # (our clock), and before its `created` second ended (Stripe's clock,
         # trusted to CREATED_SKEW_SECONDS of ours).
         if known.read_since([site.site_id for site in sites], subscription_id, made_by(event, received_at)):
-            if not self._events.record_once(event, self._clock()):
+            if not self._events.record_once(event, self._clock(), found_by):
                 logger.info("%s was handled by another delivery meanwhile", event["id"])
                 return DUPLICATE
             logger.info("%s needs no read: %s was read from Stripe after it", event["id"], subscription_id)
@@ -205,9 +212,9 @@ class WebhookReceiver:
                                subscription_id, event["id"])
                 return IGNORED
             readings.append(Reading(site.site_id, account_id, subscription, access, view_time, event["id"],
-                                    read_from_stripe=not from_copy))
+                                    read_from_stripe=not from_copy, cause=Cause(found_by, event["id"])))
         try:
-            result = self._writer.write(readings, now, event_record(event, now), known=known)
+            result = self._writer.write(readings, now, event_record(event, now, found_by), known=known)
         except EventAlreadyDone:
             logger.info("%s was handled by another delivery meanwhile", event["id"])
             return DUPLICATE

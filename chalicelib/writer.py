@@ -22,6 +22,8 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.access import SUBSCRIPTION_REASSIGNED, Access, customer_id_of
 from chalicelib.entitlements import (EventAlreadyDone, View, ended_item, entitlement_item, member_key,
                                      newer_than_stored, unmatched_key)
+from chalicelib.history import (Cause, Standing, changes, mirror, mirror_actions, standing_of_access,
+                                standing_of_holder, standing_of_item)
 from chalicelib.identity import METADATA, customer_email, customer_key, customer_member, membership
 from chalicelib.member_customers import FROM_EMAIL_LOOKUP, FROM_SUBSCRIPTION
 from chalicelib.models import (CustomerMemberModel, EntitlementModel, MemberCustomerModel, SubscriptionMemberModel,
@@ -42,6 +44,7 @@ PREVIOUS = "previous"
 RECORD = "record"
 BILLING = "billing"
 EVENT = "event"
+HISTORY = "history"
 # A condition on an item that is not written.
 CHECK = "check"
 
@@ -65,6 +68,8 @@ class Reading:
     expected: Optional[Tuple[str, int]] = None
     # False for an event's copy of a subscription Stripe no longer has.
     read_from_stripe: bool = True
+    # What read it, for the members' access history.
+    cause: Optional[Cause] = None
 
     @property
     def subscription_id(self) -> str:
@@ -88,12 +93,12 @@ class _Planned:
 
 def holder_of(view: View, holder: Optional[SubscriptionMemberModel], now: datetime,
               read_from_stripe: bool = True) -> SubscriptionMemberModel:
-    return SubscriptionMemberModel(
+    return mirror(SubscriptionMemberModel(
         view.site_id, view.subscription_id, account_id=view.account_id, user_id=view.user_id,
         member_from=view.member_from, unlinked_from=holder.unlinked_from if holder is not None else None,
         view_time=view.view_time,
         read_at=view.view_time if read_from_stripe else (holder.read_at if holder is not None else None),
-        changed_at=now)
+        changed_at=now), standing_of_access(view.access))
 
 
 def holder_unchanged(holder: Optional[SubscriptionMemberModel]):
@@ -140,6 +145,10 @@ class ViewWriter:
         # By default, where the models are bound (models.bind).
         self._connection = connection or Connection(region=EntitlementModel.Meta.region,
                                                     host=getattr(EntitlementModel.Meta, "host", None))
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
 
     def prefetch(self, site_ids: Sequence[str], account_id: str, subscription_id: str,
                  customer_id: Optional[str], event_id: Optional[str] = None) -> Known:
@@ -216,6 +225,9 @@ class ViewWriter:
             item = entitlement_item(view, now)
             puts.append((item, newer_than_stored(view.view_time), ENTITLEMENT))
             puts.append((holder_of(view, holder, now, reading.read_from_stripe), holder_unchanged(holder), HOLDER))
+            puts.extend((change, None, HISTORY) for change in changes(
+                view.site_id, view.user_id, view.subscription_id, _before(holder, view, previous),
+                standing_of_access(view.access), view.access.reason, reading.cause, now))
             if holder is not None:
                 earlier = previous.get(holder_key_of(holder))
                 if earlier is not None and earlier.member_key != item.member_key:
@@ -223,6 +235,9 @@ class ViewWriter:
                                        view_time=view.view_time, stripe_event_id=view.stripe_event_id,
                                        ends_now=True)
                     puts.append((ended, EntitlementModel.view_time == earlier.view_time, PREVIOUS))
+                    puts.extend((change, None, HISTORY) for change in changes(
+                        earlier.site_id, earlier.user_id, earlier.subscription_id, standing_of_item(earlier),
+                        standing_of_item(ended), ended.reason, reading.cause, now))
             # Whether the member may need this customer recorded for Billing:
             # only when the subscription is new to them. Read with the earlier
             # member's entitlement when it changed hands; else tried, and a
@@ -256,7 +271,11 @@ class ViewWriter:
         if not changed:
             return {}
         found = read_many(self._connection, {
-            EntitlementModel: [holder_key_of(holder) for holder, _ in changed],
+            # The earlier member's, to end; the new member's, if they had
+            # one before (the history's `from`).
+            EntitlementModel: [holder_key_of(holder) for holder, _ in changed]
+            + [(member_key(view.site_id, view.user_id), view.subscription_id) for _, view in changed
+               if view.user_id is not None],
             MemberCustomerModel: [(view.site_id, view.user_id) for _, view in changed
                                   if view.user_id is not None and view.member_from == METADATA]})
         known: Dict[Tuple[str, ...], Any] = {(item.member_key, item.subscription_id): item
@@ -352,6 +371,44 @@ class ViewWriter:
             raise _Conflict([chunk[i].view for i in sorted(stale)],
                             [plan.reading for i, plan in enumerate(chunk) if i not in stale], billed,
                             only_billing) from exc
+
+
+def end_as_stored(connection: Connection, item: EntitlementModel, now: datetime, reason: str,
+                  cause: Optional[Cause]) -> bool:
+    """End the entitlement as stored (the sweep trusting its date, an import
+    whose subscription Stripe no longer has), with its access history and
+    the member record's account of it, in one transaction; False when
+    something was written since it was read."""
+    ended = ended_item(item, now, reason)
+    holders = read_many(connection, {SubscriptionMemberModel: [(item.site_id, item.subscription_id)]})
+    holder = next(iter(holders[SubscriptionMemberModel]), None)
+    try:
+        with TransactWrite(connection=connection) as transaction:
+            transaction.save(ended, condition=EntitlementModel.view_time == item.view_time)
+            for change in changes(item.site_id, item.user_id, item.subscription_id, standing_of_item(item),
+                                  standing_of_item(ended), reason, cause, now):
+                transaction.save(change)
+            if holder is not None and holder.user_id == item.user_id:
+                transaction.update(holder, actions=mirror_actions(standing_of_item(ended)),
+                                   condition=SubscriptionMemberModel.view_time == holder.view_time)
+    except TransactWriteError as exc:
+        codes = [reason.code for reason in exc.cancellation_reasons or [] if reason is not None]
+        if codes and all(code == "ConditionalCheckFailed" for code in codes):
+            return False
+        raise
+    return True
+
+
+def _before(holder: Optional[SubscriptionMemberModel], view: View,
+            previous: Dict[Tuple[str, ...], Any]) -> Optional[Standing]:
+    """What the member's entitlement held before this view: told by the
+    member record when the subscription stays theirs, else read with the
+    entitlement it leaves (a member it comes back to may have one)."""
+    if holder is not None and holder.user_id == view.user_id:
+        return standing_of_holder(holder)
+    if view.user_id is None:
+        return None
+    return standing_of_item(previous.get((member_key(view.site_id, view.user_id), view.subscription_id)))
 
 
 def _may_record_billing(billing: Optional[MemberCustomerModel], view: View) -> bool:

@@ -16,7 +16,8 @@ from infra.project import load_template, policy_path, stage_environment, substit
 
 # The functions of app.py, by the names Chalice gives them.
 API = "api_handler"
-FUNCTIONS = (API, "announce_access", "expire_access", "catch_up", "sync_worker", "stripe_events")
+FUNCTIONS = (API, "announce_access", "expire_access", "catch_up", "sync_worker", "stripe_events",
+             "watch_webhook_endpoint")
 # Any stage: the logical ids and index names are the same in each.
 STAGE = "dev"
 

@@ -39,7 +39,7 @@ def test_an_event_stripe_could_not_deliver_is_handled_by_the_catch_up(client, st
     event = studio.events[-1]
     assert access(client, "user_ana") == set()
 
-    assert run_catch_up(work) == {"accounts": 1}
+    assert run_catch_up(work) == {"accounts": 1, "endpoint": "unknown"}
 
     assert access(client, "user_ana") == {("yoga", "active", True)}
     assert heard(access_events) == [("AccessGranted", "user_ana", "yoga", "subscription_active", event["id"])]
@@ -85,7 +85,7 @@ def test_the_next_catch_up_starts_where_the_last_one_found_events(client, studio
     assert studio.requests_to("GET", "/v1/events")[-1]["query"]["created"] == {"gte": str(mark)}
 
 
-def test_with_nothing_missed_it_costs_one_stripe_request_per_account_and_writes_nothing(
+def test_with_nothing_missed_it_costs_one_stripe_request_per_account_and_one_write_of_when_it_ran(
         client, sandbox, work):
     for n in range(3):
         account = "acct_quiet%d" % n
@@ -98,12 +98,13 @@ def test_with_nothing_missed_it_costs_one_stripe_request_per_account_and_writes_
     asked = sandbox.requests[before:]
     assert sorted((r["path"], r["stripe_account"]) for r in asked) == [
         ("/v1/events", "acct_quiet0"), ("/v1/events", "acct_quiet1"), ("/v1/events", "acct_quiet2")]
-    # Nothing but the leases of Stripe slots (stripe_ceiling.py), fewer
-    # than the requests.
+    # The leases of Stripe slots (stripe_ceiling.py), fewer than the
+    # requests, and when each account's catch-up ran (the card shows it).
     leases = calls.on(RateLimitModel.Meta.table_name)
     assert leases < len(asked)
     assert sum(n for (service, operation), n in calls.calls.items()
-               if service == "dynamodb" and operation in WRITES) == leases
+               if service == "dynamodb" and operation in WRITES) == leases + 3
+    assert all(CatchUpModel.get("acct_quiet%d" % n).ran_at is not None for n in range(3))
 
 
 def test_a_missed_revocation_disconnects_the_site(client, studio, work):

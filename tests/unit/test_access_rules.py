@@ -522,7 +522,7 @@ def test_granting_entitlement_reads_as_its_state_with_access_and_a_utc_timestamp
         "access": True,
         "access_until": "2026-12-24T16:00:00Z",
         "member_from": "metadata",
-    }]}
+    }], "product_names": {"gold": "prod_gold"}}
 
 
 @pytest.mark.parametrize("later", [timedelta(0), timedelta(seconds=1), timedelta(days=10)])

@@ -3,7 +3,7 @@ that `make run` is serving; the running stack's consumers then take the
 messages moved back."""
 import sys
 
-from local.replay import use_running_stack
+from local.scheduled import use_running_stack
 
 if __name__ == "__main__":
     not_running = use_running_stack()

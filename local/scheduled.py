@@ -11,13 +11,15 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timezone
+from typing import Optional
 
 from local.run import local_environment
 
 
-def main(function_name: str) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
+def use_running_stack() -> Optional[int]:
+    """Take on the environment of the local stack `make run` is serving; an
+    exit status when nothing serves it, else None. Shared by `make sweep`,
+    `make catch-up`, `make replay` and `make redrive`."""
     env = local_environment(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -26,6 +28,15 @@ def main(function_name: str) -> int:
               "(its AWS keeps data in memory only while it runs)." % env["AWS_ENDPOINT_URL"],
               file=sys.stderr)
         return 2
+    return None
+
+
+def main(function_name: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
+    not_running = use_running_stack()
+    if not_running is not None:
+        return not_running
 
     import app
     from chalicelib.errors import ConfigurationError

@@ -20,7 +20,8 @@ logger = logging.getLogger("local.ui")
 
 WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
 # The UI's pages: each is index.html, whose script shows the page its path names.
-PAGES = ("/", "/settings", "/settings/connectors", "/settings/connectors/stripe/callback", "/account")
+PAGES = ("/", "/settings", "/settings/connectors", "/settings/connectors/stripe/callback", "/settings/members",
+         "/account")
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
          ".ico": "image/x-icon"}

@@ -51,6 +51,19 @@ export function formatDay(iso) {
   return new Date(iso).toLocaleDateString(undefined, { dateStyle: "medium" });
 }
 
+// "3 minutes ago", "yesterday": how long ago, by this browser's clock (a
+// time it reads as ahead of its own is "now").
+export function timeAgo(iso) {
+  const seconds = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (seconds < 45) return "just now";
+  const words = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  for (const [unit, size, below] of [["minute", 60, 60], ["hour", 3600, 24], ["day", 86400, 7]]) {
+    const count = Math.round(seconds / size);
+    if (count < below) return words.format(-Math.max(count, 1), unit);
+  }
+  return `on ${formatDay(iso)}`;
+}
+
 // A modal <dialog>: its title names it, Escape or Cancel closes it, and focus
 // goes back where it was. `build(close)` gives the form's content; the dialog
 // resolves with what close() was given.

@@ -5,12 +5,14 @@ import { currentUser, signOut } from "./session.js";
 import { accountPage } from "./pages/account.js";
 import { callbackPage } from "./pages/callback.js";
 import { connectorsPage } from "./pages/connectors.js";
+import { membersPage } from "./pages/members.js";
 import { signInPage } from "./pages/sign-in.js";
 
 const PAGES = {
   "/": { title: "Sign in", show: signInPage, open: true },
   "/settings": { redirect: "/settings/connectors" },
   "/settings/connectors": { title: "Connectors", show: connectorsPage, admin: true },
+  "/settings/members": { title: "Members", show: membersPage, admin: true },
   "/settings/connectors/stripe/callback": { title: "Connecting Stripe", show: callbackPage, admin: true },
   "/account": { title: "Your account", show: accountPage },
 };

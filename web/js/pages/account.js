@@ -1,26 +1,8 @@
-// A member's own page: what their subscriptions give them access to, and
-// where Billing is.
+// A member's own page: what their subscriptions give them access to, every
+// change to it, and where Billing is.
 import { api } from "../api.js";
-import { formatDay, h, hidden, problem } from "../dom.js";
-
-const BADGES = {
-  active: ["Active", "ok"], canceling: ["Canceling", "warn"], past_due: ["Past due", "warn"], expired: ["Expired", ""],
-};
-
-function entitlement(item) {
-  const [word, tone] = BADGES[item.state] || [item.state, ""];
-  const until = formatDay(item.access_until);
-  let text;
-  if (!item.access) text = until ? `No access since ${until}.` : "No access.";
-  else if (item.state === "canceling") text = `Access until ${until}; the subscription does not renew.`;
-  else if (item.state === "past_due") text = `Access until ${until}, while the payment is retried.`;
-  else text = until ? `Access until ${until}; renews then.` : "Access.";
-  return h("li", { class: "card entitlement" },
-    h("div", { class: "card-head" }, h("h3", {}, item.product_id), h("span", { class: `badge ${tone}` }, word)),
-    h("p", {}, text),
-    h("p", { class: "muted small" }, "Stripe product ", h("code", {}, item.stripe_product_id), ", subscription ",
-      h("code", {}, item.subscription_id)));
-}
+import { h, hidden, problem } from "../dom.js";
+import { entitlementCard, showHistory } from "../access.js";
 
 // Billing shows only when the portal can open for this member: the site
 // offers it and Stripe knows them as a customer.
@@ -39,13 +21,14 @@ function billingWords(available, subscribed) {
 export function accountPage(main, { user }) {
   const list = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
   const billing = h("p", { class: "muted" }, "Checking billing…");
+  const changes = h("div");
 
   // The member's entitlements, shown; null when they could not be read.
   async function load() {
     try {
-      const { entitlements } = await api("GET", "/access");
+      const { entitlements, product_names: names } = await api("GET", "/access");
       list.replaceChildren(entitlements.length
-        ? h("ul", { class: "entitlements" }, entitlements.map(entitlement))
+        ? h("ul", { class: "entitlements" }, entitlements.map((item) => entitlementCard(item, names)))
         : h("p", { class: "empty" }, "You have no subscriptions on this site yet."));
       return entitlements;
     } catch (error) {
@@ -54,15 +37,23 @@ export function accountPage(main, { user }) {
     }
   }
 
+  function loadHistory() {
+    return showHistory(changes, "/access/history", { empty: "No changes to your access yet." });
+  }
+
   main.append(
     h("h1", {}, "Your account"),
     h("p", {}, "Signed in as ", h("strong", {}, user.email || user.id), ` (${user.id}) on ${user.site}.`),
     h("section", { "aria-labelledby": "my-access" },
       h("div", { class: "section-head" }, h("h2", { id: "my-access", tabindex: "-1" }, "My access"),
-        h("button", { type: "button", onclick: load }, "Refresh", hidden(" my access"))),
+        h("button", { type: "button", onclick: () => { load(); loadHistory(); } }, "Refresh", hidden(" my access"))),
       list),
-    h("section", { "aria-labelledby": "billing-heading" }, h("h2", { id: "billing-heading" }, "Billing"), billing));
+    h("section", { "aria-labelledby": "billing-heading" }, h("h2", { id: "billing-heading" }, "Billing"), billing),
+    h("section", { "aria-labelledby": "history-heading" },
+      h("h2", { id: "history-heading" }, "History"),
+      h("p", { class: "lead small" }, "Every change to your access, newest first, and what made it."), changes));
   const entitlements = load();
+  loadHistory();
   Promise.all([api("GET", "/billing/portal"), entitlements]).then(([{ available }, subscribed]) => {
     billing.className = "";
     billing.textContent = billingWords(available, Boolean(subscribed && subscribed.some((item) => item.access)));

@@ -1,10 +1,12 @@
 // Settings, Connectors: the Stripe card, its advanced options and the
 // subscribers the connector could not match to a member.
 import { api } from "../api.js";
-import { announce, confirmDialog, fill, formatDate, formatDay, h, hidden, menuButton, menuItem, openDialog, problem }
-  from "../dom.js";
+import { announce, confirmDialog, fill, formatDate, formatDay, h, hidden, menuButton, menuItem, openDialog, problem,
+  timeAgo } from "../dom.js";
 
 const POLL_MS = 1500;
+// How often "3 minutes ago" is said again.
+const AGO_MS = 30_000;
 const REASONS = {
   disconnected_by_admin: "An admin disconnected it.",
   revoked_in_stripe: "Access was revoked in Stripe: the account's owner removed CustomerHub in their Stripe dashboard.",
@@ -20,9 +22,15 @@ export function connectorsPage(main, { state }) {
   const cardBox = h("section", { class: "card connector", "aria-labelledby": "stripe-heading", "aria-busy": "true" },
     h("h2", { id: "stripe-heading" }, "Stripe"), h("p", { class: "muted" }, "Loading…"));
   const options = h("div");
+  const members = h("section", { class: "card", "aria-labelledby": "members-heading" },
+    h("h2", { id: "members-heading" }, "Members' access"),
+    h("p", {}, "What a member's subscriptions give them, why each is theirs, and every change to their access: "
+      + "find them by their user id or a customer's email."),
+    h("a", { class: "button", href: "/settings/members" }, "Find a member"));
   const unmatched = h("section", { class: "card", "aria-labelledby": "unmatched-heading" });
   main.append(h("h1", {}, "Connectors"),
-    h("p", { class: "lead" }, "Connect the services your site works with."), messages, cardBox, options, unmatched);
+    h("p", { class: "lead" }, "Connect the services your site works with."), messages, cardBox, options, members,
+    unmatched);
   if (state && state.outcome) {
     messages.append(outcomeBanner(state.outcome));
     // Said once: a reload shows the card as it is then, without the old news.
@@ -33,6 +41,11 @@ export function connectorsPage(main, { state }) {
   let timer = null;
   let gone = false;
   let syncBox = null;
+  let eventsBox = null;
+  // "last received 3 minutes ago" stays true while the page is open.
+  const agoTimer = setInterval(() => {
+    for (const time of cardBox.querySelectorAll("time.ago")) time.textContent = timeAgo(time.dateTime);
+  }, AGO_MS);
 
   function say(element) {
     messages.replaceChildren(element);
@@ -51,6 +64,7 @@ export function connectorsPage(main, { state }) {
     cardBox.removeAttribute("aria-busy");
     if (same && syncBox) {
       syncBox.replaceChildren(...syncWords(card.sync));
+      if (JSON.stringify(card.events) !== eventsBox.dataset.shown) fillEvents();
     } else {
       drawCard();
       options.replaceChildren(advancedOptions());
@@ -93,17 +107,26 @@ export function connectorsPage(main, { state }) {
             || card.disconnected_reason) : null,
         h("div", { class: "actions" }, connect));
       syncBox = null;
+      eventsBox = null;
       return;
     }
     const account = card.account;
     syncBox = h("div", { class: "sync" }, ...syncWords(card.sync));
+    eventsBox = h("div", { class: "events" });
+    fillEvents();
     cardBox.replaceChildren(head,
       h("dl", { class: "facts" },
         h("div", {}, h("dt", {}, "Account"), h("dd", {}, h("strong", { class: "account-name" }, account.display_name),
           " ", h("code", {}, account.id), account.livemode ? "" : h("span", { class: "tag" }, "Test mode"))),
         h("div", {}, h("dt", {}, "Connected since"), h("dd", {}, formatDate(card.connected_at))),
         h("div", {}, h("dt", {}, "Customer portal"), h("dd", {}, card.settings.portal_enabled ? "On" : "Off"))),
-      syncBox);
+      eventsBox, syncBox);
+  }
+
+  // Redrawn only when what it says changes: a poll must not say a warning again.
+  function fillEvents() {
+    eventsBox.dataset.shown = JSON.stringify(card.events);
+    eventsBox.replaceChildren(...eventWords(card.events));
   }
 
   function moreActions() {
@@ -343,7 +366,8 @@ export function connectorsPage(main, { state }) {
     });
     if (linked) {
       say(h("p", { class: "notice", role: "status" },
-        `Linked ${who} to ${linked}: the subscription gives them access.`));
+        `Linked ${who} to ${linked}: the subscription gives them access. `,
+        h("a", { href: `/settings/members?user=${encodeURIComponent(linked)}` }, `See ${linked}'s access`), "."));
       loadUnmatched();
     }
   }
@@ -360,6 +384,7 @@ export function connectorsPage(main, { state }) {
   return () => {
     gone = true;
     clearTimeout(timer);
+    clearInterval(agoTimer);
   };
 }
 
@@ -384,6 +409,32 @@ function graceField(days) {
     h("p", { class: "hint", id: `${id}-hint` }, "When a renewal payment fails, Stripe tries it again for a while. "
       + "Members keep their access this many days meanwhile, from 0 to 60."), error);
   return { input, error, label: GRACE_LABEL, field };
+}
+
+function ago(iso) {
+  return h("time", { class: "ago", datetime: iso, title: formatDate(iso) }, timeAgo(iso));
+}
+
+// Whether Stripe's events reach the connector, in words: facts plainly,
+// what needs someone's attention as a warning.
+function eventWords(events) {
+  if (!events) return [];
+  const missed = events.missed_last_day;
+  return [
+    h("p", {}, h("strong", {}, "Stripe events: "),
+      events.last_received_at ? ["last received ", ago(events.last_received_at)] : "none received yet"),
+    h("p", {}, h("strong", {}, "Last catch-up: "),
+      events.last_caught_up_at ? ago(events.last_caught_up_at) : "not run yet (it runs every hour)"),
+    events.endpoint === "disabled" ? h("div", { class: "warning", role: "alert" }, h("p", {},
+      h("strong", {}, "Stripe has disabled the webhook endpoint: no events are being delivered. "),
+      "Members' access still follows Stripe through the hourly catch-up, up to an hour late, until the endpoint "
+      + "is enabled again in Stripe's dashboard (Developers, Webhooks).")) : null,
+    missed > 0 ? h("div", { class: "warning", role: "status" }, h("p", {},
+      h("strong", {}, `${missed} event${missed === 1 ? "" : "s"} in the last day reached us only through the `
+        + "hourly catch-up. "),
+      `Stripe could not deliver ${missed === 1 ? "it" : "them"} to the webhook, so the change to members' access `
+      + "came up to an hour late.")) : null,
+  ].filter(Boolean);
 }
 
 function syncWords(sync) {

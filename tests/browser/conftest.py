@@ -109,6 +109,23 @@ class Stack:
         return self.dashboard("/dashboard/accounts/%s/subscriptions" % account, customer=email, product=product,
                               product_metadata_id=product.lower())
 
+    def customer(self, email: str, user_id: Optional[str] = None, account: str = LOCAL_ACCOUNT) -> Dict[str, Any]:
+        """A Stripe customer made through the sandbox's API, named as the
+        member `user_id` by its metadata (none: it names no member)."""
+        form = {"email": email}
+        if user_id:
+            form["metadata[customerhub_user_id]"] = user_id
+        answer = requests.post(self.sandbox_url + "/v1/customers", data=form, timeout=30, headers={
+            "Authorization": "Bearer " + self.env["STRIPE_SECRET_KEY"], "Stripe-Account": account})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def run_scheduled(self, function_name: str) -> None:
+        """A scheduled function once, as `make catch-up` runs it against the stack."""
+        done = subprocess.run([sys.executable, "-m", "local.scheduled", function_name], cwd=ROOT, env=self._given,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:

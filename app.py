@@ -245,6 +245,9 @@ preflight("/billing/portal", "GET")
 preflight("/billing/portal/sessions", "POST")
 preflight("/access", "GET")
 preflight("/access/{user_id}", "GET")
+preflight("/access/history", "GET")
+preflight("/access/{user_id}/history", "GET")
+preflight("/members", "GET")
 
 
 @app.route("/connectors/stripe", methods=["GET"])

@@ -188,3 +188,29 @@ def test_a_disabled_endpoint_shows_on_the_card_after_the_watch_or_a_catch_up_and
     assert watch_webhook_endpoint(scheduled_event("us-east-1"), None)["endpoint"] == "enabled"
     assert endpoint() == "enabled"
     assert {"WebhookEndpointDisabled": 0}.items() <= {k: v for line in emf.counts() for k, v in line.items()}.items()
+
+
+def test_a_claim_and_a_reassignment_are_in_both_members_histories(client, studio, work):
+    assert work.drain()["failed"] == 0
+    studio.create_customer(ACCOUNT, email="cy@studio.test", id="cus_cy")  # names no member
+    unmatched = studio.create_subscription(ACCOUNT, "cus_cy", ["prod_yoga"], period_end=int(time.time()) + 30 * DAY)
+    delivered(client, studio.events[-1])
+    cy = bearer(sub="user_cy", role="member", email="cy@studio.test", email_verified=True)
+    assert client.get("/access", headers=cy).json_body["entitlements"][0]["member_from"] == "claim"
+    [claimed] = history(client, path="/access/history", headers=cy)["history"]
+    assert (claimed["from"], claimed["to"]["state"], claimed["cause"]["kind"]) == (None, "active", "claim")
+    assert claimed["cause"]["id"].startswith("claim_") and claimed["subscription_id"] == unmatched["id"]
+
+    # A subscription whose metadata names its member, moved to another.
+    studio.create_customer(ACCOUNT, email="front-desk@studio.test", id="cus_desk")
+    moved = studio.create_subscription(ACCOUNT, "cus_desk", ["prod_yoga"], period_end=int(time.time()) + 30 * DAY,
+                                       metadata={"customerhub_user_id": "user_eve"})
+    delivered(client, studio.events[-1])
+    studio.update_subscription(ACCOUNT, moved["id"], metadata={"customerhub_user_id": "user_dee"})
+    delivered(client, studio.events[-1])
+    eve = [(e["to"]["state"], e["reason"], e["cause"]["kind"])
+           for e in reversed(history(client, path="/access/user_eve/history")["history"])]
+    assert eve == [("active", "subscription_active", "stripe_event"),
+                   ("expired", "subscription_reassigned", "stripe_event")]
+    dee = history(client, path="/access/user_dee/history")["history"]
+    assert [(e["from"], e["to"]["state"], e["cause"]["kind"]) for e in dee] == [(None, "active", "stripe_event")]

@@ -129,5 +129,6 @@ def test_the_first_catch_up_looks_back_to_the_connection_and_never_past_30_days(
     connected_at = card(client)["connected_at"]
     since = int(studio.requests_to("GET", "/v1/events")[-1]["query"]["created"]["gte"])
     assert time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since)) == connected_at
-    with pytest.raises(CatchUpModel.DoesNotExist):
-        CatchUpModel.get(ACCOUNT)
+    # Nothing found: the mark stays at the connection; only the run is noted.
+    record = CatchUpModel.get(ACCOUNT)
+    assert record.caught_up_to == since and record.ran_at is not None

@@ -140,3 +140,26 @@ def test_local_server_serves_the_card(local_api):
     response = requests.get(local_api + "/connectors/stripe", headers=bearer())
     assert response.status_code == 200
     assert response.json()["status"] == "disconnected"
+
+
+def _browser_routes():
+    """Every route the UI calls with a token: all but Stripe's webhook and
+    the GET callback bounce, which answer no CORS."""
+    from app import CALLBACK_PATH, WEBHOOK_PATH, app
+    found = []
+    for path, methods in sorted(app.routes.items()):
+        for method in sorted(set(methods) - {"OPTIONS"}):
+            if path == WEBHOOK_PATH or (path == CALLBACK_PATH and method == "GET"):
+                continue
+            found.append((path.replace("{user_id}", "user_ana").replace("{subscription_id}", "sub_1"), method))
+    return found
+
+
+@pytest.mark.parametrize("path,method", _browser_routes())
+def test_every_route_the_ui_calls_answers_the_preflight_for_the_app_origin(client, path, method):
+    response = client.request("OPTIONS", path, headers={
+        "Origin": APP_BASE_URL, "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "authorization,content-type"}, body=b"")
+    assert response.status_code == 204, (path, method)
+    assert response.headers["Access-Control-Allow-Origin"] == APP_BASE_URL
+    assert method in response.headers["Access-Control-Allow-Methods"]

@@ -66,7 +66,7 @@ def test_a_new_site_shows_a_disconnected_card(client):
         "settings": {"portal_enabled": False, "privacy_policy_url": None,
                      "terms_of_service_url": None, "allow_cancel": False,
                      "past_due_grace_days": 14},
-        "sync": None}
+        "sync": None, "events": None}
 
 
 def test_connect_url_carries_what_stripe_needs_and_a_fresh_state(client, sandbox):

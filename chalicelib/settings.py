@@ -172,7 +172,7 @@ def _validate(settings: Settings) -> None:
     if source is not None and (len(source) > 256 or any(ch.isspace() for ch in source)):
         raise ConfigurationError("STRIPE_EVENT_SOURCE must be an EventBridge event source name")
     endpoint = settings.stripe_webhook_endpoint_id
-    if endpoint is not None and not (endpoint.startswith("we_") and is_stripe_id(endpoint)):
+    if endpoint is not None and not (endpoint.startswith("we_") and len(endpoint) > 3 and is_stripe_id(endpoint)):
         raise ConfigurationError("STRIPE_WEBHOOK_ENDPOINT_ID must be a webhook endpoint id (we_…)")
 
 

@@ -140,3 +140,11 @@ def test_the_stripe_event_source_is_none_unless_named():
 def test_a_stripe_event_source_that_is_not_an_event_source_name_refuses_to_start(raw):
     with pytest.raises(ConfigurationError, match="STRIPE_EVENT_SOURCE"):
         load_settings(base_env(STRIPE_EVENT_SOURCE=raw))
+
+
+def test_the_watched_webhook_endpoint_is_optional_and_must_be_a_we_id():
+    assert load_settings(base_env()).stripe_webhook_endpoint_id is None
+    assert load_settings(base_env(STRIPE_WEBHOOK_ENDPOINT_ID="we_1Abc")).stripe_webhook_endpoint_id == "we_1Abc"
+    for raw in ("whsec_1", "we_", "we_1 2", "we_" + "x" * 300, "acct_1"):
+        with pytest.raises(ConfigurationError, match="STRIPE_WEBHOOK_ENDPOINT_ID"):
+            load_settings(base_env(STRIPE_WEBHOOK_ENDPOINT_ID=raw))

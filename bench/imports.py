@@ -483,14 +483,16 @@ def render(r: ImportRun, c: CatchUpRun, targets: Targets, announce_up_to: int) -
 
     catch_up_stripe = targets.at_most("catch-up of %d accounts, nothing missed: Stripe requests" % c.accounts,
                                       sum(c.stripe.values()), c.accounts)
+    # One per account: when its catch-up ran (the card's events.last_caught_up_at).
     catch_up_writes = targets.at_most("catch-up of %d accounts, nothing missed: DynamoDB writes" % c.accounts,
-                                      c.writes, 0)
+                                      c.writes, c.accounts)
     if c.accounts_asked != c.accounts:
         targets.failed("catch-up: every account asked once", "%d of %d" % (c.accounts_asked, c.accounts))
     catch_up_rows = [(number(c.accounts), number(c.fanned_out.get("accounts", 0)),
                       number(sum(c.stripe.values())), "<= " + number(c.accounts), catch_up_stripe.verdict,
                       number(c.accounts_asked), by_operation(c.stripe),
-                      number(c.writes), "0", catch_up_writes.verdict, number(sum(c.dynamodb.values())),
+                      number(c.writes), "<= " + number(c.accounts), catch_up_writes.verdict,
+                      number(sum(c.dynamodb.values())),
                       by_operation(c.dynamodb), by_operation(c.sqs), seconds(c.seconds))]
 
     return "\n".join([

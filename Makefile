@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test lint package deploy fuzz sweep catch-up replay redrive bench soak clean chromium
+.PHONY: install run test lint package rehearse deploy fuzz sweep catch-up replay redrive bench soak clean chromium
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -54,6 +54,16 @@ package: $(INSTALLED)
 lint: $(INSTALLED)
 	for stage in $(STAGES); do $(MAKE) --no-print-directory package STAGE=$$stage || exit 1; done
 	$(BIN)/cfn-lint $(foreach stage,$(STAGES),build/$(stage)/sam.yaml)
+
+# The stage's package as CloudFormation gets it, checked offline: SAM's
+# transform (aws-sam-translator), cfn-lint on the CloudFormation it makes
+# (build/<stage>/cloudformation.json), one API stage, the functions' settings,
+# schedules, references, placeholders (infra/rehearse.py). The last step
+# before make deploy. Prod fails while its config holds a placeholder;
+# ALLOW_PLACEHOLDERS=1 rehearses the rest. make test runs tests/rehearsal.
+rehearse: package
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/python -m infra.rehearse --stage $(STAGE) \
+		$(if $(ALLOW_PLACEHOLDERS),--allow-placeholders)
 
 # Uploads the artifact to DEPLOY_BUCKET and deploys the stack (README.md,
 # Deploying). Needs the AWS CLI and credentials for the stage's account.

@@ -1,0 +1,46 @@
+"""Each stage packaged once per run, as `make package` packages it, and
+rehearsed (infra/rehearse.py)."""
+import pytest
+
+from infra import rehearse
+from infra.project import stages
+
+REGION = "us-east-1"
+# Lines the mistakes' test leaves for the end of the run, where they are read.
+SUMMARY = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory):
+    """stage → the directory chalice package wrote (sam.yaml, deployment.zip)."""
+    directories = {}
+    for stage in stages():
+        directory = str(tmp_path_factory.mktemp("packaged-" + stage))
+        rehearse.package(stage, directory, REGION)
+        directories[stage] = directory
+    return directories
+
+
+@pytest.fixture(scope="session")
+def sam(packaged):
+    """stage → its packaged template, as sam.yaml has it."""
+    return {stage: rehearse.load_packaged(directory) for stage, directory in packaged.items()}
+
+
+@pytest.fixture(scope="session")
+def rehearsals(packaged, sam):
+    return {stage: rehearse.rehearse(sam[stage], stage, packaged[stage], REGION) for stage in packaged}
+
+
+@pytest.fixture
+def summary(request):
+    """Lines printed after the run's results (pytest would hide a test's prints)."""
+    return request.config.stash.setdefault(SUMMARY, [])
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = terminalreporter.config.stash.get(SUMMARY, [])
+    if lines:
+        terminalreporter.write_sep("-", "the rehearsal against mistakes in the template")
+        for line in lines:
+            terminalreporter.write_line(line)

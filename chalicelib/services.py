@@ -9,7 +9,7 @@ import contextvars
 import functools
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, TypeVar
 
 import boto3
 import botocore.config
@@ -39,6 +39,9 @@ from chalicelib.sweep import Sweep
 from chalicelib.unmatched import UnmatchedService
 from chalicelib.webhooks import EventLog, WebhookReceiver
 from chalicelib.writer import ViewWriter
+
+if TYPE_CHECKING:
+    import stripe
 
 T = TypeVar("T")
 _instance: "contextvars.ContextVar[str]" = contextvars.ContextVar("instance", default="")
@@ -78,13 +81,30 @@ def get_metrics() -> Metrics:
 
 
 @built_once
-def get_stripe_gateway() -> StripeGateway:
+def get_stripe_client() -> "stripe.StripeClient":
     settings = get_settings()
-    client = make_client(settings.stripe_secret_key, settings.stripe_client_id,
-                         settings.stripe_api_base, settings.stripe_connect_base,
-                         timeout=settings.stripe_timeout_seconds,
-                         traffic=StripeTraffic(get_stripe_ceiling(), metrics=get_metrics()))
-    return StripeGateway(client, settings.stripe_webhook_secret)
+    return make_client(settings.stripe_secret_key, settings.stripe_client_id,
+                       settings.stripe_api_base, settings.stripe_connect_base,
+                       timeout=settings.stripe_timeout_seconds,
+                       traffic=StripeTraffic(get_stripe_ceiling(), metrics=get_metrics()))
+
+
+# Only the webhook checks signatures (get_webhook_gateway): the gateway every
+# other caller has holds no signing secret, so the functions that only call
+# Stripe never read its parameter (their roles may not), and stripe-python
+# refuses to verify anything against an empty one.
+NO_SIGNING_SECRET = ""
+
+
+@built_once
+def get_stripe_gateway() -> StripeGateway:
+    return StripeGateway(get_stripe_client(), NO_SIGNING_SECRET)
+
+
+@built_once
+def get_webhook_gateway() -> StripeGateway:
+    """The same client, with the Connect endpoint's signing secret."""
+    return StripeGateway(get_stripe_client(), get_settings().stripe_webhook_secret)
 
 
 # A lease gives up on a DynamoDB that does not answer within a second, twice,
@@ -128,7 +148,7 @@ def get_events_queue() -> WorkQueue:
 @built_once
 def get_deliveries() -> Deliveries:
     """The webhook's acknowledgement: it binds no models, since it reads no table."""
-    return Deliveries(get_stripe_gateway(), get_events_queue(), metrics=get_metrics())
+    return Deliveries(get_webhook_gateway(), get_events_queue(), metrics=get_metrics())
 
 
 @built_once

@@ -3,12 +3,22 @@
 Everything else receives a `Settings` value; nothing else looks at
 `os.environ`. In AWS the three secrets come from SSM SecureString parameters
 named by `<NAME>_PARAM`; locally the values themselves may be given.
+
+Each secret is read when first needed (once per container) and checked as
+it is read, so a function that never calls Stripe or checks a token never
+reads those parameters, and its role may not (.chalice/policy-*.json).
+
+Deployed means running in Lambda (AWS_LAMBDA_FUNCTION_NAME set, as Lambda's
+runtime sets it; Chalice's local server and test client do not): there a
+placeholder left from the README or .chalice/config.json stops the connector
+instead of being used.
 """
 import functools
 import math
 import os
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Mapping, Optional
 from urllib.parse import urlsplit
 
 from chalicelib.access import is_stripe_id
@@ -19,18 +29,85 @@ from chalicelib.stripe_gateway import HTTP_TIMEOUT_SECONDS
 
 SECRET_NAMES = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "AUTH_JWT_SECRET")
 MIN_JWT_SECRET_BYTES = 32
+# What stands where a real value goes, in any case: `ca_REPLACE_WITH_…` in
+# .chalice/config.json, `whsec_placeholder` (or `sk_test_placeholder`) put
+# in SSM before the real one exists, `sk_…` copied from the README.
+PLACEHOLDER_MARKS = ("replace", "placeholder", "…")
+
+
+def is_placeholder(value: str) -> bool:
+    folded = value.lower()
+    return any(mark in folded for mark in PLACEHOLDER_MARKS)
+
+
+def in_lambda(environ: Mapping[str, str]) -> bool:
+    # Set by Lambda's runtime; Chalice's local server and test client do not.
+    return bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+class Secrets:
+    """The three secrets, each taken when first asked for: from its SSM
+    parameter when `<NAME>_PARAM` names one, else from the environment. A
+    value is checked as it is taken (a placeholder when deployed, a short
+    token key) and handed to `on_read` (the logs' masking) before anything
+    can use it. A failed read is not kept: the next use tries again."""
+
+    def __init__(self, environ: Mapping[str, str], read_parameter: Optional[Callable[[str], str]],
+                 deployed: bool, on_read: Optional[Callable[[str], None]] = None):
+        self._environ = environ
+        self._read_parameter = read_parameter
+        self._deployed = deployed
+        self._on_read = on_read
+        self._values: Dict[str, str] = {}
+        self._lock = threading.Lock()
+        for name in SECRET_NAMES:
+            parameter = self.parameter(name)
+            if parameter is None:
+                # Given in the environment: nothing to fetch, so checked now.
+                self.get(name)
+            elif read_parameter is None:
+                raise ConfigurationError("%s_PARAM is set but SSM is not reachable" % name)
+
+    def parameter(self, name: str) -> Optional[str]:
+        return (self._environ.get(name + "_PARAM") or "").strip() or None
+
+    def get(self, name: str) -> str:
+        try:
+            return self._values[name]
+        except KeyError:
+            pass
+        with self._lock:
+            if name not in self._values:
+                self._values[name] = self._take(name)
+            return self._values[name]
+
+    def _take(self, name: str) -> str:
+        parameter = self.parameter(name)
+        if parameter is not None:
+            found = self._read_parameter(parameter)
+            where = "%s (SSM parameter %s)" % (name, parameter)
+        else:
+            found = (self._environ.get(name) or "").strip()
+            where = name
+        if not found or not found.strip():
+            raise ConfigurationError("%s is required" % where)
+        # The message names the setting, never the value: it is a secret.
+        if self._deployed and is_placeholder(found):
+            raise ConfigurationError("%s is a placeholder, not the real value" % where)
+        if name == "AUTH_JWT_SECRET" and len(found.encode("utf-8")) < MIN_JWT_SECRET_BYTES:
+            raise ConfigurationError("%s must be at least %d bytes" % (where, MIN_JWT_SECRET_BYTES))
+        if self._on_read is not None:
+            self._on_read(found)
+        return found
 
 
 @dataclass(frozen=True)
 class Settings:
-    stripe_secret_key: str
     stripe_client_id: str
-    stripe_webhook_secret: str
     stripe_api_base: str
     stripe_connect_base: str
     stripe_timeout_seconds: float
     stripe_requests_per_second: float   # every function together (stripe_ceiling.py)
-    auth_jwt_secret: str
     auth_jwt_issuer: str
     app_base_url: str        # an origin: the UI's pages are below it
     return_url_origins: tuple
@@ -55,6 +132,21 @@ class Settings:
     rate_limits_table: str
     webhook_endpoints_table: str
     access_history_table: str
+    secrets: Secrets = field(repr=False, compare=False)
+
+    # Read when first asked for (Secrets): the API asks for all three; the
+    # functions that call Stripe for its key alone; announce_access for none.
+    @property
+    def stripe_secret_key(self) -> str:
+        return self.secrets.get("STRIPE_SECRET_KEY")
+
+    @property
+    def stripe_webhook_secret(self) -> str:
+        return self.secrets.get("STRIPE_WEBHOOK_SECRET")
+
+    @property
+    def auth_jwt_secret(self) -> str:
+        return self.secrets.get("AUTH_JWT_SECRET")
 
     def __repr__(self) -> str:
         # Settings end up in tracebacks and debug logs; the secrets must not.
@@ -88,20 +180,19 @@ def parse_origin(name: str, value: str) -> str:
 
 
 def load_settings(environ: Mapping[str, str],
-                  read_parameter: Optional[Callable[[str], str]] = None) -> Settings:
-    """Build settings from an environment, fetching `*_PARAM` secrets through
-    `read_parameter` (SSM in AWS)."""
+                  read_parameter: Optional[Callable[[str], str]] = None,
+                  on_secret: Optional[Callable[[str], None]] = None) -> Settings:
+    """Build settings from an environment. The secrets named by `*_PARAM`
+    are fetched through `read_parameter` (SSM in AWS) when first used; each
+    secret is handed to `on_secret` as it is taken."""
+    deployed = in_lambda(environ)
+
     def value(name: str, default: Optional[str] = None) -> Optional[str]:
         raw = environ.get(name, "")
-        return raw.strip() if raw.strip() else default
-
-    def secret(name: str) -> str:
-        parameter = value(name + "_PARAM")
-        if parameter:
-            if read_parameter is None:
-                raise ConfigurationError("%s_PARAM is set but SSM is not reachable" % name)
-            return read_parameter(parameter)
-        return required(name)
+        found = raw.strip() if raw.strip() else default
+        if deployed and raw.strip() and is_placeholder(found):
+            raise ConfigurationError("%s is a placeholder (%r), not the real value" % (name, found))
+        return found
 
     def required(name: str) -> str:
         found = value(name)
@@ -121,16 +212,15 @@ def load_settings(environ: Mapping[str, str],
             raise ConfigurationError("%s must be a positive number of %s" % (name, unit))
         return found
 
+    for name in SECRET_NAMES:
+        value(name + "_PARAM")  # a parameter's name is no secret: a placeholder there is named
     settings = Settings(
-        stripe_secret_key=secret("STRIPE_SECRET_KEY"),
         stripe_client_id=required("STRIPE_CLIENT_ID"),
-        stripe_webhook_secret=secret("STRIPE_WEBHOOK_SECRET"),
         stripe_api_base=value("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
         stripe_connect_base=value("STRIPE_CONNECT_BASE", "https://connect.stripe.com").rstrip("/"),
         stripe_timeout_seconds=positive("STRIPE_TIMEOUT_SECONDS", HTTP_TIMEOUT_SECONDS, "seconds"),
         stripe_requests_per_second=positive("STRIPE_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND,
                                             "requests a second"),
-        auth_jwt_secret=secret("AUTH_JWT_SECRET"),
         auth_jwt_issuer=value("AUTH_JWT_ISSUER", "customerhub"),
         app_base_url=parse_origin("APP_BASE_URL", required("APP_BASE_URL")),
         return_url_origins=tuple(
@@ -155,15 +245,13 @@ def load_settings(environ: Mapping[str, str],
         rate_limits_table=value("RATE_LIMITS_TABLE", "stripe-connector-rate-limits"),
         webhook_endpoints_table=value("WEBHOOK_ENDPOINTS_TABLE", "stripe-connector-webhook-endpoints"),
         access_history_table=value("ACCESS_HISTORY_TABLE", "stripe-connector-access-history"),
+        secrets=Secrets(environ, read_parameter, deployed, on_secret),
     )
     _validate(settings)
     return settings
 
 
 def _validate(settings: Settings) -> None:
-    if len(settings.auth_jwt_secret.encode("utf-8")) < MIN_JWT_SECRET_BYTES:
-        raise ConfigurationError(
-            "AUTH_JWT_SECRET must be at least %d bytes" % MIN_JWT_SECRET_BYTES)
     parts = urlsplit(settings.oauth_redirect_uri)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError("OAUTH_REDIRECT_URI must be an absolute http(s) URL")
@@ -177,11 +265,15 @@ def _validate(settings: Settings) -> None:
 
 
 def _ssm_reader(region: str, endpoint_url: Optional[str]) -> Callable[[str], str]:
-    import boto3
-
-    client = boto3.client("ssm", region_name=region, endpoint_url=endpoint_url)
+    """Reads a SecureString; its client is made at the first read, so that a
+    function that reads none makes none."""
+    clients = []
 
     def read(name: str) -> str:
+        if not clients:
+            import boto3
+            clients.append(boto3.client("ssm", region_name=region, endpoint_url=endpoint_url))
+        client = clients[0]
         try:
             return client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
         except client.exceptions.ParameterNotFound as exc:
@@ -192,21 +284,14 @@ def _ssm_reader(region: str, endpoint_url: Optional[str]) -> Callable[[str], str
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this container, read once on first use."""
+    """The settings of this container, read once on first use; each secret
+    when it is first used."""
     environ = dict(os.environ)
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    needs_ssm = any(environ.get(name + "_PARAM") for name in SECRET_NAMES)
-    reader = _ssm_reader(region, environ.get("AWS_ENDPOINT_URL") or None) if needs_ssm else None
-    settings = load_settings(environ, reader)
-    # Whatever their shape, the secrets' values are masked in every log line.
-    for value in (settings.stripe_secret_key, settings.stripe_webhook_secret, settings.auth_jwt_secret):
-        register_secret(value)
-    return settings
-
-
-def in_lambda(environ: Mapping[str, str]) -> bool:
-    # Set by Lambda's runtime; Chalice's local server and test client do not.
-    return bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    reader = _ssm_reader(region, environ.get("AWS_ENDPOINT_URL") or None)
+    # Whatever their shape, the secrets' values are masked in every log line
+    # from the moment each is read.
+    return load_settings(environ, reader, on_secret=register_secret)
 
 
 def log_format(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:

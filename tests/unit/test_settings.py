@@ -4,6 +4,7 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.errors import ConfigurationError
+from chalicelib.observability import redact
 from chalicelib.settings import get_settings, load_settings
 from infra.project import stage_environment, stages
 from tests import helpers
@@ -122,12 +123,143 @@ def test_secrets_named_by_param_are_read_from_ssm_securestrings(monkeypatch):
         assert get_settings() is settings
 
 
-def test_a_missing_ssm_parameter_is_a_configuration_error(monkeypatch):
+def test_a_missing_ssm_parameter_is_a_configuration_error_when_its_secret_is_first_needed(monkeypatch):
     with mock_aws():
         monkeypatch.setenv("AUTH_JWT_SECRET_PARAM", "/connector/absent")
         get_settings.cache_clear()
+        settings = get_settings()
         with pytest.raises(ConfigurationError, match="/connector/absent"):
-            get_settings()
+            settings.auth_jwt_secret
+        # Not remembered: the next token check asks SSM again.
+        with pytest.raises(ConfigurationError, match="/connector/absent"):
+            settings.auth_jwt_secret
+
+
+class RecordedParameters:
+    """SSM as the settings see it: SecureStrings by name, and the names read."""
+
+    def __init__(self, **values):
+        self.values = {"/connector/" + name: value for name, value in values.items()}
+        self.read = []
+
+    def __call__(self, name):
+        self.read.append(name)
+        return self.values[name]
+
+
+def in_ssm(**overrides):
+    """The test environment with the three secrets named by *_PARAM instead."""
+    env = base_env(STRIPE_SECRET_KEY=None, STRIPE_WEBHOOK_SECRET=None, AUTH_JWT_SECRET=None,
+                   STRIPE_SECRET_KEY_PARAM="/connector/stripe-key", STRIPE_WEBHOOK_SECRET_PARAM="/connector/webhook",
+                   AUTH_JWT_SECRET_PARAM="/connector/jwt")
+    env.update(overrides)
+    return env
+
+
+def parameters(**overrides):
+    values = {"stripe-key": "sk_live_from_ssm", "webhook": "whsec_from_ssm", "jwt": "j" * 40}
+    values.update(overrides)
+    return RecordedParameters(**values)
+
+
+def test_no_secret_is_read_from_ssm_until_it_is_needed_and_each_only_once():
+    ssm = parameters()
+    settings = load_settings(in_ssm(), ssm)
+    assert ssm.read == []
+    assert settings.stripe_secret_key == "sk_live_from_ssm"
+    assert settings.stripe_secret_key == "sk_live_from_ssm"
+    assert ssm.read == ["/connector/stripe-key"]
+    assert settings.auth_jwt_secret == "j" * 40
+    assert ssm.read == ["/connector/stripe-key", "/connector/jwt"]
+
+
+def test_a_short_jwt_secret_in_ssm_refuses_the_first_token_check_and_not_what_never_checks_one():
+    ssm = parameters(jwt="x" * 31)
+    settings = load_settings(in_ssm(), ssm)
+    assert settings.stripe_secret_key == "sk_live_from_ssm"
+    with pytest.raises(ConfigurationError, match="AUTH_JWT_SECRET .*/connector/jwt.* at least 32 bytes"):
+        settings.auth_jwt_secret
+
+
+def test_each_secret_is_masked_in_the_logs_as_it_is_read_and_not_before():
+    masked = []
+    settings = load_settings(in_ssm(), parameters(), on_secret=masked.append)
+    assert masked == []
+    settings.stripe_webhook_secret
+    assert masked == ["whsec_from_ssm"]
+
+
+def test_a_secret_read_from_ssm_when_first_needed_is_masked_in_every_log_line_after(monkeypatch):
+    key = "customerhub-token-key-read-from-ssm-0123456789"
+    with mock_aws():
+        boto3.client("ssm", region_name="us-east-1").put_parameter(Name="/connector/jwt", Value=key,
+                                                                   Type="SecureString")
+        monkeypatch.setenv("AUTH_JWT_SECRET_PARAM", "/connector/jwt")
+        get_settings.cache_clear()
+        settings = get_settings()
+        assert redact("key " + key) == "key " + key
+        assert settings.auth_jwt_secret == key
+        assert redact("key " + key) == "key [redacted]"
+
+
+def test_an_ssm_parameter_named_without_ssm_to_read_it_refuses_to_start():
+    with pytest.raises(ConfigurationError, match="STRIPE_SECRET_KEY_PARAM is set but SSM is not reachable"):
+        load_settings(in_ssm())
+
+
+IN_LAMBDA = {"AWS_LAMBDA_FUNCTION_NAME": "stripe-connector-prod-APIHandler-1A2B3C4D5E6F"}
+# As .chalice/config.json and the README leave them for the operator to fill in.
+PLACEHOLDERS = ["ca_REPLACE_WITH_LIVE_CONNECT_CLIENT_ID", "ca_replace_me", "ca_…", "ca_placeholder"]
+
+
+@pytest.mark.parametrize("value", PLACEHOLDERS)
+def test_in_lambda_a_placeholder_client_id_refuses_to_start_naming_it(value):
+    with pytest.raises(ConfigurationError, match="STRIPE_CLIENT_ID is a placeholder"):
+        load_settings(base_env(STRIPE_CLIENT_ID=value, **IN_LAMBDA))
+
+
+@pytest.mark.parametrize("name,value", [
+    ("APP_BASE_URL", "https://REPLACE-with-the-ui.example"),
+    ("OAUTH_REDIRECT_URI", "https://api.REPLACE.example/connectors/stripe/oauth/callback"),
+    ("STRIPE_WEBHOOK_ENDPOINT_ID", "we_REPLACE_ME"),
+    ("CONNECTIONS_TABLE", "stripe-connector-REPLACE-connections"),
+    ("AUTH_JWT_SECRET_PARAM", "/customerhub/REPLACE/stripe-connector/auth-jwt-secret"),
+])
+def test_in_lambda_a_setting_containing_replace_refuses_to_start_naming_it(name, value):
+    with pytest.raises(ConfigurationError, match="%s is a placeholder" % name):
+        load_settings(base_env(**{name: value}, **IN_LAMBDA))
+
+
+@pytest.mark.parametrize("name,value", [
+    ("STRIPE_WEBHOOK_SECRET", "whsec_placeholder"), ("STRIPE_SECRET_KEY", "sk_test_placeholder"),
+    ("STRIPE_SECRET_KEY", "sk_live_PLACEHOLDER"), ("STRIPE_SECRET_KEY", "sk_…"),
+    ("AUTH_JWT_SECRET", "REPLACE_WITH_32_BYTES_OF_RANDOMNESS_0123456789"),
+])
+def test_in_lambda_a_placeholder_secret_refuses_to_start_naming_it_but_never_its_value(name, value):
+    with pytest.raises(ConfigurationError, match="%s is a placeholder" % name) as raised:
+        load_settings(base_env(**{name: value}, **IN_LAMBDA))
+    assert value not in str(raised.value)
+
+
+def test_in_lambda_a_placeholder_secret_in_ssm_refuses_when_it_is_read_naming_its_parameter_not_its_value():
+    settings = load_settings(in_ssm(**IN_LAMBDA), parameters(webhook="whsec_placeholder"))
+    assert settings.stripe_secret_key == "sk_live_from_ssm"
+    with pytest.raises(ConfigurationError, match="STRIPE_WEBHOOK_SECRET .*/connector/webhook.* placeholder") as raised:
+        settings.stripe_webhook_secret
+    assert "whsec_placeholder" not in str(raised.value)
+
+
+def test_placeholders_are_accepted_outside_lambda_as_the_local_stack_and_the_tests_run():
+    settings = load_settings(base_env(STRIPE_CLIENT_ID="ca_REPLACE_WITH_DEV_CONNECT_CLIENT_ID",
+                                      STRIPE_WEBHOOK_SECRET="whsec_placeholder"))
+    assert settings.stripe_client_id == "ca_REPLACE_WITH_DEV_CONNECT_CLIENT_ID"
+    assert settings.stripe_webhook_secret == "whsec_placeholder"
+
+
+def test_in_lambda_real_values_start():
+    settings = load_settings(base_env(**IN_LAMBDA))
+    assert settings.stripe_client_id == helpers.CLIENT_ID
+    assert settings.stripe_webhook_secret == helpers.WEBHOOK_SECRET
 
 
 def test_the_stripe_event_source_is_none_unless_named():

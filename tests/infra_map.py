@@ -20,6 +20,12 @@ FUNCTIONS = (API, "announce_access", "expire_access", "catch_up", "sync_worker",
              "watch_webhook_endpoint")
 # Any stage: the logical ids and index names are the same in each.
 STAGE = "dev"
+# Each function's logical id in the packaged template (`chalice package`):
+# CloudFormation names the function `<stack>-<logical id>-<suffix>`, and
+# Lambda logs it to /aws/lambda/<that name>.
+LOGICAL_IDS = {API: "APIHandler", "announce_access": "AnnounceAccess", "expire_access": "ExpireAccess",
+               "catch_up": "CatchUp", "sync_worker": "SyncWorker", "stripe_events": "StripeEvents",
+               "watch_webhook_endpoint": "WatchWebhookEndpoint"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,13 +81,15 @@ def queue_resources(stage: str) -> Dict[str, str]:
 # What a policy grants, in the template's terms: (action, resource), where a
 # resource is ("table", id), ("index", id, index), ("stream", id),
 # ("streams", id), ("queue", id), ("parameter", path with ${Stage}),
-# ("bus", name) or ("*",) for any.
+# ("bus", name), ("log-group", the function's logical id) for the log group
+# of that function of the stack, or ("*",) for any.
 Resource = Tuple[str, ...]
 Grant = Tuple[str, Resource]
 
 _INDEX = re.compile(r"^\$\{(\w+)\.Arn\}/index/([\w.-]+)$")
 _STREAMS = re.compile(r"^\$\{(\w+)\.Arn\}/stream/\*$")
 _ARN = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:"
+_LOG_GROUP = re.compile(r"^" + re.escape(_ARN % "logs") + r"log-group:/aws/lambda/\$\{AWS::StackName\}-(\w+)-\*$")
 
 
 def resource_of(value: Any) -> Resource:
@@ -110,6 +118,9 @@ def resource_of(value: Any) -> Resource:
             return ("parameter", text[len(_ARN % "ssm" + "parameter"):])
         if text.startswith(_ARN % "events" + "event-bus/"):
             return ("bus", text[len(_ARN % "events" + "event-bus/"):])
+        found = _LOG_GROUP.match(text)
+        if found:
+            return ("log-group", found.group(1))
     raise ValueError("A policy resource in a form the policies do not use: %r" % (value,))
 
 

@@ -67,6 +67,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
+from chalicelib.settings import is_placeholder
 from infra.project import ROOT, TEMPLATE_PATH, chalice_config, load_template, stages, substitute
 
 # Chalice wants a region only to name the partition, as in the Makefile's
@@ -76,9 +77,6 @@ REGION = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 ARTIFACT_BUCKET = "rehearsal-artifacts"
 # Stages a placeholder holds back; elsewhere it is a note.
 PLACEHOLDERS_BLOCK = ("prod",)
-# What stands where a real value goes, in any case: `ca_REPLACE_WITH_…` in
-# .chalice/config.json, a `…placeholder`, an ellipsis copied from the README.
-PLACEHOLDER = re.compile(r"replace|placeholder|…", re.IGNORECASE)
 # What each setting a deployer must write is, when a placeholder holds it.
 TO_SET = {
     "STRIPE_CLIENT_ID": "the platform's Connect client ID (ca_…, Stripe Dashboard → Settings → Connect;"
@@ -550,7 +548,7 @@ def check_placeholders(template: Dict[str, Any], stage: str, config: Dict[str, A
     variables: Dict[Tuple[str, str], List[str]] = {}
     findings = []
     for path, value in _strings(template):
-        if not PLACEHOLDER.search(value):
+        if not is_placeholder(value):
             continue
         if len(path) >= 6 and path[0] == "Resources" and path[2:5] == ("Properties", "Environment", "Variables"):
             variables.setdefault((path[5], value), []).append(path[1])
@@ -573,7 +571,7 @@ def config_placeholders(stage: str, config: Optional[Dict[str, Any]] = None) -> 
     for name in config.get("lambda_functions") or {"api_handler": {}}:
         for variable, value in Config(chalice_stage=stage, function_name=name,
                                       config_from_disk=config).environment_variables.items():
-            if isinstance(value, str) and PLACEHOLDER.search(value):
+            if isinstance(value, str) and is_placeholder(value):
                 found[variable] = value
     return found
 

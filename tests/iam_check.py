@@ -10,6 +10,7 @@ Calls outside app.py's functions (fixtures, the local stand-ins of Lambda's
 triggers) are the tests' own and are not checked. What Lambda does with a
 function's role outside its code (reading the stream and the queues,
 sending to the stream's failure queue) is checked by tests/infra/test_policies.py."""
+import os
 import sys
 import threading
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -17,6 +18,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import botocore.handlers
 
 import app as app_module
+from infra.project import stage_environment
 from tests import infra_map
 
 APP_FILE = app_module.__file__
@@ -57,6 +59,7 @@ class IamCheck:
         # Worked out before any test: it binds the models for a moment.
         self._tables = infra_map.model_tables()
         self._queues = infra_map.queue_resources(infra_map.STAGE)
+        self._access_bus = stage_environment(infra_map.STAGE)["ACCESS_EVENT_BUS"]
 
     def __call__(self, event_name: str, params: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
         # event_name is "before-parameter-build.<service>.<Operation>"
@@ -86,7 +89,7 @@ class IamCheck:
             name = params.get("QueueName") or str(params.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]
             return {(action, self.queue(name))}
         if service == "eventbridge" and operation == "PutEvents":
-            return {(action, ("bus", entry.get("EventBusName") or "default")) for entry in params.get("Entries") or []}
+            return {(action, self.bus(entry.get("EventBusName") or "default")) for entry in params.get("Entries") or []}
         if service == "ssm" and "Name" in params:
             return {(action, ("parameter", params["Name"]))}
         return {(action, ("unknown", service, operation))}
@@ -98,6 +101,17 @@ class IamCheck:
             if model.Meta.table_name == name:
                 return ("table", logical)
         return ("table", "not in the template: " + name)
+
+    def bus(self, name: str) -> infra_map.Resource:
+        # A name or an ARN. The bus ACCESS_EVENT_BUS names where the test runs
+        # (the default bus when unset, as settings read it) stands in for the
+        # stage's own access bus, as the tests' tables for the template's;
+        # a put on any other bus is checked as what it is.
+        if name.startswith("arn:"):
+            name = name.split(":event-bus/", 1)[-1]
+        if name == os.environ.get("ACCESS_EVENT_BUS", "default"):
+            return ("bus", self._access_bus)
+        return ("bus", name)
 
     def queue(self, name: str) -> infra_map.Resource:
         return ("queue", self._queues.get(name, "not in the template: " + name))

@@ -78,10 +78,18 @@ def queue_resources(stage: str) -> Dict[str, str]:
             for name, r in resources_of_type("AWS::SQS::Queue").items()}
 
 
+def bus_resources(stage: str) -> Dict[str, str]:
+    """Name → logical id of the buses the template names itself (the
+    partner event source's bus is named by a parameter)."""
+    named = {name: substitute(r["Properties"]["Name"], {"Stage": stage})
+             for name, r in resources_of_type("AWS::Events::EventBus").items()}
+    return {bus: name for name, bus in named.items() if isinstance(bus, str)}
+
+
 # What a policy grants, in the template's terms: (action, resource), where a
 # resource is ("table", id), ("index", id, index), ("stream", id),
 # ("streams", id), ("queue", id), ("parameter", path with ${Stage}),
-# ("bus", name), ("log-group", the function's logical id) for the log group
+# ("bus", name with ${Stage}), ("log-group", the function's logical id) for the log group
 # of that function of the stack, or ("*",) for any.
 Resource = Tuple[str, ...]
 Grant = Tuple[str, Resource]
@@ -155,9 +163,9 @@ class Policy:
         places = self._places.get(action, frozenset())
         if ("*",) in places or resource in places:
             return True
-        if resource[0] == "parameter":
+        if resource[0] in ("parameter", "bus"):
             for place in places:
-                if place[0] == "parameter":
+                if place[0] == resource[0]:
                     pattern = "^" + re.escape(place[1]).replace(re.escape("${Stage}"), "[^/]+") + "$"
                     if re.match(pattern, resource[1]):
                         return True

@@ -44,12 +44,12 @@ AWS ?= aws
 STACK ?= stripe-connector-$(STAGE)
 
 # build/<stage>/: Chalice's template with infra/template.yaml merged in
-# (sam.yaml) and the functions' deployment.zip. No AWS account is asked:
-# Chalice wants a region only to name the partition, so any will do.
+# (sam.yaml) and the functions' deployment.zip, with bytecode for the
+# Lambda's Python beside every module (infra/package.py). No AWS account is
+# asked: Chalice wants a region only to name the partition, so any will do.
 package: $(INSTALLED)
 	rm -rf build/$(STAGE)
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
-		--merge-template infra/template.yaml --template-format yaml build/$(STAGE)
+	$(BIN)/python -m infra.package --stage $(STAGE)
 
 lint: $(INSTALLED)
 	for stage in $(STAGES); do $(MAKE) --no-print-directory package STAGE=$$stage || exit 1; done

@@ -51,7 +51,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import zipfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
@@ -68,7 +67,8 @@ from samtranslator.translator.translator import Translator
 from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
 from chalicelib.settings import is_placeholder
-from infra.project import ROOT, TEMPLATE_PATH, chalice_config, load_template, stages, substitute
+from infra.package import package as package_stage
+from infra.project import ROOT, chalice_config, load_template, stages, substitute
 
 # Chalice wants a region only to name the partition, as in the Makefile's
 # package; SAM's transform and cfn-lint take the same one.
@@ -145,13 +145,8 @@ class Rehearsal:
 # ------------------------------------------------------------------ package
 
 def package(stage: str, out_dir: str, region: str = REGION) -> str:
-    """build/<stage> as `make package` makes it (same command); the path of sam.yaml."""
-    chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
-    environment = dict(os.environ, AWS_DEFAULT_REGION=region)
-    subprocess.run([chalice, "package", "--stage", stage, "--merge-template", TEMPLATE_PATH,
-                    "--template-format", "yaml", out_dir],
-                   cwd=ROOT, env=environment, check=True, stdout=subprocess.DEVNULL)
-    return os.path.join(out_dir, "sam.yaml")
+    """build/<stage> as `make package` makes it (infra/package.py); the path of sam.yaml."""
+    return package_stage(stage, out_dir, region)
 
 
 def load_packaged(packaged_dir: str) -> Dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Each stage packaged once per run, as `make package` packages it, and
-rehearsed (infra/rehearse.py)."""
+"""Each stage packaged once per run, as `make package` packages it
+(infra/package.py), and rehearsed (infra/rehearse.py)."""
 import pytest
 
 from infra import rehearse
+from infra.package import package
 from infra.project import stages
 
 REGION = "us-east-1"
@@ -12,11 +13,11 @@ SUMMARY = pytest.StashKey[list]()
 
 @pytest.fixture(scope="session")
 def packaged(tmp_path_factory):
-    """stage → the directory chalice package wrote (sam.yaml, deployment.zip)."""
+    """stage → the directory packaged (sam.yaml, deployment.zip)."""
     directories = {}
     for stage in stages():
         directory = str(tmp_path_factory.mktemp("packaged-" + stage))
-        rehearse.package(stage, directory, REGION)
+        package(stage, directory, REGION)
         directories[stage] = directory
     return directories
 

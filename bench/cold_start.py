@@ -3,13 +3,14 @@ fresh interpreter, against what the third-party dependencies cost alone,
 and the size of the deployment artifact.
 
 All the functions are in app.py, so one import is every function's cold
-start. The measurements run on an artifact laid out as Chalice packages it:
-requirements.txt installed into a directory of its own (nothing of the
-development tools), Chalice's runtime module, app.py and chalicelib/. The
-dependencies are installed once and reused while requirements.txt is
-unchanged (.bench/cold-start/). The artifact carries bytecode compiled for
-the Lambda's Python, as a deployment should: without it, every cold start
-compiles the sources again (and cannot keep what it compiled).
+start. The measurements run on the artifact that ships:
+build/dev/deployment.zip as `make package` makes it (infra/package.py:
+Chalice's zip of requirements.txt, its runtime module, app.py and
+chalicelib/, with the bytecode compiled for the Lambda's Python), packaged
+again when it is missing or older than what goes in it, and unpacked as
+Lambda unpacks it (.bench/cold-start/artifact). Without that bytecode every
+cold start would compile the sources again, and could not keep what it
+compiled (/var/task is read-only).
 
 Each measurement is a fresh `python -S` (no site-packages: only the
 artifact and the standard library are importable, as in Lambda), with
@@ -20,8 +21,9 @@ is on CPU time at the fastest run (see addition_percent): on a shared
 machine the wall time mostly says how long the import waited for a core,
 and the median how busy the neighbours were.
 
-    python -m bench.cold_start [DIR]   # this part alone; DIR: another checkout's app.py and chalicelib/"""
-import hashlib
+    python -m bench.cold_start [DIR]   # this part alone; DIR: another checkout's app.py and chalicelib/,
+                                       # in place of ours in the shipped zip"""
+import glob
 import json
 import os
 import shutil
@@ -31,12 +33,19 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from bench.report import Targets, number, table
+from infra.package import RuntimeMismatch, package
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, ".bench", "cold-start")
+# The stage whose zip is measured: every stage ships the same code.
+STAGE = "dev"
+SHIPPED = os.path.join(ROOT, "build", STAGE)
+# What the zip is made of: a zip older than any of these is packaged again.
+PACKAGE_INPUTS = ("app.py", "chalicelib", "requirements.txt", ".chalice/config.json", "infra/template.yaml",
+                  "infra/package.py")
 # Chalice deploys for the Python it runs on: the project's.
 LAMBDA_PYTHON = "%d.%d" % sys.version_info[:2]
 RUNS = 15
@@ -142,7 +151,8 @@ class Artifact:
     unzipped_bytes: int
     zipped_bytes: int
     zipped_without_bytecode: int
-    dependencies_reused: bool
+    zip_path: str  # the zip unpacked
+    packaged_now: bool
 
 
 def lambda_python() -> str:
@@ -155,80 +165,82 @@ def lambda_python() -> str:
     return found
 
 
-def dependencies(python: str) -> Tuple[str, bool]:
-    """requirements.txt installed into a directory of its own, once per
-    version of the file (and of the Python): (its path, whether it was reused)."""
-    with open(os.path.join(ROOT, "requirements.txt"), "rb") as f:
-        key = hashlib.sha256(f.read() + LAMBDA_PYTHON.encode()).hexdigest()[:16]
-    target = os.path.join(CACHE, "deps-" + key)
-    if os.path.exists(os.path.join(target, ".complete")):
-        return target, True
-    os.makedirs(CACHE, exist_ok=True)
-    for stale in os.listdir(CACHE):
-        if stale.startswith("deps-"):
-            shutil.rmtree(os.path.join(CACHE, stale), ignore_errors=True)
-    print("  installing requirements.txt into %s ..." % os.path.relpath(target, ROOT), file=sys.stderr, flush=True)
-    answer = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-         "--target", target, "-r", os.path.join(ROOT, "requirements.txt")],
-        capture_output=True, text=True)
-    if answer.returncode != 0:
-        shutil.rmtree(target, ignore_errors=True)
-        raise ColdStartError("pip could not install requirements.txt: %s" % answer.stderr.strip()[-2000:])
-    open(os.path.join(target, ".complete"), "w").close()
-    return target, False
+def shipped_zip() -> Tuple[str, bool]:
+    """build/<stage>/deployment.zip as `make package` makes it, packaged
+    again when missing or older than what goes in it: (its path, whether
+    it was packaged now)."""
+    zip_path = os.path.join(SHIPPED, "deployment.zip")
+    if os.path.isfile(zip_path) and os.path.getmtime(zip_path) >= newest_input():
+        return zip_path, False
+    print("  packaging %s ..." % os.path.relpath(SHIPPED, ROOT), file=sys.stderr, flush=True)
+    try:
+        package(STAGE, SHIPPED)
+    except (RuntimeMismatch, subprocess.CalledProcessError) as exc:
+        raise ColdStartError("Could not package %s: %s" % (STAGE, exc)) from exc
+    return zip_path, True
 
 
-def chalice_runtime() -> List[Tuple[str, str]]:
-    """The two files of Chalice that a deployment carries (its packager
-    leaves the rest of the framework, the CLI and deployer, behind)."""
-    import chalice
-    import chalice.app
+def newest_input() -> float:
+    times = []
+    for relative in PACKAGE_INPUTS:
+        top = os.path.join(ROOT, relative)
+        if os.path.isfile(top):
+            times.append(os.path.getmtime(top))
+        for root, directories, names in os.walk(top):
+            directories[:] = [name for name in directories if name != "__pycache__"]
+            times += [os.path.getmtime(os.path.join(root, name)) for name in names]
+    return max(times, default=0.0)
 
-    return [(chalice.app.__file__, "chalice/app.py"), (chalice.__file__, "chalice/__init__.py")]
 
-
-def build_artifact(python: str, source: str = ROOT) -> Artifact:
-    """The artifact of the app.py and chalicelib/ found in `source` (this
-    checkout, or another one to compare with)."""
-    deps, reused = dependencies(python)
+def build_artifact(python: str, source: str = ROOT, zip_path: Optional[str] = None) -> Artifact:
+    """The shipped zip (or zip_path) unpacked as Lambda unpacks it into
+    /var/task; with another checkout's app.py and chalicelib/ in place of
+    ours when `source` is not this one (to compare with)."""
+    packaged = False
+    if zip_path is None:
+        zip_path, packaged = shipped_zip()
     path = os.path.join(CACHE, "artifact")
     shutil.rmtree(path, ignore_errors=True)
-    shutil.copytree(deps, path, ignore=shutil.ignore_patterns(".complete", "__pycache__"))
-    # Chalice cherry-picks its runtime: a chalice installed as a dependency
-    # would be left out of the zip.
-    shutil.rmtree(os.path.join(path, "chalice"), ignore_errors=True)
-    for original, relative in chalice_runtime():
-        os.makedirs(os.path.dirname(os.path.join(path, relative)), exist_ok=True)
-        shutil.copyfile(original, os.path.join(path, relative))
-    shutil.copyfile(os.path.join(source, "app.py"), os.path.join(path, "app.py"))
-    shutil.copytree(os.path.join(source, "chalicelib"), os.path.join(path, "chalicelib"),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    zipped_without = zip_size(path)
-    # unchecked-hash: the .pyc is used as shipped, whatever the file times
-    # in the zip say (a timestamp check that failed would compile again on
-    # every cold start, with nowhere to keep the result).
-    answer = subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-                             path], capture_output=True, text=True)
-    if answer.returncode != 0:
-        raise ColdStartError("compileall failed: %s" % (answer.stdout + answer.stderr).strip()[-2000:])
+    with zipfile.ZipFile(zip_path) as zipped:
+        zipped.extractall(path)
+    ours = os.path.realpath(source) == os.path.realpath(ROOT)
+    if not ours:
+        replace_our_code(python, path, source)
     files, unzipped = 0, 0
     for root, _, names in os.walk(path):
         for name in names:
             files += 1
             unzipped += os.path.getsize(os.path.join(root, name))
-    return Artifact(path, files, unzipped, zip_size(path), zipped_without, reused)
+    zipped_bytes = os.path.getsize(zip_path) if ours else zip_size(path)
+    return Artifact(path, files, unzipped, zipped_bytes, zip_size(path, bytecode=False), zip_path, packaged)
 
 
-def zip_size(path: str) -> int:
-    """The size of the directory zipped as Chalice zips it (deflated)."""
+def replace_our_code(python: str, path: str, source: str) -> None:
+    os.remove(os.path.join(path, "app.py"))
+    shutil.rmtree(os.path.join(path, "chalicelib"))
+    for stale in glob.glob(os.path.join(path, "__pycache__", "app.*.pyc")):
+        os.remove(stale)
+    shutil.copyfile(os.path.join(source, "app.py"), os.path.join(path, "app.py"))
+    shutil.copytree(os.path.join(source, "chalicelib"), os.path.join(path, "chalicelib"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # As infra/package.py compiles the rest: unchecked-hash, used as shipped.
+    answer = subprocess.run([python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+                             os.path.join(path, "app.py"), os.path.join(path, "chalicelib")],
+                            capture_output=True, text=True)
+    if answer.returncode != 0:
+        raise ColdStartError("compileall failed: %s" % (answer.stdout + answer.stderr).strip()[-2000:])
+
+
+def zip_size(path: str, bytecode: bool = True) -> int:
+    """The size of the directory zipped (deflated), with or without its .pyc."""
     with tempfile.TemporaryDirectory() as scratch:
         target = os.path.join(scratch, "deployment.zip")
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zipped:
             for root, _, names in os.walk(path):
                 for name in sorted(names):
-                    full = os.path.join(root, name)
-                    zipped.write(full, os.path.relpath(full, path))
+                    if bytecode or not name.endswith(".pyc"):
+                        full = os.path.join(root, name)
+                        zipped.write(full, os.path.relpath(full, path))
         return os.path.getsize(target)
 
 
@@ -315,8 +327,8 @@ def added_by_app(python: str, artifact: str, runs: int = 3) -> List[Tuple[str, f
 def run(sandbox, targets: Targets, runs: int = RUNS, source: str = ROOT) -> str:
     python = lambda_python()
     artifact = build_artifact(python, source)
-    print("  %s; probing %d runs each ..." % ("dependencies reused" if artifact.dependencies_reused
-                                             else "dependencies installed", runs), file=sys.stderr, flush=True)
+    print("  %s unpacked; probing %d runs each ..." % (os.path.relpath(artifact.zip_path, ROOT), runs),
+          file=sys.stderr, flush=True)
     probes = measure(python, artifact.path, runs)
     percent = addition_percent(probes)
     target = targets.at_most("cold start: our import over the dependencies' (% CPU)", percent,
@@ -353,17 +365,18 @@ def render(probes: Dict[str, Probe], artifact: Artifact, percent: float, verdict
               [(package, number(count), "%.1f ms" % (took * 1000)) for package, took, count in added],
               notes=("-X importtime, each module's own time summed by top-level package, median of 3 runs; "
                      "the profiler's overhead makes these larger than the probes' times.",)),
-        table("Deployment artifact (requirements.txt + Chalice's runtime + app.py + chalicelib, zipped as "
-              "Chalice zips it)",
+        table("Deployment artifact (%s, as `make package` ships it: requirements.txt + Chalice's runtime + "
+              "app.py + chalicelib)" % os.path.relpath(artifact.zip_path, ROOT),
               ("what", "size"),
               [("zip, with bytecode for python %s" % LAMBDA_PYTHON, "%s MiB" % number(artifact.zipped_bytes / mib, 2)),
                ("zip, sources only", "%s MiB" % number(artifact.zipped_without_bytecode / mib, 2)),
                ("unzipped, with bytecode (%s files)" % number(artifact.files),
                 "%s MiB" % number(artifact.unzipped_bytes / mib, 2))],
-              notes=("Lambda takes at most 50 MiB zipped and 250 MiB unzipped. The bytecode is compiled with "
-                     "--invalidation-mode unchecked-hash: used as shipped, whatever the zip's file times.",
-                     "Dependencies %s (%s)." % ("reused" if artifact.dependencies_reused else "installed",
-                                                 os.path.relpath(os.path.dirname(artifact.path), ROOT)))),
+              notes=("Lambda takes at most 50 MiB zipped and 250 MiB unzipped. The bytecode is compiled "
+                     "unchecked-hash (infra/package.py): used as shipped, whatever the zip's file times.",
+                     "%s %s, unpacked into %s." % (os.path.relpath(artifact.zip_path, ROOT),
+                                                   "packaged now" if artifact.packaged_now else "as found",
+                                                   os.path.relpath(artifact.path, ROOT)))),
     ])
 
 

@@ -3,9 +3,6 @@ event stays undelivered for a catch-up to find. The sandbox does not retry
 as Stripe would over the following days: a held event is never sent, and
 released, only new events are."""
 import html
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -14,35 +11,14 @@ import stripe
 from local.stripe_sandbox import HELD_DELIVERY_ERROR, StripeSandbox
 from tests import helpers
 from tests.sandbox.test_sandbox_pages import page
-
-
-class Endpoint:
-    """A webhook endpoint that answers 200 and keeps the ids of the events it was sent."""
-
-    def __init__(self):
-        self.ids = []
-        ids = self.ids
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                ids.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["id"])
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+from tests.sandbox.test_webhook_endpoints import Receiver
 
 
 @pytest.fixture
 def received():
-    endpoint = Endpoint()
+    endpoint = Receiver()
     yield endpoint
-    endpoint.server.shutdown()
+    endpoint.close()
 
 
 @pytest.fixture

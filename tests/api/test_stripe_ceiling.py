@@ -292,7 +292,7 @@ def account(sandbox):
 @pytest.mark.parametrize("stripe_latency", [0.0, 0.1])
 def test_concurrent_instances_stay_under_the_ceiling_in_every_second_at_stripe(aws, sandbox, account,
                                                                                 stripe_latency):
-    per_second, instances, each = 60, 5, 60
+    per_second, instances, each = 60, 5, 90
     product = sandbox.create_product(account, id="prod_busy")["id"]
     path = "/v1/products/" + product
     if stripe_latency:

@@ -4,9 +4,9 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from chalicelib.access import EXPIRED, Access, is_readable
+from chalicelib.access import EXPIRED, Access, Product, is_readable
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.errors import InvalidRequest
 from chalicelib.models import EntitlementModel, ProductAttribute
@@ -88,8 +88,7 @@ def entitlement_item(view: View, now: datetime) -> EntitlementModel:
         customer_id=view.customer_id, email=view.email if unmatched else None,
         name=view.name if unmatched else None, stripe_status=view.stripe_status, state=access.state,
         grants=access.grants, access_until=access.access_until, reason=access.reason,
-        products=[ProductAttribute(product_id=p.product_id, stripe_product_id=p.stripe_product_id, name=p.name)
-                  for p in access.products],
+        products=product_attributes(access.products),
         view_time=view.view_time, stripe_event_id=view.stripe_event_id, changed_at=now,
         member_from=None if unmatched else view.member_from,
         unlinked_from=view.unlinked_from if unmatched else None,
@@ -104,6 +103,15 @@ def entitlement_item(view: View, now: datetime) -> EntitlementModel:
             item.due_shard = due_shard_of(key, view.subscription_id)
             item.due_at = int(access.access_until.timestamp())
     return item
+
+
+def product_attributes(products: Tuple[Product, ...]) -> List[ProductAttribute]:
+    return [ProductAttribute(product_id=p.product_id, stripe_product_id=p.stripe_product_id, name=p.name)
+            for p in products]
+
+
+def products_of_attributes(products: Optional[List[ProductAttribute]]) -> Tuple[Product, ...]:
+    return tuple(Product(p.product_id, p.stripe_product_id, p.name) for p in products or [])
 
 
 def ended_item(item: EntitlementModel, now: datetime, reason: str, stripe_status: Optional[str] = None,

@@ -12,14 +12,14 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from chalicelib.access import EXPIRED, PRODUCT_REMOVED, Access, Product
 from chalicelib.clock import iso
-from chalicelib.entitlements import MAX_USER_ID_LENGTH, member_key, microseconds
+from chalicelib.entitlements import (MAX_USER_ID_LENGTH, member_key, microseconds, product_attributes,
+                                     products_of_attributes)
 from chalicelib.errors import InvalidRequest
-from chalicelib.models import (AccessHistoryModel, EntitlementModel, ProductAttribute,
-                               SubscriptionMemberModel)
+from chalicelib.models import AccessHistoryModel, EntitlementModel, SubscriptionMemberModel
 
 KEPT_FOR = timedelta(days=400)
 
@@ -58,28 +58,13 @@ def standing_of_access(access: Access) -> Standing:
     return Standing(access.state, access.grants, access.access_until, access.products)
 
 
-def standing_of_item(item: Optional[EntitlementModel]) -> Optional[Standing]:
-    if item is None:
+def standing_of(record: Union[EntitlementModel, SubscriptionMemberModel, None]) -> Optional[Standing]:
+    """What an entitlement holds, or what a member record says its
+    entitlement holds; None for no entitlement (or a member record that
+    predates the history)."""
+    if record is None or record.state is None:
         return None
-    return Standing(item.state, bool(item.grants), item.access_until, products_of_attributes(item.products))
-
-
-def standing_of_holder(holder: Optional[SubscriptionMemberModel]) -> Optional[Standing]:
-    """What the member record says its entitlement holds; None when it has
-    no entitlement (or the record predates the history)."""
-    if holder is None or holder.state is None:
-        return None
-    return Standing(holder.state, bool(holder.grants), holder.access_until,
-                    products_of_attributes(holder.products))
-
-
-def products_of_attributes(products: Optional[List[ProductAttribute]]) -> Tuple[Product, ...]:
-    return tuple(Product(p.product_id, p.stripe_product_id, p.name) for p in products or [])
-
-
-def product_attributes(products: Tuple[Product, ...]) -> List[ProductAttribute]:
-    return [ProductAttribute(product_id=p.product_id, stripe_product_id=p.stripe_product_id, name=p.name)
-            for p in products]
+    return Standing(record.state, bool(record.grants), record.access_until, products_of_attributes(record.products))
 
 
 def mirror(holder: SubscriptionMemberModel, standing: Optional[Standing]) -> SubscriptionMemberModel:

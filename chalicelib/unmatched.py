@@ -24,14 +24,14 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import history
-from chalicelib.access import (EXPIRED, PERIOD_ENDED, SUBSCRIPTION_UNLINKED, Access, Product, is_readable,
+from chalicelib.access import (EXPIRED, PERIOD_ENDED, SUBSCRIPTION_UNLINKED, Access, is_readable,
                                is_stripe_id)
 from chalicelib.auth import Caller
 from chalicelib.clock import Clock, iso, utc_now
 from chalicelib.connections import CONNECTED, ConnectionStore
 from chalicelib.entitlements import (MAX_USER_ID_LENGTH, EntitlementStore, View, claim_key, due_shard_of,
                                      ended_item, entitlement_item, entitlements_view, grant_key, member_key,
-                                     microseconds, newer_than_stored, unmatched_key)
+                                     microseconds, newer_than_stored, products_of_attributes, unmatched_key)
 from chalicelib.errors import AlreadyLinked, ConnectionChanged, InvalidRequest, NotFound, NotLinked
 from chalicelib.identity import CLAIM, LINK, METADATA, UNDOABLE, CustomerMembers, customer_member, customer_ref
 from chalicelib.member_customers import FROM_LINK
@@ -254,12 +254,12 @@ class UnmatchedService:
                 transaction.save(taken, condition=EntitlementModel.view_time == item.view_time)
                 transaction.save(given, condition=newer_than_stored(view_time))
                 for change in history.changes(item.site_id, user_id, item.subscription_id, None,
-                                              history.standing_of_item(given), given.reason, cause, now):
+                                              history.standing_of(given), given.reason, cause, now):
                     transaction.save(change)
                 transaction.save(history.mirror(SubscriptionMemberModel(
                     item.site_id, item.subscription_id, account_id=item.account_id, user_id=user_id,
                     member_from=source, unlinked_from=None if source == LINK else holder.unlinked_from,
-                    view_time=view_time, read_at=holder.read_at, changed_at=now), history.standing_of_item(given)),
+                    view_time=view_time, read_at=holder.read_at, changed_at=now), history.standing_of(given)),
                     condition=SubscriptionMemberModel.view_time == holder.view_time)
                 # The member's billing customer is the first recorded: a
                 # customer claimed or linked later never replaces it.
@@ -299,14 +299,14 @@ class UnmatchedService:
         try:
             with TransactWrite(connection=self._connection) as transaction:
                 transaction.save(ended, condition=EntitlementModel.view_time == held.view_time)
-                for change in history.changes(site_id, user_id, holder.subscription_id, history.standing_of_item(held),
-                                              history.standing_of_item(ended), ended.reason, cause, now):
+                for change in history.changes(site_id, user_id, holder.subscription_id, history.standing_of(held),
+                                              history.standing_of(ended), ended.reason, cause, now):
                     transaction.save(change)
                 transaction.save(unmatched, condition=newer_than_stored(view_time))
                 transaction.save(history.mirror(SubscriptionMemberModel(
                     site_id, holder.subscription_id, account_id=holder.account_id, user_id=None, member_from=None,
                     unlinked_from=user_id, view_time=view_time, read_at=holder.read_at, changed_at=now),
-                    history.standing_of_item(unmatched)),
+                    history.standing_of(unmatched)),
                     condition=SubscriptionMemberModel.view_time == holder.view_time)
                 if forget_customer:
                     transaction.delete(record, condition=(CustomerMemberModel.user_id == user_id)
@@ -359,7 +359,7 @@ def _unmatched_entitlement(held: EntitlementModel, before: Optional[EntitlementM
     """What the member's subscription would grant, unmatched again: listed
     (when it grants) and claimable, but not by the member who had it."""
     access = Access(held.state, bool(held.grants), held.access_until, held.reason,
-                    tuple(Product(p.product_id, p.stripe_product_id, p.name) for p in held.products))
+                    products_of_attributes(held.products))
     if held.grants and not is_readable(held.access_until, held.grants, now):
         access = Access(EXPIRED, False, held.access_until, PERIOD_ENDED, access.products)
     return entitlement_item(View(

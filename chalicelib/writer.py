@@ -22,8 +22,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.access import SUBSCRIPTION_REASSIGNED, Access, customer_id_of
 from chalicelib.entitlements import (EventAlreadyDone, View, ended_item, entitlement_item, member_key,
                                      newer_than_stored, unmatched_key)
-from chalicelib.history import (Cause, Standing, changes, mirror, mirror_actions, standing_of_access,
-                                standing_of_holder, standing_of_item)
+from chalicelib.history import Cause, Standing, changes, mirror, mirror_actions, standing_of, standing_of_access
 from chalicelib.identity import METADATA, customer_email, customer_key, customer_member, membership
 from chalicelib.member_customers import FROM_EMAIL_LOOKUP, FROM_SUBSCRIPTION
 from chalicelib.models import (CustomerMemberModel, EntitlementModel, MemberCustomerModel, SubscriptionMemberModel,
@@ -236,8 +235,8 @@ class ViewWriter:
                                        ends_now=True)
                     puts.append((ended, EntitlementModel.view_time == earlier.view_time, PREVIOUS))
                     puts.extend((change, None, HISTORY) for change in changes(
-                        earlier.site_id, earlier.user_id, earlier.subscription_id, standing_of_item(earlier),
-                        standing_of_item(ended), ended.reason, reading.cause, now))
+                        earlier.site_id, earlier.user_id, earlier.subscription_id, standing_of(earlier),
+                        standing_of(ended), ended.reason, reading.cause, now))
             # Whether the member may need this customer recorded for Billing:
             # only when the subscription is new to them. Read with the earlier
             # member's entitlement when it changed hands; else tried, and a
@@ -385,11 +384,11 @@ def end_as_stored(connection: Connection, item: EntitlementModel, now: datetime,
     try:
         with TransactWrite(connection=connection) as transaction:
             transaction.save(ended, condition=EntitlementModel.view_time == item.view_time)
-            for change in changes(item.site_id, item.user_id, item.subscription_id, standing_of_item(item),
-                                  standing_of_item(ended), reason, cause, now):
+            for change in changes(item.site_id, item.user_id, item.subscription_id, standing_of(item),
+                                  standing_of(ended), reason, cause, now):
                 transaction.save(change)
             if holder is not None and holder.user_id == item.user_id:
-                transaction.update(holder, actions=mirror_actions(standing_of_item(ended)),
+                transaction.update(holder, actions=mirror_actions(standing_of(ended)),
                                    condition=SubscriptionMemberModel.view_time == holder.view_time)
     except TransactWriteError as exc:
         codes = [reason.code for reason in exc.cancellation_reasons or [] if reason is not None]
@@ -405,10 +404,10 @@ def _before(holder: Optional[SubscriptionMemberModel], view: View,
     member record when the subscription stays theirs, else read with the
     entitlement it leaves (a member it comes back to may have one)."""
     if holder is not None and holder.user_id == view.user_id:
-        return standing_of_holder(holder)
+        return standing_of(holder)
     if view.user_id is None:
         return None
-    return standing_of_item(previous.get((member_key(view.site_id, view.user_id), view.subscription_id)))
+    return standing_of(previous.get((member_key(view.site_id, view.user_id), view.subscription_id)))
 
 
 def _may_record_billing(billing: Optional[MemberCustomerModel], view: View) -> bool:

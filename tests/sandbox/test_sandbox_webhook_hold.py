@@ -11,21 +11,13 @@ import stripe
 from local.stripe_sandbox import HELD_DELIVERY_ERROR, StripeSandbox
 from tests import helpers
 from tests.sandbox.test_sandbox_pages import page
-from tests.sandbox.test_webhook_endpoints import Receiver
 
 
 @pytest.fixture
-def received():
-    endpoint = Receiver()
-    yield endpoint
-    endpoint.close()
-
-
-@pytest.fixture
-def studio(received):
+def studio(receiver):
     """A sandbox sending webhooks to the endpoint, with a connected account,
     a member and a product."""
-    with StripeSandbox(secret_key=helpers.SECRET_KEY, client_id=helpers.CLIENT_ID, webhook_url=received.url,
+    with StripeSandbox(secret_key=helpers.SECRET_KEY, client_id=helpers.CLIENT_ID, webhook_url=receiver.url,
                        webhook_secret="whsec_test") as sandbox:
         client = stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
                                      base_addresses={"api": sandbox.url, "connect": sandbox.url},
@@ -44,7 +36,7 @@ def undelivered(studio, success=False):
     return [e.id for e in listed.data]
 
 
-def test_a_held_delivery_is_attempted_fails_as_unreachable_and_stays_undelivered(studio, received):
+def test_a_held_delivery_is_attempted_fails_as_unreachable_and_stays_undelivered(studio, receiver):
     sandbox = studio["sandbox"]
     sandbox.hold_webhooks(True)
     assert sandbox.webhooks_held
@@ -54,12 +46,12 @@ def test_a_held_delivery_is_attempted_fails_as_unreachable_and_stays_undelivered
     assert (event["type"], event["data"]["object"]["id"]) == ("customer.subscription.created", subscription["id"])
     assert [(a["status"], a["error"]) for a in sandbox.delivery_attempts(event["id"])] == [
         (None, HELD_DELIVERY_ERROR)]
-    assert event["id"] not in received.ids
+    assert event["id"] not in receiver.ids
     assert event["id"] in undelivered(studio) and event["id"] not in undelivered(studio, success=True)
     assert event["pending_webhooks"] == 1
 
 
-def test_released_webhooks_deliver_new_events_and_never_the_held_ones(studio, received):
+def test_released_webhooks_deliver_new_events_and_never_the_held_ones(studio, receiver):
     sandbox = studio["sandbox"]
     sandbox.hold_webhooks(True)
     subscription = sandbox.create_subscription(studio["account"], studio["customer"], [studio["product"]])
@@ -69,7 +61,7 @@ def test_released_webhooks_deliver_new_events_and_never_the_held_ones(studio, re
     sandbox.update_subscription(studio["account"], subscription["id"], cancel_at_period_end=True)
     assert sandbox.wait_for_webhooks()
     sent = sandbox.events[-1]["id"]
-    assert received.ids[-1] == sent and held not in received.ids
+    assert receiver.ids[-1] == sent and held not in receiver.ids
     assert [a["status"] for a in sandbox.delivery_attempts(sent)] == [200]
     # Stripe would try the held event again for days; the sandbox tries it once.
     assert len(sandbox.delivery_attempts(held)) == 1

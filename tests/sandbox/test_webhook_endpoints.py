@@ -4,8 +4,6 @@ the endpoint it is configured with (WEBHOOK_ENDPOINT_ID), those made through
 Stripe disables one that keeps failing: it is sent nothing, and the events it
 missed stay listed by delivery_success=false."""
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -15,48 +13,10 @@ from stripe._list_object import ListObject
 from local.stripe_sandbox import API_VERSION, WEBHOOK_ENDPOINT_ID, StripeSandbox
 from tests import helpers
 from tests.sandbox.conformance import violations
+from tests.sandbox.conftest import Receiver
 from tests.sandbox.test_sandbox_pages import page
 
 WEBHOOK_SECRET = "whsec_local_endpoint"
-
-
-class Receiver:
-    """A webhook endpoint on loopback that answers 200 and keeps each raw
-    body with its Stripe-Signature header."""
-
-    def __init__(self):
-        self.received = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                received.append((body, self.headers["Stripe-Signature"]))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/webhooks/stripe" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def ids(self):
-        return [json.loads(body)["id"] for body, _ in self.received]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    endpoint = Receiver()
-    yield endpoint
-    endpoint.close()
 
 
 @pytest.fixture

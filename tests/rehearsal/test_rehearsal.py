@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra import rehearse
+from infra import rehearse, template_checks
 from infra.project import chalice_config, load_template, stage_environment, stages
 
 REGION = "us-east-1"
@@ -26,7 +26,7 @@ def test_the_api_has_one_stage_named_api_with_its_throttling_access_log_and_metr
     template = rehearsals[stage].template
     # SAM's Deployment makes a stage `Stage` through its StageName unless
     # Globals.Api.OpenApiVersion is set: no throttling, log or metrics there.
-    assert rehearse.api_stages(template) == [("api", "RestAPIapiStage")]
+    assert template_checks.api_stages(template) == [("api", "RestAPIapiStage")]
     stage_properties = template["Resources"]["RestAPIapiStage"]["Properties"]
     every_method, webhook = stage_properties["MethodSettings"]
     assert (every_method["ResourcePath"], every_method["HttpMethod"]) == ("/*", "*")
@@ -41,14 +41,14 @@ def test_the_api_has_one_stage_named_api_with_its_throttling_access_log_and_metr
     dimensions = {d["Name"]: d["Value"] for d in
                   template["Resources"]["WebhookServerErrorsAlarm"]["Properties"]["Dimensions"]}
     assert dimensions["Stage"] == "api"
-    assert rehearsals[stage].of(rehearse.API_STAGE) == []
+    assert rehearsals[stage].of(template_checks.API_STAGE) == []
 
 
 def test_a_second_stage_is_reported_with_the_resource_that_makes_it(rehearsals):
     template = copy.deepcopy(rehearsals["dev"].template)
     deployment = next(name for name, r in template["Resources"].items() if r["Type"] == "AWS::ApiGateway::Deployment")
     template["Resources"][deployment]["Properties"]["StageName"] = "Stage"
-    findings = rehearse.check_api_stage(template, "dev", chalice_config())
+    findings = template_checks.check_api_stage(template, "dev", chalice_config())
     assert [(f.where, f.blocking) for f in findings] == [("Resources/" + deployment, True)]
     assert "'Stage' beside 'api'" in findings[0].message
 
@@ -57,7 +57,7 @@ def test_a_second_stage_is_reported_with_the_resource_that_makes_it(rehearsals):
 def test_every_function_carries_the_stage_settings_from_the_chalice_config(stage, rehearsals):
     template = rehearsals[stage].template
     config = chalice_config()
-    functions = rehearse.chalice_functions(template, config)
+    functions = template_checks.chalice_functions(template, config)
     assert set(functions) == set(config["lambda_functions"]) and None not in functions.values()
     environment = stage_environment(stage)
     for name, logical in functions.items():
@@ -67,7 +67,7 @@ def test_every_function_carries_the_stage_settings_from_the_chalice_config(stage
         timeout = (config["stages"][stage].get("lambda_functions", {}).get(name, {}).get("lambda_timeout")
                    or config["lambda_timeout"])
         assert (properties["Timeout"], properties["MemorySize"]) == (timeout, config["lambda_memory_size"]), name
-    assert rehearsals[stage].of(rehearse.FUNCTIONS) == []
+    assert rehearsals[stage].of(template_checks.FUNCTIONS) == []
 
 
 def test_a_function_whose_settings_differ_from_the_config_is_reported(rehearsals):
@@ -75,7 +75,7 @@ def test_a_function_whose_settings_differ_from_the_config_is_reported(rehearsals
     template["Resources"]["SyncWorker"]["Properties"]["Timeout"] = 60
     del template["Resources"]["CatchUp"]["Properties"]["Environment"]["Variables"]["CONNECTIONS_TABLE"]
     del template["Resources"]["AnnounceAccess"]
-    found = {(f.where, f.message) for f in rehearse.check_functions(template, "prod", chalice_config())}
+    found = {(f.where, f.message) for f in template_checks.check_functions(template, "prod", chalice_config())}
     assert found == {
         ("Resources/SyncWorker/Properties/Timeout", "is 60, the config's prod is 300"),
         ("Resources/CatchUp/Properties/Environment/Variables/CONNECTIONS_TABLE",
@@ -91,11 +91,11 @@ def test_each_schedule_is_a_valid_expression_on_a_rule_that_runs_its_function(st
                  for name, function in rehearse.serverless_functions(sam[stage]).items()
                  for event in (function["Properties"].get("Events") or {}).values() if event["Type"] == "Schedule"}
     rules = {(target["Arn"]["Fn::GetAtt"][0], rule["Properties"]["ScheduleExpression"])
-             for rule in rehearse.resources_of_type(template, "AWS::Events::Rule").values()
+             for rule in template_checks.resources_of_type(template, "AWS::Events::Rule").values()
              if "ScheduleExpression" in rule["Properties"] for target in rule["Properties"]["Targets"]}
     assert rules == scheduled and len(rules) >= 3
-    assert [rehearse.schedule_problem(expression) for _, expression in rules] == [None] * len(rules)
-    assert rehearsals[stage].of(rehearse.SCHEDULES) == []
+    assert [template_checks.schedule_problem(expression) for _, expression in rules] == [None] * len(rules)
+    assert rehearsals[stage].of(template_checks.SCHEDULES) == []
 
 
 @pytest.mark.parametrize("expression, problem", [
@@ -106,13 +106,13 @@ def test_each_schedule_is_a_valid_expression_on_a_rule_that_runs_its_function(st
     ("every 5 minutes", "neither"), ({"Ref": "Schedule"}, "not a literal"),
 ])
 def test_a_schedule_expression_eventbridge_refuses_is_named_for_what_is_wrong(expression, problem):
-    found = rehearse.schedule_problem(expression)
+    found = template_checks.schedule_problem(expression)
     assert (found is None) if problem is None else (problem in found), found
 
 
 @pytest.mark.parametrize("stage", stages())
 def test_no_reference_in_the_transformed_template_dangles(stage, rehearsals):
-    assert rehearsals[stage].of(rehearse.REFERENCES) == []
+    assert rehearsals[stage].of(template_checks.REFERENCES) == []
 
 
 def test_every_kind_of_dangling_reference_is_reported_where_it_is():
@@ -132,7 +132,7 @@ def test_every_kind_of_dangling_reference_is_reported_where_it_is():
         },
         "Outputs": {"Out": {"Value": {"Ref": "Ghost"}}},
     }
-    found = {(f.where, f.message.split(",")[0]) for f in rehearse.check_references(template)}
+    found = {(f.where, f.message.split(",")[0]) for f in template_checks.check_references(template)}
     assert found == {
         ("Conditions/Both/Fn::And/1", "condition Gone"),
         ("Resources/Broken/DependsOn", "on Nowhere"),
@@ -155,15 +155,15 @@ def test_prod_is_held_back_by_exactly_the_placeholders_its_config_holds_saying_w
     ready and the rehearsal says which value, where and what to set; once
     none is left, nothing holds prod back. Green either way."""
     rehearsal = rehearsals["prod"]
-    held = rehearse.config_placeholders("prod")
-    findings = rehearsal.of(rehearse.PLACEHOLDERS)
+    held = template_checks.config_placeholders("prod")
+    findings = rehearsal.of(template_checks.PLACEHOLDERS)
     assert _placeholder_variables(findings) == set(held)
     for finding in findings:
         variable = finding.message.split(" ")[0]
         assert finding.blocking
         assert finding.where == ".chalice/config.json stages.prod.environment_variables"
         assert held[variable] in finding.message and "set it to" in finding.message
-    assert [f for f in rehearsal.blocking if f.check != rehearse.PLACEHOLDERS] == []
+    assert [f for f in rehearsal.blocking if f.check != template_checks.PLACEHOLDERS] == []
     assert rehearsal.ready == (not held)
     if "STRIPE_CLIENT_ID" in held:
         assert "Connect client ID (ca_" in rehearsal.report() and "prod fails the rehearsal" in rehearsal.report()
@@ -171,8 +171,8 @@ def test_prod_is_held_back_by_exactly_the_placeholders_its_config_holds_saying_w
 
 def test_a_placeholder_in_dev_is_a_note_that_does_not_hold_dev_back(rehearsals):
     rehearsal = rehearsals["dev"]
-    assert _placeholder_variables(rehearsal.of(rehearse.PLACEHOLDERS)) == set(rehearse.config_placeholders("dev"))
-    assert not [f for f in rehearsal.of(rehearse.PLACEHOLDERS) if f.blocking]
+    assert _placeholder_variables(rehearsal.of(template_checks.PLACEHOLDERS)) == set(template_checks.config_placeholders("dev"))
+    assert not [f for f in rehearsal.of(template_checks.PLACEHOLDERS) if f.blocking]
     assert rehearsal.ready, rehearsal.report()
 
 
@@ -187,7 +187,7 @@ def _with_variable(sam, config, stage, variable, value):
 def test_prod_with_its_live_values_set_is_ready_and_a_placeholder_anywhere_holds_it_back(sam, packaged):
     config = chalice_config()
     live_sam, live_config = sam["prod"], config
-    for variable in rehearse.config_placeholders("prod"):
+    for variable in template_checks.config_placeholders("prod"):
         live_sam, live_config = _with_variable(live_sam, live_config, "prod", variable, "ca_1LiveClientId")
     assert rehearse.rehearse(live_sam, "prod", packaged["prod"], REGION, config=live_config).ready
 
@@ -203,13 +203,13 @@ def test_prod_with_its_live_values_set_is_ready_and_a_placeholder_anywhere_holds
         rehearsal.report())
     allowed = rehearse.rehearse(broken_sam, "prod", packaged["prod"], REGION, allow_placeholders=True,
                                 config=broken_config)
-    assert allowed.ready and len(allowed.of(rehearse.PLACEHOLDERS)) == 2
+    assert allowed.ready and len(allowed.of(template_checks.PLACEHOLDERS)) == 2
 
 
 def test_the_command_fails_prod_while_it_holds_a_placeholder_unless_placeholders_are_allowed(packaged):
     out = io.StringIO()
     status = rehearse.main(["--stage", "prod", packaged["prod"], "--region", REGION], out=out)
-    held = rehearse.config_placeholders("prod")
+    held = template_checks.config_placeholders("prod")
     assert status == (1 if held else 0), out.getvalue()
     for variable in held:
         assert "FAIL placeholders" in out.getvalue() and variable in out.getvalue()

@@ -108,7 +108,8 @@ def _api_alarms(template: Dict[str, Any], stage: str, stage_name: str) -> List[F
                                     "watches stage %r, not %r" % (dimensions["Stage"], stage_name)))
         if "ApiName" in dimensions and dimensions["ApiName"] not in api_names:
             findings.append(Finding(API_STAGE, resource_path(name, "Properties", "Dimensions"),
-                                    "watches API %r, not one of %s" % (dimensions["ApiName"], sorted(map(str, api_names)))))
+                                    "watches API %r, not one of %s"
+                                    % (dimensions["ApiName"], sorted(map(str, api_names)))))
     return findings
 
 
@@ -225,7 +226,10 @@ def check_references(template: Dict[str, Any]) -> List[Finding]:
                     if isinstance(target, str) and target not in resources:
                         dangling(where, "GetAtt of %s, which the template does not have" % target)
                 elif key == "Fn::Sub":
-                    text, local = (value, {}) if isinstance(value, str) else (value[0], value[1] if len(value) > 1 else {})
+                    if isinstance(value, str):
+                        text, local = value, {}
+                    else:
+                        text, local = value[0], value[1] if len(value) > 1 else {}
                     for variable in sub_variables(text) if isinstance(text, str) else ():
                         head = variable if variable in names else variable.split(".", 1)[0]
                         if variable not in local and head not in names:

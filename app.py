@@ -36,6 +36,10 @@ CALLBACK_PATH = "/connectors/stripe/oauth/callback"
 # The UI's page that completes a connection with the admin's token.
 CALLBACK_PAGE = "/settings/connectors/stripe/callback"
 WEBHOOK_PATH = "/webhooks/stripe"
+# What a read route answers. API Gateway has no HEAD of its own for a GET
+# method: without one a monitor's HEAD would be its 404. The app answers it
+# as the GET (API Gateway sends no body on a HEAD).
+READ = ["GET", "HEAD"]
 # How often expire_access runs: a member loses access at most this long after
 # access_until in CustomerHub's own view (GET /access never shows it past then).
 SWEEP_SCHEDULE = Rate(15, unit=Rate.MINUTES)
@@ -250,7 +254,7 @@ preflight("/access/{user_id}/history", "GET")
 preflight("/members", "GET")
 
 
-@app.route("/connectors/stripe", methods=["GET"])
+@app.route("/connectors/stripe", methods=READ)
 @answers_errors
 def connector_card():
     admin = caller(ADMIN_ROLES)
@@ -290,7 +294,7 @@ def sync_now():
     return Response(body=connector.card(admin.site_id), status_code=202)
 
 
-@app.route("/connectors/stripe/unmatched", methods=["GET"])
+@app.route("/connectors/stripe/unmatched", methods=READ)
 @answers_errors
 def unmatched_subscriptions():
     admin = caller(ADMIN_ROLES)
@@ -317,7 +321,7 @@ def unlink_subscription(subscription_id):
     return services.get_unmatched_service().unlink(admin.site_id, unquote(subscription_id), by=admin.user_id)
 
 
-@app.route("/billing/portal", methods=["GET"])
+@app.route("/billing/portal", methods=READ)
 @answers_errors
 def billing_portal():
     member = member_caller()
@@ -332,14 +336,14 @@ def billing_portal_session():
     return services.get_portal_service().open_session(member, return_url)
 
 
-@app.route("/access", methods=["GET"])
+@app.route("/access", methods=READ)
 @answers_errors
 def own_access():
     member = member_caller()
     return services.get_access_service().entitlements_of(member.site_id, member.user_id)
 
 
-@app.route("/access/history", methods=["GET"])
+@app.route("/access/history", methods=READ)
 @answers_errors
 def own_access_history():
     member = member_caller()
@@ -348,14 +352,14 @@ def own_access_history():
         member.site_id, member.user_id, parse_limit(query.get("limit")), decode_history_cursor(query.get("cursor")))
 
 
-@app.route("/access/{user_id}", methods=["GET"])
+@app.route("/access/{user_id}", methods=READ)
 @answers_errors
 def member_access(user_id):
     admin = caller(ADMIN_ROLES)
     return services.get_access_service().entitlements_of(admin.site_id, unquote(user_id))
 
 
-@app.route("/members", methods=["GET"])
+@app.route("/members", methods=READ)
 @answers_errors
 def find_members():
     admin = caller(ADMIN_ROLES)
@@ -363,7 +367,7 @@ def find_members():
     return services.get_member_search().by_email(admin.site_id, query.get("email"))
 
 
-@app.route("/access/{user_id}/history", methods=["GET"])
+@app.route("/access/{user_id}/history", methods=READ)
 @answers_errors
 def member_access_history(user_id):
     admin = caller(ADMIN_ROLES)
@@ -375,7 +379,7 @@ def member_access_history(user_id):
 
 # The bounce reads no body: whatever Content-Type the browser names, it
 # answers its 302 (Chalice would refuse all but JSON with a 415).
-@app.route(CALLBACK_PATH, methods=["GET"], content_types=["*/*"])
+@app.route(CALLBACK_PATH, methods=READ, content_types=["*/*"])
 @answers_errors
 def oauth_callback_bounce():
     """Stripe sends the admin's browser here; the UI's page completes the

@@ -37,6 +37,18 @@ def test_admin_routes_for_a_member_are_403(client, method, path):
     assert_error(call(client, method, path, bearer(role="member")), 403, "forbidden")
 
 
+def test_a_head_reaches_the_app_and_is_answered_as_its_get(client):
+    """Deployed, API Gateway hands a HEAD to the function as it is: the app
+    answers it as the GET, its checks included."""
+    get = call(client, "GET", "/connectors/stripe", bearer())
+    head = call(client, "HEAD", "/connectors/stripe", bearer())
+    assert (head.status_code, head.headers, head.body) == (get.status_code, get.headers, get.body)
+    assert head.status_code == 200
+    assert_error(call(client, "HEAD", "/connectors/stripe", bearer(role="member")), 403, "forbidden")
+    bounce = call(client, "HEAD", "/connectors/stripe/oauth/callback?code=ac_1&state=s")
+    assert bounce.status_code == 302 and "Access-Control-Allow-Origin" not in bounce.headers
+
+
 @pytest.mark.parametrize("bad", [
     token(secret="an-entirely-different-secret-of-enough-length"),
     token(exp=int(time.time()) - 1),
@@ -144,11 +156,12 @@ def test_local_server_serves_the_card(local_api):
 
 def _browser_routes():
     """Every route the UI calls with a token: all but Stripe's webhook and
-    the GET callback bounce, which answer no CORS."""
+    the GET callback bounce, which answer no CORS, and HEAD, which the UI
+    never sends."""
     from app import CALLBACK_PATH, WEBHOOK_PATH, app
     found = []
     for path, methods in sorted(app.routes.items()):
-        for method in sorted(set(methods) - {"OPTIONS"}):
+        for method in sorted(set(methods) - {"OPTIONS", "HEAD"}):
             if path == WEBHOOK_PATH or (path == CALLBACK_PATH and method == "GET"):
                 continue
             found.append((path.replace("{user_id}", "user_ana").replace("{subscription_id}", "sub_1"), method))

@@ -4,7 +4,7 @@ Every way that is not a success is a clear error, and nothing is stored or
 changed."""
 import json
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
@@ -49,6 +49,46 @@ def test_the_get_callback_bounces_to_the_ui_page_with_the_same_query(client, que
     assert response.headers["Location"] == CALLBACK_PAGE + "?" + query
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.body in (b"", "")
+
+
+class LambdaContext:
+    aws_request_id = "4d1a0f3e-lambda-request"
+    function_name = "stripe-connector-dev-APIHandler"
+
+    def get_remaining_time_in_millis(self):
+        return 20_000
+
+
+def test_under_a_rest_api_proxy_event_the_bounce_keeps_the_querys_meaning_not_its_bytes(client):
+    """A REST API's proxy event carries the query decoded, never as sent:
+    the bounce encodes it again, so `%20` comes back `+` and a repeated
+    name's values come together. Every name and value is kept, which is all
+    the page reads; the deployed stages send Stripe straight to the page
+    (OAUTH_REDIRECT_URI), so the query reaches it untouched there."""
+    from app import app
+    sent = "error=access_denied&error_description=The%20user%20denied%20your%20request&state=s1&error=again"
+    decoded = parse_qsl(sent)
+    multi = {}
+    for name, value in decoded:
+        multi.setdefault(name, []).append(value)
+    event = {
+        "resource": "/connectors/stripe/oauth/callback", "path": "/connectors/stripe/oauth/callback",
+        "httpMethod": "GET", "headers": {"Host": "api.example"}, "multiValueHeaders": {"Host": ["api.example"]},
+        "queryStringParameters": {name: values[-1] for name, values in multi.items()},
+        "multiValueQueryStringParameters": multi, "pathParameters": None, "stageVariables": None,
+        "body": None, "isBase64Encoded": False,
+        "requestContext": {"resourcePath": "/connectors/stripe/oauth/callback", "httpMethod": "GET",
+                           "requestId": "c6af9ac6-gateway-request", "path": "/api/connectors/stripe/oauth/callback",
+                           "stage": "api", "identity": {"sourceIp": "203.0.113.9"}},
+    }
+    answer = app(event, LambdaContext())
+    assert answer["statusCode"] == 302
+    location = answer["headers"]["Location"]
+    assert location.startswith(CALLBACK_PAGE + "?")
+    query = location.split("?", 1)[1]
+    assert query != sent
+    assert sorted(parse_qsl(query)) == sorted(decoded)
+    assert [v for n, v in parse_qsl(query) if n == "error"] == ["access_denied", "again"]
 
 
 def test_the_get_callback_with_no_query_bounces_to_the_bare_page(client):

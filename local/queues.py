@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from chalicelib.queues import (EVENTS_DEAD_LETTER_QUEUE, EVENTS_QUEUE, MAX_MESSAGE_BYTES, MAX_RECEIVES,
                                SYNC_DEAD_LETTER_QUEUE, SYNC_QUEUE)
+from local.pump import Pump
 
 logger = logging.getLogger("local.queues")
 
@@ -85,13 +86,14 @@ class InvocationContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-class QueuePump:
+class QueuePump(Pump):
     """`retry_after`: seconds until a failed message is visible again (0: at
     once); None holds it back until the next `drain()`, so that a test sees
     what one try left behind before the queue's next try."""
 
     def __init__(self, sqs: Any, handler: Handler, queue_name: str = SYNC_QUEUE,
                  retry_after: Optional[int] = 2):
+        super().__init__("queue pump", logger)
         self._sqs = sqs
         self._handler = handler
         self._url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
@@ -100,8 +102,6 @@ class QueuePump:
         self._retry_after = retry_after
         self._held: List[str] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: List[threading.Thread] = []
 
     def drain(self, limit: int = 100_000) -> Dict[str, int]:
         """Hand over messages until none is visible; a failed one is made
@@ -156,22 +156,11 @@ class QueuePump:
 
     def start(self, interval: float = 0.5, workers: int = 1) -> "QueuePump":
         """Pump in the background, as `workers` concurrent invocations of the
-        function (the event source mapping's maximum concurrency)."""
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    # Each worker receives for itself, as Lambda's do: SQS's
-                    # visibility timeout keeps them off each other's messages.
-                    self._drain(100_000)
-                except Exception:  # keep pumping: the next round retries
-                    logger.exception("Receiving messages failed")
-        for number in range(workers):
-            thread = threading.Thread(target=loop, name="queue-pump-%d" % number, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        function (the event source mapping's maximum concurrency). Each
+        worker receives for itself, as Lambda's do: SQS's visibility timeout
+        keeps them off each other's messages."""
+        self._run(interval, workers)
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+    def _round(self) -> None:
+        self._drain(100_000)

@@ -5,14 +5,17 @@ import logging
 import threading
 from typing import Any, Callable, Dict, Optional
 
+from local.pump import Pump
+
 logger = logging.getLogger("local.streams")
 
 Handler = Callable[[Dict[str, Any], Any], Optional[Dict[str, Any]]]
 
 
-class StreamPump:
+class StreamPump(Pump):
     def __init__(self, dynamodb: Any, streams: Any, table_name: str, handler: Handler,
                  batch_size: int = 100):
+        super().__init__("stream pump of " + table_name, logger)
         self._dynamodb = dynamodb
         self._streams = streams
         self._table_name = table_name
@@ -20,8 +23,6 @@ class StreamPump:
         self._batch_size = batch_size
         self._after: Optional[str] = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
 
     def skip_to_end(self) -> None:
         """Start from what is written next (LATEST), not the stream's beginning."""
@@ -51,20 +52,11 @@ class StreamPump:
                     delivered += 1
 
     def start(self, interval: float = 0.5) -> "StreamPump":
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.drain()
-                except Exception:  # keep pumping: the next round retries
-                    logger.exception("Delivering %s stream records failed", self._table_name)
-        self._thread = threading.Thread(target=loop, name="stream-pump", daemon=True)
-        self._thread.start()
+        self._run(interval)
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def _round(self) -> None:
+        self.drain()
 
     def _read(self, after: Optional[str], limit: int) -> list:
         # A fresh iterator each time, as a restarted consumer would take one.

@@ -36,6 +36,14 @@ class Importer(Protocol):
     def sync_of(self, connection: Optional[ConnectionModel]) -> Optional[dict]: ...
 
 
+class PortalCarrier(Protocol):
+    """What a connection needs of the portal's configurations (chalicelib/portal.py)."""
+
+    def carry_over(self, connection: ConnectionModel, account_id: str) -> str: ...
+
+    def abandon(self, account_id: str, configuration_id: str) -> None: ...
+
+
 class ConnectionStore:
     def get(self, site_id: str) -> Optional[ConnectionModel]:
         try:
@@ -164,8 +172,10 @@ def parse_connect_request(body: Optional[dict]) -> dict:
 class ConnectorService:
     def __init__(self, connections: ConnectionStore, states: OAuthStateStore,
                  stripe: StripeGateway, redirect_uri: str, imports: "Importer",
-                 clock: Clock = utc_now, health: Optional[EventHealth] = None):
+                 clock: Clock = utc_now, health: Optional[EventHealth] = None,
+                 portal: Optional[PortalCarrier] = None):
         self._health = health or EventHealth(stripe, None, clock)
+        self._portal = portal
         self._connections = connections
         self._imports = imports
         self._states = states
@@ -205,9 +215,14 @@ class ConnectorService:
             raise
         connection = self._connections.get(site_id) or ConnectionModel(site_id)
         replaced = connection.account_id if connection.status == CONNECTED else None
+        carried = None
         try:
-            self._store_connection(connection, user_id, authorized, profile.display_name)
+            carried = self._carry_portal_over(connection, authorized.account_id)
+            self._store_connection(connection, user_id, authorized, profile.display_name, carried)
         except Exception:
+            if carried:
+                # Before the deauthorization below, while the account can still be reached.
+                self._portal.abandon(authorized.account_id, carried)
             self._undo_authorization(authorized.account_id, site_id)
             raise
         if replaced and replaced != authorized.account_id:
@@ -223,13 +238,32 @@ class ConnectorService:
             sync = None
         return connector_card(connection, sync, self._health.of(connection))
 
-    def _store_connection(self, connection: ConnectionModel, user_id: str,
-                          authorized: AuthorizedAccount, display_name: str) -> None:
+    def _carry_portal_over(self, connection: ConnectionModel, account_id: str) -> Optional[str]:
+        """When the site's portal is on and account_id replaces its connected
+        account: the configuration made there with the stored settings. None
+        otherwise, or when Stripe refuses it (the portal is then off on the
+        new account; the connection goes ahead all the same)."""
+        if (connection.status != CONNECTED or connection.account_id == account_id
+                or not connection.portal_enabled):
+            return None
+        if self._portal is None:
+            logger.warning("Site %s connects %s with its portal off: this service makes no portal "
+                           "configurations", connection.site_id, account_id)
+            return None
+        try:
+            return self._portal.carry_over(connection, account_id)
+        except StripeFailure as exc:
+            logger.warning("Site %s connects %s with its portal off: %s", connection.site_id, account_id, exc)
+            return None
+
+    def _store_connection(self, connection: ConnectionModel, user_id: str, authorized: AuthorizedAccount,
+                          display_name: str, portal_configuration_id: Optional[str]) -> None:
         if connection.status != CONNECTED or connection.account_id != authorized.account_id:
-            # The portal configuration lives on the old account: the new one
-            # starts with the portal off (its URLs stay for the admin to reuse).
-            connection.portal_enabled = False
-            connection.portal_configuration_id = None
+            # The old account's configuration stays there; the new account has
+            # the portal only through the one carried over to it. The URLs
+            # stay for the admin to reuse either way.
+            connection.portal_enabled = portal_configuration_id is not None
+            connection.portal_configuration_id = portal_configuration_id
         connection.status = CONNECTED
         connection.account_id = authorized.account_id
         connection.last_account_id = authorized.account_id

@@ -205,6 +205,51 @@ def portal_open(connection: Optional[ConnectionModel]) -> bool:
             and bool(connection.portal_enabled) and bool(connection.portal_configuration_id))
 
 
+class PortalConfigurations:
+    """The site's portal configuration on a connected account, made to
+    follow the admin's settings."""
+
+    def __init__(self, stripe: StripeGateway, app_base_url: str):
+        self._stripe = stripe
+        self._app_base_url = app_base_url
+
+    def activate(self, site_id: str, account_id: str, stored_id: Optional[str],
+                 settings: PortalSettings) -> str:
+        params = portal_configuration_params(settings, self._app_base_url, site_id)
+        if stored_id:
+            try:
+                return self._stripe.update_portal_configuration(account_id, stored_id, dict(params, active=True))
+            except PortalConfigurationGone:
+                logger.info("Portal configuration %s of site %s is gone at Stripe; making a new one",
+                            stored_id, site_id)
+        return self._stripe.create_portal_configuration(account_id, params)
+
+    def carry_over(self, connection: ConnectionModel, account_id: str) -> str:
+        """The site's configuration made on account_id, the account that
+        replaces its connected one, with the stored settings."""
+        settings = PortalSettings(True, connection.privacy_policy_url, connection.terms_of_service_url,
+                                  bool(connection.allow_cancel))
+        return self.activate(connection.site_id, account_id, None, settings)
+
+    def deactivate(self, account_id: str, stored_id: Optional[str]) -> Optional[str]:
+        if not stored_id:
+            return None
+        try:
+            self._stripe.update_portal_configuration(account_id, stored_id, {"active": False})
+        except PortalConfigurationGone:
+            return None
+        return stored_id
+
+    def abandon(self, account_id: str, configuration_id: str) -> None:
+        """Turn off a configuration made for a save that did not happen, so no
+        configuration on the account is active without the site knowing it."""
+        try:
+            self._stripe.update_portal_configuration(account_id, configuration_id, {"active": False})
+        except Exception:
+            logger.exception("Could not turn off the unused portal configuration %s on %s",
+                             configuration_id, account_id)
+
+
 class PortalService:
     def __init__(self, connections: ConnectionStore, customers: MemberCustomerStore,
                  stripe: StripeGateway, app_base_url: str, return_url_origins: Sequence[str] = (),
@@ -218,6 +263,7 @@ class PortalService:
         self._customers = customers
         self._members = members or CustomerMembers()
         self._stripe = stripe
+        self._configurations = PortalConfigurations(stripe, app_base_url)
         self._app_base_url = app_base_url
         self._allowed_origins = (app_base_url,) + tuple(return_url_origins)
         self._clock = clock
@@ -233,16 +279,16 @@ class PortalService:
         account_id = connection.account_id
         stored_id = connection.portal_configuration_id
         if settings.portal_enabled:
-            configuration_id = self._activate(site_id, account_id, stored_id, settings)
+            configuration_id = self._configurations.activate(site_id, account_id, stored_id, settings)
         else:
-            configuration_id = self._deactivate(account_id, stored_id)
+            configuration_id = self._configurations.deactivate(account_id, stored_id)
         _apply(connection, settings)
         connection.portal_configuration_id = configuration_id
         try:
             self._connections.save(connection)
         except Exception:
             if settings.portal_enabled and configuration_id != stored_id:
-                self._abandon(account_id, configuration_id)
+                self._configurations.abandon(account_id, configuration_id)
             raise
         logger.info("Site %s saved its portal settings (enabled: %s)", site_id, settings.portal_enabled)
         return connector_card(connection, self._imports.sync_of(connection), self._health.of(connection))
@@ -260,35 +306,6 @@ class PortalService:
         self._connections.save(connection)
         logger.info("Site %s saved its portal settings while disconnected", site_id)
         return connector_card(connection)
-
-    def _activate(self, site_id: str, account_id: str, stored_id: Optional[str],
-                  settings: PortalSettings) -> str:
-        params = portal_configuration_params(settings, self._app_base_url, site_id)
-        if stored_id:
-            try:
-                return self._stripe.update_portal_configuration(account_id, stored_id, dict(params, active=True))
-            except PortalConfigurationGone:
-                logger.info("Portal configuration %s of site %s is gone at Stripe; making a new one",
-                            stored_id, site_id)
-        return self._stripe.create_portal_configuration(account_id, params)
-
-    def _deactivate(self, account_id: str, stored_id: Optional[str]) -> Optional[str]:
-        if not stored_id:
-            return None
-        try:
-            self._stripe.update_portal_configuration(account_id, stored_id, {"active": False})
-        except PortalConfigurationGone:
-            return None
-        return stored_id
-
-    def _abandon(self, account_id: str, configuration_id: str) -> None:
-        """Turn off a configuration made for a save that did not happen, so no
-        configuration on the account is active without the site knowing it."""
-        try:
-            self._stripe.update_portal_configuration(account_id, configuration_id, {"active": False})
-        except Exception:
-            logger.exception("Could not turn off the unused portal configuration %s on %s",
-                             configuration_id, account_id)
 
     # ----------------------------------------------------------- the member
 

@@ -30,7 +30,7 @@ from chalicelib.limits import DynamoRateLimits
 from chalicelib.member_customers import MemberCustomerStore
 from chalicelib.member_search import MemberSearch
 from chalicelib.observability import Metrics
-from chalicelib.portal import PortalService
+from chalicelib.portal import PortalConfigurations, PortalService
 from chalicelib.queues import EVENTS_QUEUE, WorkQueue
 from chalicelib.settings import get_settings, metrics_emitted
 from chalicelib.stripe_ceiling import DynamoLanes, StripeCeiling, StripeTraffic
@@ -205,8 +205,10 @@ def get_access_history() -> AccessHistory:
 @built_once
 def get_connector_service() -> ConnectorService:
     get_bound_models()
+    settings = get_settings()
     return ConnectorService(ConnectionStore(), OAuthStateStore(), get_stripe_gateway(),
-                            get_settings().oauth_redirect_uri, get_import_service(), health=get_event_health())
+                            settings.oauth_redirect_uri, get_import_service(), health=get_event_health(),
+                            portal=PortalConfigurations(get_stripe_gateway(), settings.app_base_url))
 
 
 @built_once

@@ -171,13 +171,16 @@ def test_connecting_another_account_replaces_and_deauthorizes_the_old_one(client
     connection = ConnectionModel.get("site_a")
     connection.update(actions=[ConnectionModel.portal_enabled.set(True),
                                ConnectionModel.privacy_policy_url.set("https://gym.test/privacy"),
+                               ConnectionModel.terms_of_service_url.set("https://gym.test/terms"),
                                ConnectionModel.portal_configuration_id.set("bpc_old")])
     assert connect(client, sandbox, "acct_two") ["status"] == "connected"
     shown = card(client)
     assert shown["account"]["id"] == "acct_two"
-    assert shown["settings"]["portal_enabled"] is False
+    # The portal comes along, made on the new account (tests/api/test_switch_keeps_portal.py).
+    assert shown["settings"]["portal_enabled"] is True
     assert shown["settings"]["privacy_policy_url"] == "https://gym.test/privacy"
-    assert ConnectionModel.get("site_a").portal_configuration_id is None
+    [configuration] = sandbox.portal_configurations("acct_two")
+    assert ConnectionModel.get("site_a").portal_configuration_id == configuration["id"]
     assert not sandbox.is_connected("acct_one")
     assert sandbox.is_connected("acct_two")
 

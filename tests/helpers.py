@@ -51,8 +51,10 @@ def token(site: str = "site_a", role: str = "admin", sub: str = "user_1",
           email: Optional[str] = None, secret: str = JWT_SECRET, algorithm: str = "HS256",
           **claims) -> str:
     now = int(time.time())
+    # Some modules mint their tokens once, when collected: a token outlives
+    # the whole suite on a slow machine (a test that wants one expired says so).
     body = {"sub": sub, "site": site, "role": role, "iss": "customerhub",
-            "aud": "stripe-connector", "iat": now, "exp": now + 600}
+            "aud": "stripe-connector", "iat": now, "exp": now + 4 * 3600}
     if email:
         body["email"] = email
     body.update(claims)

@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test lint package rehearse deploy fuzz sweep catch-up replay redrive bench soak clean chromium
+.PHONY: install run test lint package rehearse deploy stripe-ips fuzz sweep catch-up replay redrive bench soak clean chromium
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -75,6 +75,12 @@ deploy: package
 		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 		--parameter-overrides Stage=$(STAGE) $(if $(ALARM_EMAIL),AlarmEmail=$(ALARM_EMAIL)) \
 		$(if $(STRIPE_EVENT_SOURCE),StripeEventSource=$(STRIPE_EVENT_SOURCE))
+
+# Stripe's webhook addresses (infra/stripe_webhook_ips.json, which the web
+# ACL lets reach the webhook) downloaded again, checked, and rewritten only
+# when valid and changed (infra/stripe_ips.py). Before a deploy.
+stripe-ips: $(INSTALLED)
+	$(BIN)/python -m infra.stripe_ips --refresh
 
 # schemathesis against openapi.yaml and a local stack of its own, on free ports.
 fuzz: $(INSTALLED)

@@ -18,6 +18,11 @@ otherwise. Every entry Chalice wrote is kept with its permissions; the zip
 is written in name order with fixed file times, so the same tree packages
 to the same bytes.
 
+The web ACL's IP set of Stripe's webhook addresses, which the template
+leaves empty, is filled in sam.yaml from infra/stripe_webhook_ips.json
+(infra/stripe_ips.py); sam.yaml is written again as Chalice writes it
+(yaml.safe_dump), so the same tree still packages to the same bytes.
+
 No AWS account is asked: Chalice wants a region only to name the
 partition, so any will do (AWS_DEFAULT_REGION, else us-east-1).
 """
@@ -32,7 +37,11 @@ import tempfile
 import zipfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import yaml
+
 from infra.project import ROOT, TEMPLATE_PATH, load_template, stages
+from infra.stripe_ips import ADDRESSES_PATH, InvalidAddressList, ip_set_addresses
+from infra.stripe_ips import load as load_stripe_addresses
 
 REGION = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 # Where Lambda unpacks the zip: the file names the bytecode records (what
@@ -41,6 +50,8 @@ TASK_ROOT = "/var/task"
 # Chalice's own file time for every entry (the earliest a zip can hold).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 BYTECODE_MODE = (stat.S_IFREG | 0o644) << 16
+# The IP set infra/template.yaml leaves empty for Stripe's webhook addresses.
+STRIPE_IP_SET = "StripeWebhookIPSet"
 
 
 class RuntimeMismatch(Exception):
@@ -56,9 +67,25 @@ def package(stage: str, out_dir: str, region: str = REGION) -> str:
                     "--template-format", "yaml", out_dir],
                    cwd=ROOT, env=environment, check=True, stdout=subprocess.DEVNULL)
     sam_path = os.path.join(out_dir, "sam.yaml")
+    fill_stripe_webhook_ips(sam_path)
     check_interpreter(lambda_runtime(load_template(sam_path)))
     add_bytecode(os.path.join(out_dir, "deployment.zip"))
     return sam_path
+
+
+def fill_stripe_webhook_ips(sam_path: str, addresses_path: str = ADDRESSES_PATH) -> int:
+    """Writes the file's addresses into the packaged template's IP set; how
+    many. Raises InvalidAddressList, sam.yaml untouched, for a bad file."""
+    addresses = ip_set_addresses(load_stripe_addresses(addresses_path))
+    with open(sam_path, encoding="utf-8") as f:
+        sam = yaml.safe_load(f)
+    ip_set = (sam.get("Resources") or {}).get(STRIPE_IP_SET)
+    if not ip_set or ip_set.get("Type") != "AWS::WAFv2::IPSet":
+        raise InvalidAddressList("%s has no AWS::WAFv2::IPSet %s to fill" % (sam_path, STRIPE_IP_SET))
+    ip_set.setdefault("Properties", {})["Addresses"] = addresses
+    with open(sam_path, "w", encoding="utf-8") as f:
+        f.write(yaml.safe_dump(sam, allow_unicode=True))  # as Chalice's package writes it
+    return len(addresses)
 
 
 def lambda_runtime(sam: Dict[str, Any]) -> str:
@@ -162,6 +189,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RuntimeMismatch as exc:
         print("python -m infra.package: %s" % exc, file=sys.stderr)
         return 2
+    except InvalidAddressList as exc:
+        print("python -m infra.package: Stripe's webhook addresses: %s (python -m infra.stripe_ips --refresh)"
+              % exc, file=sys.stderr)
+        return 1
     except subprocess.CalledProcessError as exc:
         print("python -m infra.package: chalice package failed (exit status %d)" % exc.returncode, file=sys.stderr)
         return 1

@@ -67,9 +67,9 @@ from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_m
 
 from infra.package import package as package_stage
 from infra.project import ROOT, chalice_config, load_template, stages
-from infra.template_checks import (API_STAGE, FUNCTIONS, PLACEHOLDERS, REFERENCES, SCHEDULES, Finding,
+from infra.template_checks import (API_STAGE, FUNCTIONS, PLACEHOLDERS, REFERENCES, SCHEDULES, WEB_ACL, Finding,
                                    check_api_stage, check_functions, check_placeholders, check_references,
-                                   check_schedules, resource_path)
+                                   check_schedules, check_web_acl, resource_path)
 
 # Chalice wants a region only to name the partition, as in the Makefile's
 # package; SAM's transform and cfn-lint take the same one.
@@ -81,7 +81,7 @@ PLACEHOLDERS_BLOCK = ("prod",)
 
 # The checks, in the order the report lists them.
 ARTIFACT, TRANSLATE, LINT = "artifact", "SAM transform", "cfn-lint"
-CHECKS = (ARTIFACT, TRANSLATE, LINT, API_STAGE, FUNCTIONS, SCHEDULES, REFERENCES, PLACEHOLDERS)
+CHECKS = (ARTIFACT, TRANSLATE, LINT, API_STAGE, WEB_ACL, FUNCTIONS, SCHEDULES, REFERENCES, PLACEHOLDERS)
 
 
 
@@ -148,6 +148,7 @@ def rehearse(sam: Dict[str, Any], stage: str, packaged_dir: str, region: str = R
     text = json.dumps(template, indent=2)
     findings += lint(text, region)
     findings += check_api_stage(template, stage, config)
+    findings += check_web_acl(template, stage, config)
     findings += check_functions(template, stage, config)
     findings += check_schedules(template)
     findings += check_references(template)

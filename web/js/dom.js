@@ -104,6 +104,7 @@ export function menuButton(button, menu) {
   const isOpen = () => !menu.hidden;
   const open = (focusLast = false) => {
     menu.hidden = false;
+    keepInView(menu);
     button.setAttribute("aria-expanded", "true");
     const list = items();
     if (list.length) (focusLast ? list[list.length - 1] : list[0]).focus();
@@ -153,4 +154,16 @@ export function menuItem(label, action, href) {
     ? h("a", { ...attributes, href }, label)
     : h("button", { ...attributes, type: "button", onclick: action }, label);
   return h("li", { role: "none" }, item);
+}
+
+// A menu opened near the edge of a narrow screen moves back inside it.
+const EDGE = 8;
+function keepInView(menu) {
+  menu.style.transform = "";
+  const box = menu.getBoundingClientRect();
+  const width = document.documentElement.clientWidth;
+  let shift = 0;
+  if (box.right > width - EDGE) shift = width - EDGE - box.right;
+  if (box.left + shift < EDGE) shift = EDGE - box.left;
+  if (shift) menu.style.transform = `translateX(${shift}px)`;
 }

@@ -128,8 +128,11 @@ function wireShell() {
   const button = document.getElementById("profile-button");
   const menu = document.getElementById("profile-menu");
   profileMenu = menuButton(button, menu);
+  // The gear shows the settings pages. On one of them it keeps them shown:
+  // folding away the link to the page one is on hides the way to every other.
   document.getElementById("settings-button").addEventListener("click", (event) => {
-    setSettingsOpen(event.currentTarget.getAttribute("aria-expanded") !== "true");
+    const onSettings = location.pathname.startsWith("/settings");
+    setSettingsOpen(onSettings || event.currentTarget.getAttribute("aria-expanded") !== "true");
   });
   document.addEventListener("click", (event) => {
     const link = event.target.closest("a[href]");

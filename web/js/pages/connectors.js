@@ -3,6 +3,8 @@
 import { api } from "../api.js";
 import { announce, confirmDialog, fill, formatDate, formatDay, h, hidden, menuButton, menuItem, openDialog, problem,
   timeAgo } from "../dom.js";
+import { productName } from "../access.js";
+import { rememberConnecting } from "../connecting.js";
 
 const POLL_MS = 1500;
 // How often "3 minutes ago" is said again.
@@ -11,9 +13,12 @@ const REASONS = {
   disconnected_by_admin: "An admin disconnected it.",
   revoked_in_stripe: "Access was revoked in Stripe: the account's owner removed CustomerHub in their Stripe dashboard.",
 };
+// Needs someone's attention: the admin did not choose it.
+const WARNING_REASONS = new Set(["revoked_in_stripe"]);
 const STATES = { active: "Active", canceling: "Cancels at period end", past_due: "Past due" };
 const URL_FIELDS = { privacy_policy_url: "Privacy Policy URL", terms_of_service_url: "Terms of Service URL" };
 const GRACE_LABEL = "Days of access while a payment is retried";
+const MAX_URL_LENGTH = 2048;
 const KEBAB = '<svg aria-hidden="true" viewBox="0 0 24 24"><circle cx="12" cy="5" r="2"/>'
   + '<circle cx="12" cy="12" r="2"/><circle cx="12" cy="19" r="2"/></svg>';
 
@@ -32,7 +37,7 @@ export function connectorsPage(main, { state }) {
     h("p", { class: "lead" }, "Connect the services your site works with."), messages, cardBox, options, members,
     unmatched);
   if (state && state.outcome) {
-    messages.append(outcomeBanner(state.outcome));
+    messages.append(outcomeBanner(state.outcome), ...(state.outcome.notes || []).map(outcomeBanner));
     // Said once: a reload shows the card as it is then, without the old news.
     history.replaceState(null, "", location.pathname);
   }
@@ -62,6 +67,8 @@ export function connectorsPage(main, { state }) {
     const wasImporting = card && card.sync && card.sync.state === "importing";
     card = next;
     cardBox.removeAttribute("aria-busy");
+    const importNote = messages.querySelector(".import-note");
+    if (importNote) importNote.textContent = importNoteWords(card);
     if (same && syncBox) {
       syncBox.replaceChildren(...syncWords(card.sync));
       if (JSON.stringify(card.events) !== eventsBox.dataset.shown) fillEvents();
@@ -102,9 +109,7 @@ export function connectorsPage(main, { state }) {
       fill(cardBox, head,
         h("p", {}, "Connect your Stripe account to offer members Stripe's billing portal and to keep their access "
           + "in step with what they pay for."),
-        card.disconnected_reason
-          ? h("p", { class: "reason" }, h("strong", {}, "Disconnected. "), REASONS[card.disconnected_reason]
-            || card.disconnected_reason) : null,
+        card.disconnected_reason ? disconnectedWords(card.disconnected_reason) : null,
         h("div", { class: "actions" }, connect));
       syncBox = null;
       eventsBox = null;
@@ -170,10 +175,14 @@ export function connectorsPage(main, { state }) {
   }
 
   function connectDialog({ differentAccount = false } = {}) {
+    const current = card && card.status === "connected" ? card : null;
+    const replacing = differentAccount && current;
     return openDialog({
-      title: "Connect Stripe",
-      describe: "You'll go to Stripe to sign in and allow CustomerHub to run your billing portal and read your "
-        + "subscriptions. Stripe brings you back here.",
+      title: replacing ? "Connect Stripe to a different account" : "Connect Stripe",
+      describe: replacing
+        ? `The account you choose at Stripe replaces ${current.account.display_name} on this site.`
+        : "You'll go to Stripe to sign in and allow CustomerHub to run your billing portal and read your "
+          + "subscriptions. Stripe brings you back here.",
       build: () => {
         const email = h("input", { id: "connect-email", name: "email", type: "email", autocomplete: "email",
           "aria-describedby": "connect-email-hint" });
@@ -184,6 +193,7 @@ export function connectorsPage(main, { state }) {
         const error = h("div");
         const submit = h("button", { class: "primary" }, "Connect");
         const form = h("form", { novalidate: true },
+          replacing ? switchWords(current) : null,
           h("div", { class: "field" }, h("label", { for: "connect-email" }, "Email (optional)"), email,
             h("p", { class: "hint", id: "connect-email-hint" }, "Stripe fills it in for you.")),
           register.field, prompt.field, error,
@@ -200,6 +210,8 @@ export function connectorsPage(main, { state }) {
           submit.disabled = true;
           try {
             const { authorize_url: url } = await api("POST", "/connectors/stripe/connect", body);
+            // For the page Stripe sends the admin back to: what they saw connected here.
+            rememberConnecting(url, card);
             location.assign(url);
           } catch (failure) {
             submit.disabled = false;
@@ -262,6 +274,12 @@ export function connectorsPage(main, { state }) {
       // Left empty, the stored number stays. A number field holds "" for what is not a number.
       const days = grace.input.value.trim();
       if (days !== "") body.past_due_grace_days = Number(days);
+      // Every field's mistake at once, beside each; the API still has the last word.
+      const mistakes = settingsMistakes(body, named);
+      if (Object.keys(mistakes).length) {
+        showFieldErrors(mistakes, named, formError);
+        return;
+      }
       try {
         card = await api("PUT", "/connectors/stripe/settings", body);
         drawCard();
@@ -270,7 +288,7 @@ export function connectorsPage(main, { state }) {
       } catch (error) {
         const aboutField = Object.keys(named).some((name) => error.message.includes(name));
         if (error.code === "invalid_settings" || (error.code === "invalid_request" && aboutField)) {
-          showFieldError(error.message, named, formError);
+          showFieldErrors(apiMistakes(error.message, named), named, formError);
         } else {
           formError.replaceChildren(problem(`Not saved: ${error.message}`));
         }
@@ -289,7 +307,7 @@ export function connectorsPage(main, { state }) {
       unmatched.replaceChildren(unmatchedHeading(), problem(error.message));
       return;
     }
-    const rows = page.unmatched.map(unmatchedRow);
+    const rows = page.unmatched.map((row) => unmatchedRow(row, page.product_names));
     let body = unmatched.querySelector("tbody");
     if (!cursor || !body) {
       body = h("tbody");
@@ -314,14 +332,14 @@ export function connectorsPage(main, { state }) {
       h("button", { type: "button", onclick: () => loadUnmatched() }, "Refresh", hidden(" unmatched subscribers")));
   }
 
-  function unmatchedRow(row) {
+  function unmatchedRow(row, names) {
     const who = row.email || row.name || row.customer_id;
     // A cell's content in one box: on a narrow screen the cell is its label and that box.
     const cell = (label, ...content) => h("td", { "data-label": label }, h("div", {}, ...content));
     return h("tr", {},
       cell("Customer", row.name ? h("strong", { class: "block" }, row.name) : null,
         row.email ? h("span", { class: "block" }, row.email) : null, h("code", {}, row.customer_id)),
-      cell("Products", row.products.map((p) => p.product_id).join(", ")),
+      cell("Products", row.products.map((p) => productName(names, p.product_id)).join(", ")),
       cell("State", STATES[row.state] || row.state),
       cell("Access until", formatDay(row.access_until)),
       cell("", h("button", { type: "button", onclick: () => linkDialog(row, who) },
@@ -334,12 +352,70 @@ export function connectorsPage(main, { state }) {
       describe: `Which member pays for ${who}'s subscription ${row.subscription_id}? They get its access now, `
         + "and the customer's later subscriptions are theirs too.",
       build: (close) => {
+        const email = h("input", { id: "link-email", name: "email", type: "email", spellcheck: "false",
+          autocomplete: "off", "aria-describedby": "link-email-hint" });
+        const found = h("div", { class: "found", "aria-live": "polite" });
         const userId = h("input", { id: "link-user-id", name: "user_id", required: true, spellcheck: "false",
           autocomplete: "off", "aria-describedby": "link-user-id-hint" });
         const error = h("div");
+        // The user id field holds the choice: picking a member fills it, typing one unpicks them.
+        userId.addEventListener("input", () => {
+          for (const radio of found.querySelectorAll("input[type=radio]")) radio.checked = radio.value === userId.value;
+        });
+        async function find() {
+          const address = email.value.trim();
+          email.removeAttribute("aria-invalid");
+          if (!address || !email.checkValidity()) {
+            email.setAttribute("aria-invalid", "true");
+            found.replaceChildren(problem("Give an email address, such as ana@example.com."));
+            email.focus();
+            return;
+          }
+          found.replaceChildren(h("p", { class: "muted" }, "Looking for members…"));
+          let customers;
+          try {
+            ({ members: customers } = await api("GET", `/members?email=${encodeURIComponent(address)}`));
+          } catch (failure) {
+            found.replaceChildren(problem(failure.message));
+            return;
+          }
+          const members = [...new Map(customers.filter((customer) => customer.user_id)
+            .map((customer) => [customer.user_id, customer])).values()];
+          if (!members.length) {
+            found.replaceChildren(h("p", { class: "empty" }, "No member of this site has a Stripe customer with the "
+              + `email ${address}. Try another of their emails, or give their user id below.`));
+            return;
+          }
+          const choices = members.map((member) => h("label", { class: "choice" },
+            h("input", { type: "radio", name: "link-member", value: member.user_id,
+              onchange: () => { userId.value = member.user_id; } }),
+            h("span", {}, h("strong", { class: "block" }, member.user_id),
+              h("span", { class: "muted block small" }, `${member.email}, customer ${member.customer_id}`))));
+          found.replaceChildren(h("fieldset", {}, h("legend", {}, members.length === 1
+            ? "The member with this email:" : "Members with this email: choose one"), choices));
+          const first = choices[0].querySelector("input");
+          if (members.length === 1) {
+            first.checked = true;
+            userId.value = first.value;
+          }
+          first.focus();
+        }
+        email.addEventListener("keydown", (event) => {
+          if (event.key === "Enter") {
+            event.preventDefault();
+            find();
+          }
+        });
         const form = h("form", { novalidate: true },
+          h("div", { class: "field" }, h("label", { for: "link-email" }, "Find the member by email"),
+            h("div", { class: "inline-field" }, email, h("button", { type: "button", onclick: find }, "Find",
+              hidden(" the member by email"))),
+            h("p", { class: "hint", id: "link-email-hint" }, "The email of a Stripe customer that is already theirs "
+              + "on the connected account.")),
+          found,
           h("div", { class: "field" }, h("label", { for: "link-user-id" }, "Member's user id"), userId,
-            h("p", { class: "hint", id: "link-user-id-hint" }, "Their CustomerHub user id, such as user_member.")),
+            h("p", { class: "hint", id: "link-user-id-hint" }, "Filled in when you pick a member above, or type their "
+              + "CustomerHub user id, such as user_member.")),
           error,
           h("div", { class: "actions" }, h("button", { type: "button", onclick: () => close(null) }, "Cancel"),
             h("button", { class: "primary" }, "Link")));
@@ -347,14 +423,15 @@ export function connectorsPage(main, { state }) {
           event.preventDefault();
           const user = userId.value.trim();
           if (!user) {
-            error.replaceChildren(problem("Give the member's user id."));
+            error.replaceChildren(problem("Pick the member found by email, or give their user id."));
             userId.focus();
             return;
           }
           try {
-            await api("POST", `/connectors/stripe/unmatched/${encodeURIComponent(row.subscription_id)}/link`,
-              { user_id: user });
-            close(user);
+            const access = await api("POST",
+              `/connectors/stripe/unmatched/${encodeURIComponent(row.subscription_id)}/link`, { user_id: user });
+            close({ user, products: access.entitlements.filter((item) => item.subscription_id === row.subscription_id)
+              .map((item) => productName(access.product_names, item.product_id)) });
           } catch (failure) {
             const words = failure.code === "not_found"
               ? "This subscription is no longer unmatched. Refresh the list to see where it stands." : failure.message;
@@ -365,9 +442,11 @@ export function connectorsPage(main, { state }) {
       },
     });
     if (linked) {
+      const { user, products } = linked;
       say(h("p", { class: "notice", role: "status" },
-        `Linked ${who} to ${linked}: the subscription gives them access. `,
-        h("a", { href: `/settings/members?user=${encodeURIComponent(linked)}` }, `See ${linked}'s access`), "."));
+        `Linked ${who} to ${user}: `, products.length ? `they have access to ${andList(products)}. `
+          : "the subscription gives them access. ",
+        h("a", { href: `/settings/members?user=${encodeURIComponent(user)}` }, `See ${user}'s access`), "."));
       loadUnmatched();
     }
   }
@@ -386,6 +465,11 @@ export function connectorsPage(main, { state }) {
     clearTimeout(timer);
     clearInterval(agoTimer);
   };
+}
+
+// "Yoga", "Yoga and Pilates", "Yoga, Pilates and Rowing".
+function andList(words) {
+  return words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];
 }
 
 function checkbox(id, label, hint, checked = false) {
@@ -452,22 +536,103 @@ function syncWords(sync) {
   return [h("p", {}, `Imported ${plural(sync.subscriptions)} ${formatDate(sync.finished_at)}: ${counts}.`)];
 }
 
+// What the API would refuse in the settings, found before asking it: by
+// field, in the API's own words with the fields' labels.
+function settingsMistakes(body, fields) {
+  const mistakes = {};
+  for (const name of Object.keys(URL_FIELDS)) {
+    const { label } = fields[name];
+    if (body[name]) {
+      const wrong = urlMistake(body[name]);
+      if (wrong) mistakes[name] = `${label} ${wrong}`;
+    } else if (body.portal_enabled) {
+      mistakes[name] = `Enabling the portal needs the ${label}`;
+    }
+  }
+  const days = body.past_due_grace_days;
+  if (fields.past_due_grace_days.input.validity.badInput) {
+    mistakes.past_due_grace_days = `${GRACE_LABEL} must be a whole number of days`;
+  } else if (days !== undefined && !(Number.isInteger(days) && days >= 0 && days <= 60)) {
+    mistakes.past_due_grace_days = Number.isInteger(days) ? `${GRACE_LABEL} must be from 0 to 60`
+      : `${GRACE_LABEL} must be a whole number of days`;
+  }
+  return mistakes;
+}
+
+// Members open these from Stripe's portal: absolute https on a named host.
+function urlMistake(url) {
+  if (url.length > MAX_URL_LENGTH) return `is longer than ${MAX_URL_LENGTH} characters`;
+  let parsed = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Not a URL at all.
+  }
+  // "https:host" parses here as https://host; Stripe and the API refuse it.
+  if (!parsed || !/^https:\/\/[^/?#]/i.test(url) || /[\s\u0000-\u001f\u007f]/.test(url) || !parsed.hostname) {
+    return "must be an absolute https URL";
+  }
+  if (parsed.username || parsed.password) return "must not carry a user name or password";
+  return null;
+}
+
 // The API's invalid_settings names the field it is about: its words go beside
 // that field (both, when it names both and neither is filled in).
-function showFieldError(message, fields, formError) {
+function apiMistakes(message, fields) {
   const named = Object.keys(fields).filter((name) => message.includes(name));
   let marked = named.length > 1 ? named.filter((name) => !fields[name].input.value.trim()) : named;
   if (!marked.length) marked = named;
   const words = Object.entries(fields).reduce((text, [name, field]) => text.split(name).join(field.label), message);
-  for (const name of marked) {
-    fields[name].input.setAttribute("aria-invalid", "true");
-    fields[name].error.textContent = words;
-  }
-  formError.replaceChildren(problem(`Not saved: ${words}`));
-  if (marked.length) fields[marked[0]].input.focus();
+  return marked.length ? Object.fromEntries(marked.map((name) => [name, words])) : { form: words };
 }
 
+// Each mistake beside its field, the form saying how many, focus on the first.
+function showFieldErrors(mistakes, fields, formError) {
+  const order = Object.keys(fields).filter((name) => mistakes[name]);
+  for (const name of order) {
+    fields[name].input.setAttribute("aria-invalid", "true");
+    fields[name].error.textContent = mistakes[name];
+  }
+  const all = Object.values(mistakes);
+  formError.replaceChildren(all.length === 1 ? problem(`Not saved: ${all[0]}`)
+    : problem(`Not saved: ${all.length} fields need fixing. `, h("span", {}, order.map(
+      (name) => fields[name].label).join(", "), ".")));
+  if (order.length) fields[order[0]].input.focus();
+}
+
+// What switching accounts does, said before the admin goes to Stripe.
+function switchWords(current) {
+  const name = current.account.display_name;
+  return h("ul", { class: "switch" },
+    h("li", {}, "Members' access follows the new account's subscriptions once they are imported. What they paid "
+      + `for through ${name} lasts to the end of that period: renewals there no longer count.`),
+    h("li", {}, current.settings.portal_enabled ? "The billing portal's settings carry over to the new account."
+      : "The billing portal stays off; its settings are kept."));
+}
+
+function disconnectedWords(reason) {
+  const words = [h("strong", {}, "Disconnected. "), REASONS[reason] || reason];
+  return WARNING_REASONS.has(reason) ? h("div", { class: "warning" }, h("p", {}, ...words))
+    : h("p", { class: "reason" }, ...words);
+}
+
+// The banner's word on the import a connection started, as the card has it now.
+function importNoteWords(card) {
+  const sync = card.status === "connected" ? card.sync : null;
+  if (!sync) return "";
+  if (sync.state === "importing") return "Its subscriptions are being imported: the card below shows how far.";
+  if (sync.state === "failed") return "The import of its subscriptions stopped: the card below says how to try again.";
+  return "Its subscriptions are imported: the card below has the counts.";
+}
+
+// An outcome the callback page hands over: a success or a notice is news
+// (status), a warning or a problem needs the admin (alert); red only for a failure.
 export function outcomeBanner(outcome) {
-  return h("div", { class: outcome.ok ? "success" : "problem", role: outcome.ok ? "status" : "alert" },
-    h("p", {}, h("strong", {}, outcome.title)), h("p", {}, outcome.text));
+  const tone = outcome.tone || (outcome.ok ? "success" : "problem");
+  const urgent = tone === "problem" || tone === "warning";
+  return h("div", { class: `${tone} outcome`, role: urgent ? "alert" : "status" },
+    h("p", {}, h("strong", {}, outcome.title)), outcome.text ? h("p", {}, outcome.text) : null,
+    (outcome.lines || []).map((line) => h("p", {}, line)),
+    outcome.followsImport ? h("p", { class: "import-note" }, "Its subscriptions are being imported: the card below "
+      + "shows how far.") : null);
 }

@@ -50,16 +50,17 @@ export function accessWords(item) {
 }
 
 // One entitlement as a card: its product by name, its state and access;
-// `more` adds lines (and buttons) below.
-export function entitlementCard(item, names, ...more) {
+// `more` adds lines (and buttons) below. Stripe's ids are for the admin:
+// a member knows the product by its name, as Stripe's portal shows it.
+export function entitlementCard(item, names, more = [], { ids = true } = {}) {
   const [word, tone] = BADGES[item.state] || [item.state, ""];
   return h("li", { class: "card entitlement" },
     h("div", { class: "card-head" }, h("h3", {}, productName(names, item.product_id)),
       h("span", { class: `badge ${tone}` }, word)),
     h("p", {}, accessWords(item)),
     ...more,
-    h("p", { class: "muted small" }, "Stripe product ", h("code", {}, item.stripe_product_id), ", subscription ",
-      h("code", {}, item.subscription_id)));
+    ids ? h("p", { class: "muted small" }, "Stripe product ", h("code", {}, item.stripe_product_id),
+      ", subscription ", h("code", {}, item.subscription_id)) : null);
 }
 
 // What a change did, from what the entitlement held before and after it.

@@ -28,7 +28,8 @@ export function accountPage(main, { user }) {
     try {
       const { entitlements, product_names: names } = await api("GET", "/access");
       list.replaceChildren(entitlements.length
-        ? h("ul", { class: "entitlements" }, entitlements.map((item) => entitlementCard(item, names)))
+        ? h("ul", { class: "entitlements" },
+          entitlements.map((item) => entitlementCard(item, names, [], { ids: false })))
         : h("p", { class: "empty" }, "You have no subscriptions on this site yet."));
       return entitlements;
     } catch (error) {

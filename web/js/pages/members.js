@@ -147,12 +147,12 @@ export function membersPage(main) {
     const undoable = (item.member_from === "link" || item.member_from === "claim") && item.access;
     const kind = item.member_from === "claim" ? "claim" : "link";
     const error = h("div");
-    return entitlementCard(item, names,
+    return entitlementCard(item, names, [
       h("p", { class: "small" }, MEMBER_FROM[item.member_from] || `Theirs by ${item.member_from}.`),
       undoable ? h("div", { class: "actions" }, h("button", { type: "button",
         onclick: () => undo(item, names, all, userId, email, kind, error) },
       `Undo ${kind}`, hidden(` of ${productName(names, item.product_id)} for ${userId}`))) : null,
-      error);
+      error]);
   }
 
   async function undo(item, names, all, userId, email, kind, error) {

@@ -6,7 +6,8 @@ The UI calls the API cross-origin with a bearer token, as CustomerHub's UI
 does. Beside web/ this server answers two things only the local stack has:
 `GET /config.json` (where the API is) and `POST /local/sign-in`, which mints
 a development token with the stack's own secret. CustomerHub signs its users
-in itself; the API never mints a token.
+in itself; the API never mints a token. It answers only requests addressed
+to localhost or 127.0.0.1 (local/hosts.py).
 """
 import json
 import logging
@@ -15,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import urlsplit
+
+from local.hosts import REFUSAL, addressed_here, listens_on_ipv6_loopback
 
 logger = logging.getLogger("local.ui")
 
@@ -55,6 +58,18 @@ def sign_in_claims(body: Any) -> Tuple[str, str, str]:
 class UIRequestHandler(BaseHTTPRequestHandler):
     server: "_Server"
     protocol_version = "HTTP/1.1"
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        bound = self.server.server_address[0]
+        if addressed_here(self.headers.get_all("Host") or [], ipv6=listens_on_ipv6_loopback(bound)):
+            return True
+        # Another name pointed at loopback (DNS rebinding): the sign-in mints
+        # nothing for it, and no page or file is given to it. The body is not read.
+        self.close_connection = True
+        self._send_json(421, {"error": {"code": "misdirected_request", "message": REFUSAL}}, close=True)
+        return False
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
@@ -116,8 +131,9 @@ class UIRequestHandler(BaseHTTPRequestHandler):
         body = (self.server.ui.web_root / "index.html").read_bytes()
         self._send(status, body, TYPES[".html"], cache="no-store", extra=self.server.ui.page_headers)
 
-    def _send_json(self, status: int, body: Dict[str, Any]) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json", cache="no-store")
+    def _send_json(self, status: int, body: Dict[str, Any], close: bool = False) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json", cache="no-store",
+                   extra={"Connection": "close"} if close else None)
 
     def _send(self, status: int, body: bytes, content_type: Optional[str], cache: str = "no-store",
               extra: Optional[Dict[str, str]] = None) -> None:

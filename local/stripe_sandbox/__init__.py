@@ -11,7 +11,8 @@ retries, timeouts and exception classes are exercised.
 Tests start it in-process on a free port; the local stack runs it with
 ``python -m local.stripe_sandbox`` and a person uses its pages in a browser
 (the Connect authorize page, a small dashboard at ``/`` that also moves
-subscriptions along, and portal pages).
+subscriptions along, and portal pages). It answers only requests addressed
+to localhost or 127.0.0.1 (local/hosts.py).
 
 The package follows Stripe's own layout:
 

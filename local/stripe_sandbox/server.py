@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+from local.hosts import REFUSAL, addressed_here, listens_on_ipv6_loopback
 from local.stripe_sandbox.params import check_request, load_typed_dicts
 from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS
 from local.stripe_sandbox.wire import (API_VERSION, Request, Response, SandboxError, html_response, json_response,
@@ -476,6 +477,25 @@ class _Handler(BaseHTTPRequestHandler):
     # client waits for its delayed ACK (~40 ms) on every request.
     disable_nagle_algorithm = True
 
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if addressed_here(self.headers.get_all("Host") or [], ipv6=listens_on_ipv6_loopback(self.sandbox.host)):
+            return True
+        # Another name pointed at loopback (DNS rebinding): nothing is done,
+        # nothing recorded, and the body is not read.
+        path = urlsplit(self.path).path
+        if path.startswith("/v1/"):
+            response = stripe_error(421, REFUSAL)
+        elif path in ("/oauth/token", "/oauth/deauthorize"):
+            response = oauth_error(421, "invalid_request", REFUSAL)
+        else:
+            response = Response(421, REFUSAL.encode(), {"Content-Type": "text/plain; charset=utf-8"})
+        response.headers["Connection"] = "close"
+        self.close_connection = True
+        self._write(response)
+        return False
+
     def do_GET(self) -> None:
         self._serve()
 
@@ -499,6 +519,9 @@ class _Handler(BaseHTTPRequestHandler):
             print("stripe-sandbox: %s %s failed: %r" % (self.command, parts.path, exc), file=sys.stderr)
             response = stripe_error(500, "Sandbox internal error", type="api_error")
             response.headers["Request-Id"] = request.request_id
+        self._write(response)
+
+    def _write(self, response: Response) -> None:
         try:
             self.send_response(response.status)
             for name, value in response.headers.items():

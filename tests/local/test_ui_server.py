@@ -1,7 +1,8 @@
 """The reference UI's server in the local stack: its pages at every path the
 UI has, its files and nothing beside them, where the API is, a sign-in that
-mints only well-formed development tokens, and APP_BASE_URL and UI_PORT
-following each other."""
+mints only well-formed development tokens, nothing answered to a request
+addressed to another name than localhost or 127.0.0.1, and APP_BASE_URL
+and UI_PORT following each other."""
 import jwt
 import pytest
 import requests
@@ -110,6 +111,38 @@ def test_sign_in_refuses_a_body_over_four_kib(ui):
     answer = requests.post(ui.url + "/local/sign-in", timeout=5, headers={"Content-Type": "application/json"},
                            data=b"{" + b" " * 5000 + b"}")
     assert answer.status_code == 413
+
+
+FORGED_HOSTS = ["evil.example", "127.0.0.1.evil.example", "localhost.evil.example:3000", "evil.example:3000",
+                "localhost.", "[::1]:3000", "", "localhost:3000 evil.example"]
+
+
+@pytest.mark.parametrize("host", FORGED_HOSTS)
+def test_sign_in_under_another_name_is_421_and_mints_no_token(ui, host):
+    # A page whose own name points at loopback (DNS rebinding) would read the answer as its own.
+    answer = requests.post(ui.url + "/local/sign-in", timeout=5, headers={"Host": host},
+                           json={"role": "owner", "user_id": "user_rebound", "email": "owner@evil.example"})
+    assert answer.status_code == 421
+    assert answer.json() == {"error": {"code": "misdirected_request", "message": (
+        "This server answers only requests addressed to localhost or 127.0.0.1, not to the name this one was "
+        "sent to.")}}
+    assert answer.headers["Connection"] == "close" and "token" not in answer.text
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/account"), ("GET", "/config.json"),
+                                          ("GET", "/js/main.js"), ("HEAD", "/settings"), ("PUT", "/")])
+def test_pages_files_and_config_under_another_name_are_421(ui, method, path):
+    answer = requests.request(method, ui.url + path, timeout=5, allow_redirects=False,
+                              headers={"Host": "evil.example:%d" % ui.port})
+    assert answer.status_code == 421
+    assert "apiBaseUrl" not in answer.text and "<script" not in answer.text
+
+
+@pytest.mark.parametrize("host", ["localhost:{port}", "127.0.0.1:{port}", "LocalHost:{port}", "localhost"])
+def test_sign_in_answers_the_names_of_this_machine(ui, host):
+    answer = requests.post(ui.url + "/local/sign-in", timeout=5, headers={"Host": host.format(port=ui.port)},
+                           json={"role": "member", "user_id": "user_ana", "email": "ana@example.test"})
+    assert answer.status_code == 200 and answer.json()["token"]
 
 
 @pytest.mark.parametrize("given, ui_port, app_base_url", [

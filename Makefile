@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install run test lint package rehearse deploy stripe-ips fuzz sweep catch-up replay redrive bench soak clean chromium
+.PHONY: install run test lint package rehearse deploy stripe-ips fuzz sweep catch-up advance replay redrive bench soak clean chromium
 
 # A virtualenv with the pinned requirements, rebuilt when they change.
 $(INSTALLED): requirements.txt requirements-dev.txt
@@ -93,6 +93,14 @@ sweep: $(INSTALLED)
 # Runs catch_up once against the local stack `make run` is serving.
 catch-up: $(INSTALLED)
 	$(BIN)/python -m local.catch_up
+
+# Moves the local stack's clock ahead (DAYS=…, HOURS=…, or both): the Stripe
+# sandbox's, which the API and the scheduled functions read. What falls due
+# meanwhile (renewals, trial ends, cancellations, failed renewals) happens,
+# each with its webhooks (local/advance.py).
+advance: $(INSTALLED)
+	@test -n "$(DAYS)$(HOURS)" || { echo "make advance needs DAYS=… or HOURS=… (or both)"; exit 2; }
+	$(BIN)/python -m local.advance $(if $(DAYS),--days "$(DAYS)") $(if $(HOURS),--hours "$(HOURS)")
 
 # Handles one Stripe event again, read from the sandbox (or Stripe), against
 # the local stack `make run` is serving (infra/replay.py).

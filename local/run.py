@@ -1,5 +1,7 @@
 """The local stack behind `make run`: an embedded AWS (moto server), a Stripe
 sandbox when no Stripe key is given, and the API on http://127.0.0.1:8000.
+With the sandbox, the whole stack runs on the sandbox's clock, which can be
+moved ahead (local/clock.py).
 
 Every variable of the contract's configuration table overrides the local
 default given here.
@@ -146,12 +148,13 @@ def start_work_queue(settings):
 EVENT_WORKERS = 5
 
 
-def start_event_queue(settings):
+def start_event_queue(settings, sandbox=None):
     """Stripe's events the webhook acknowledged: the queue (with its
     dead-letter queue) and stripe_events as Lambda's trigger would run it.
     A failed event comes again after 2 s here (after its visibility timeout
     in AWS); an idle queue is asked every 0.2 s, so that a webhook changes
-    access well within a second."""
+    access well within a second. On the sandbox's clock, each message's
+    SentTimestamp is moved onto that clock (local/clock.py)."""
     import boto3
 
     from app import stripe_events
@@ -160,6 +163,11 @@ def start_event_queue(settings):
 
     sqs = boto3.client("sqs", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
     create_event_queues(sqs, visibility_timeout=60)
+    handler = stripe_events
+    if sandbox is not None:
+        from local import clock as local_clock
+
+        handler = local_clock.sent_times_on_the_clock(stripe_events, lambda: sandbox.clock_offset)
     if settings.stripe_event_source:
         from local.queues import route_event_source
 
@@ -167,7 +175,7 @@ def start_event_queue(settings):
         route_event_source(events, sqs, settings.stripe_event_source)
         print("  Stripe's events by EventBridge: put on the default bus with source %s"
               % settings.stripe_event_source, flush=True)
-    return QueuePump(sqs, stripe_events, queue_name=EVENTS_QUEUE).start(interval=0.2, workers=EVENT_WORKERS)
+    return QueuePump(sqs, handler, queue_name=EVENTS_QUEUE).start(interval=0.2, workers=EVENT_WORKERS)
 
 
 TOKEN_HOURS = 12
@@ -233,6 +241,13 @@ def main() -> int:
     if env.get("LOCAL_EMBEDDED_AWS"):
         servers.append(start_embedded_aws(int(env["LOCAL_AWS_PORT"])))
     sandbox = start_sandbox(env) if env.get("LOCAL_STRIPE_SANDBOX") else None
+    if sandbox:
+        from chalicelib import clock
+        from local import clock as local_clock
+
+        # One clock for the stack: the sandbox's, which its dashboard and
+        # `make advance` move; the API and its consumers read its offset.
+        clock.use(local_clock.following(sandbox))
 
     from chalicelib import models
 
@@ -240,7 +255,7 @@ def main() -> int:
     models.create_tables()
     pump = start_announcements(settings, replay=bool(env.get("LOCAL_EMBEDDED_AWS")))
     work = start_work_queue(settings)
-    events = start_event_queue(settings)
+    events = start_event_queue(settings, sandbox)
 
     from app import app
     from local.api_server import make_server
@@ -258,6 +273,8 @@ def main() -> int:
     print("  API:            %s" % api_url)
     print("  AWS (moto):     %s%s" % (settings.aws_endpoint_url, "" if env.get("LOCAL_EMBEDDED_AWS") else " (yours)"))
     print("  Stripe:         %s" % ("sandbox at " + sandbox.url if sandbox else settings.stripe_api_base))
+    if sandbox:
+        print("  Clock:          the sandbox's, moved ahead on its page or with `make advance DAYS=…`")
     print("  Site:           %s" % LOCAL_SITE)
     print("\n  export ADMIN_TOKEN=%s" % tokens["admin"])
     print("  export MEMBER_TOKEN=%s" % tokens["member"])

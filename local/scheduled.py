@@ -1,8 +1,8 @@
 """`make sweep` and `make catch-up`: run a scheduled function
 (`expire_access`, `catch_up`) once against the local stack that `make run`
-is serving (same environment, same embedded AWS), as its schedule would in
-AWS. What it changes is announced, and what it queues is worked, by the
-running stack."""
+is serving (same environment, same embedded AWS, same clock), as its
+schedule would in AWS. What it changes is announced, and what it queues is
+worked, by the running stack."""
 import json
 import logging
 import os
@@ -10,9 +10,10 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timezone
 from typing import Optional
 
+from chalicelib import clock
+from local import clock as local_clock
 from local.run import local_environment
 
 
@@ -28,6 +29,14 @@ def use_running_stack() -> Optional[int]:
               "(its AWS keeps data in memory only while it runs)." % env["AWS_ENDPOINT_URL"],
               file=sys.stderr)
         return 2
+    if env.get("LOCAL_STRIPE_SANDBOX"):
+        # The stack's time is the sandbox's, which may have been moved ahead.
+        try:
+            clock.use(local_clock.of_running_sandbox(env["STRIPE_API_BASE"]))
+        except (OSError, ValueError, KeyError) as exc:
+            print("The Stripe sandbox at %s did not tell its time (%s): start the local stack with `make run` "
+                  "first." % (env["STRIPE_API_BASE"], exc), file=sys.stderr)
+            return 2
     return None
 
 
@@ -53,8 +62,8 @@ def main(function_name: str) -> int:
 
 
 def scheduled_event(region: str) -> dict:
-    """What EventBridge's schedule hands the function."""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """What EventBridge's schedule hands the function, at the stack's time."""
+    now = clock.iso(clock.utc_now())
     return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
             "source": "aws.events", "account": "000000000000", "time": now, "region": region,
             "resources": [], "detail": {}}

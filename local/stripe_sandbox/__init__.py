@@ -11,8 +11,8 @@ retries, timeouts and exception classes are exercised.
 Tests start it in-process on a free port; the local stack runs it with
 ``python -m local.stripe_sandbox`` and a person uses its pages in a browser
 (the Connect authorize page, a small dashboard at ``/`` that also moves
-subscriptions along, and portal pages). It answers only requests addressed
-to localhost or 127.0.0.1 (local/hosts.py).
+subscriptions along and its clock ahead, and portal pages). It answers only
+requests addressed to localhost or 127.0.0.1 (local/hosts.py).
 
 The package follows Stripe's own layout:
 
@@ -32,6 +32,9 @@ The package follows Stripe's own layout:
   them disabled as Stripe disables one that keeps failing
 - ``preload``: many backdated subscriptions on an account at once, without
   events, as a business had them before it connected a platform
+- ``clock``: the sandbox's time, moved ahead as Stripe's test clocks are,
+  and what falls due meanwhile (renewals, trial ends, cancellations, failed
+  renewals), each at its moment with its events
 - the pages a person sees: ``authorize_page`` (Connect), ``portal_pages``
   (the billing portal), ``dashboard`` (the dashboard and its events), and
   ``pages`` for what they share

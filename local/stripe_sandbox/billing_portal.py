@@ -88,7 +88,7 @@ class BillingPortal:
 
     def _api_create_portal_configuration(self, request: Request) -> Response:
         params = _booleans(request.params)
-        now = int(self.clock())
+        now = int(self.now())
         configuration: Dict[str, Any] = {
             "id": _random_id("bpc_", 24),
             "object": "billing_portal.configuration",
@@ -126,7 +126,7 @@ class BillingPortal:
         params.pop("expand", None)
         _merge_features(configuration["features"], params.pop("features", None))
         _deep_merge(configuration, params)
-        configuration["updated"] = int(self.clock())
+        configuration["updated"] = int(self.now())
         return json_response(_configuration_view(configuration))
 
     def _api_create_portal_session(self, request: Request) -> Response:
@@ -153,7 +153,7 @@ class BillingPortal:
             "id": session_id,
             "object": "billing_portal.session",
             "configuration": configuration_id,
-            "created": int(self.clock()),
+            "created": int(self.now()),
             "customer": customer_id,
             "flow": None,
             "livemode": False,

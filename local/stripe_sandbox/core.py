@@ -29,7 +29,9 @@ class SandboxCore:
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.platform_name = platform_name
-        # Replaceable so tests can move time past a code's expiry.
+        # The machine's time as the sandbox sees it; replaceable so tests can
+        # hold it still. The sandbox's own time, `now()`, is this plus the
+        # offset its clock has been moved ahead by (clock.py).
         self.clock = clock
         # How the sandbox waits out its latency (add_latency): on `clock`'s time.
         self.sleep = sleep
@@ -53,6 +55,10 @@ class SandboxCore:
         with self._lock:
             # A delayed request that outlives a reset is not carried out in the new world.
             self._generation = getattr(self, "_generation", 0) + 1
+            # The clock back at the machine's time (clock.py).
+            self._clock_offset = 0
+            self._held_at: Optional[float] = None
+            self._last_advance: Optional[Dict[str, Any]] = None
             self._accounts: Dict[str, Dict[str, Any]] = {}
             self._connected: Dict[str, float] = {}
             self._codes: Dict[str, _Code] = {}

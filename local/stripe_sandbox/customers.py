@@ -18,7 +18,7 @@ class Customers:
             customer = {
                 "id": id or _random_id("cus_", 14),
                 "object": "customer",
-                "created": int(self.clock()),
+                "created": int(self.now()),
                 "email": email,
                 "livemode": False,
                 "metadata": dict(metadata or {}),

@@ -1,20 +1,24 @@
-"""The sandbox's dashboard at /: its accounts (rename, add a customer,
+"""The sandbox's dashboard at /: its clock (moved ahead, with what falls
+due in between), its accounts (rename, add a customer,
 revoke the platform as the account's owner would), their products and
 subscriptions with the controls that move them along and the pre-load of
 many, its webhooks (held, as if the endpoint were down, or sent), its
 webhook endpoints (disabled, as Stripe disables one that keeps failing, or
 enabled), and its events with each webhook delivery's result."""
 import json
+import math
 from collections import Counter
 from typing import Any, Callable, Dict, List
 
+from local.stripe_sandbox.clock import (CANCELED, DAY, MAX_ADVANCE_SECONDS, RENEWAL_FAILED, RENEWED, TRIAL_ENDED,
+                                        TRIAL_ENDED_PAYMENT_FAILED, ClockRefused)
 from local.stripe_sandbox.events import HELD_DELIVERY_ERROR
 from local.stripe_sandbox.invoices import _subscription_of
 from local.stripe_sandbox.pages import (control_done, control_error, display_name, error_page, esc, hidden_text,
-                                        notice, product_names, see_other, utc)
+                                        notice, product_names, see_other, utc, wants_page)
 from local.stripe_sandbox.preload import DEFAULT_PRELOAD, MAX_PRELOAD, preload_notice
 from local.stripe_sandbox.subscriptions import DEFAULT_PERIOD_SECONDS, _period_end
-from local.stripe_sandbox.wire import Request, Response, html_response
+from local.stripe_sandbox.wire import Request, Response, html_response, json_response, stripe_error
 
 # The dashboard's subscription buttons, in the order shown.
 SUBSCRIPTION_ACTIONS = ("cancel_at_period_end", "undo_cancel", "renew", "renew_unpaid", "payment_fails",
@@ -28,6 +32,14 @@ RECENT_EVENTS = 10
 # An account's newest subscriptions shown with their buttons; a pre-loaded
 # account's thousands are for the API to list.
 SHOWN_SUBSCRIPTIONS = 50
+# What fell due when the clock moved, as the notice counts it (singular, plural).
+_HAPPENED_WORDS = {
+    RENEWED: ("renewal", "renewals"), RENEWAL_FAILED: ("failed renewal", "failed renewals"),
+    TRIAL_ENDED: ("trial ended", "trials ended"),
+    TRIAL_ENDED_PAYMENT_FAILED: ("trial ended with a failed payment", "trials ended with a failed payment"),
+    CANCELED: ("cancellation", "cancellations")}
+# How far the clock moves, from the form or from curl: (field, seconds in one).
+_ADVANCE_UNITS = (("days", DAY), ("hours", 3600), ("seconds", 1))
 
 
 class Dashboard:
@@ -69,11 +81,33 @@ class Dashboard:
                                            if self._webhooks_held else "")
                     if self._webhook_endpoints else "no webhook endpoint")
         body = ('<h1>Stripe sandbox</h1><p class="muted">Platform %s <code>%s</code> &middot; '
-                '<a href="/dashboard/events">%d event%s</a> &middot; %s</p>%s%s<h2>Accounts</h2>%s%s%s' % (
+                '<a href="/dashboard/events">%d event%s</a> &middot; %s</p>%s%s%s<h2>Accounts</h2>%s%s%s' % (
                     esc(self.platform_name), esc(self.client_id), len(self._events),
                     "" if len(self._events) == 1 else "s", webhooks, self._dashboard_notice(request),
-                    self._dashboard_webhooks(), table, billing, self._dashboard_recent_events()))
+                    self._dashboard_clock(), self._dashboard_webhooks(), table, billing,
+                    self._dashboard_recent_events()))
         return html_response("Stripe sandbox", body)
+
+    def _dashboard_clock(self) -> str:
+        """The sandbox's time, how far it is ahead of the machine's, and the
+        form that moves it."""
+        ahead = ("%s ahead of this machine\u2019s clock" % _duration(self._clock_offset)
+                 if self._clock_offset else "this machine\u2019s clock")
+        fields = "".join(
+            '<div class="field"><label for="advance-%(name)s">%(label)s</label><input id="advance-%(name)s" '
+            'name="%(name)s" type="number" min="0" step="any" inputmode="decimal" placeholder="%(example)s"></div>'
+            % {"name": name, "label": name.capitalize(), "example": example}
+            for name, example in (("days", "0"), ("hours", "0")))
+        return (
+            '<h2>Clock</h2><p>Sandbox time: <strong>%s</strong> (%s). In the local stack (<code>make run</code>) '
+            'the API and its scheduled functions read this clock too.</p>'
+            '<form method="post" action="/dashboard/clock/advance" class="inline"><div class="row">%s</div>'
+            '<button class="primary">Advance the clock</button></form>'
+            '<p class="muted">Moving it makes what falls due in between happen, in order and each at its moment, '
+            'with its events: renewals (a trial\u2019s end is its first), cancellations at a period\u2019s end or '
+            'at <code>cancel_at</code>, and for a customer whose card declines when charged (4000 0000 0000 0341, '
+            'saved in the billing portal) a failed renewal: past due, with <code>invoice.payment_failed</code>. '
+            'Time moves forward only.</p>' % (esc(utc(int(self.now()))), esc(ahead), fields))
 
     def _webhook_targets(self) -> str:
         """Where webhooks go, for a sentence: each endpoint's URL, a disabled one marked."""
@@ -130,6 +164,8 @@ class Dashboard:
         """What the last control did, named in the address it sent the browser to."""
         query = request.query
         done = query.get("done")
+        if done == "advanced" and self._last_advance is not None:
+            return notice(_advance_words(self._last_advance, bool(self._webhook_endpoints)))
         if done == "held" and self._webhooks_held:
             return notice("Webhooks are held: deliveries fail until you release them.")
         if done == "released" and not self._webhooks_held:
@@ -380,6 +416,26 @@ class Dashboard:
         summary = self.preload_subscriptions(account_id, int(count))
         return control_done(request, summary, "/?done=preloaded&account=%s" % account_id)
 
+    # the clock
+
+    def _page_dashboard_clock(self, request: Request) -> Response:
+        """The sandbox's time, for the local stack's other processes to read."""
+        return json_response(self.clock_view())
+
+    def _page_dashboard_clock_advance(self, request: Request) -> Response:
+        """Moves the clock (days, hours and seconds, added up), from the
+        form or from curl: a browser goes back to the dashboard, anything
+        else has the new time and what fell due in JSON."""
+        try:
+            record = self.advance_clock(_advance_seconds(request.params))
+        except ClockRefused as exc:
+            if wants_page(request):
+                return error_page(str(exc))
+            return stripe_error(400, str(exc))
+        if wants_page(request):
+            return see_other("/?done=advanced")
+        return json_response(record)
+
     def _page_dashboard_webhooks(self, request: Request, action: str) -> Response:
         if action not in ("hold", "release"):
             return control_error(request, "Unknown action %r: use hold or release." % action, 404)
@@ -432,7 +488,7 @@ class Dashboard:
                 metadata_id = str(params.get("product_metadata_id") or "").strip()
                 product = self.create_product(account_id, name=product_reference, metadata=(
                     {"customerhub_product_id": metadata_id} if metadata_id else None))
-        now = int(self.clock())
+        now = int(self.now())
         subscription = self.create_subscription(
             account_id, customer["id"], [product["id"]], period_start=now,
             period_end=now + (int(seconds) if seconds else DEFAULT_PERIOD_SECONDS),
@@ -494,3 +550,48 @@ def _subscription_buttons(subscription: Dict[str, Any], which: str, owing: bool)
             esc(subscription["id"]), action, esc(_ACTION_LABELS.get(action, action.replace("_", " "))),
             hidden_text(" " + which))
         for action in shown)
+
+
+def _advance_seconds(params: Dict[str, Any]) -> int:
+    """How far to move the clock: days, hours and seconds (each left out, a
+    number of 0 or more), added up to a whole number of seconds."""
+    total = 0.0
+    for name, unit in _ADVANCE_UNITS:
+        given = params.get(name)
+        text = given.strip() if isinstance(given, str) else ""
+        if given is not None and not isinstance(given, str):
+            raise ClockRefused("Give %s once, as a number." % name)
+        if not text:
+            continue
+        try:
+            amount = float(text)
+        except ValueError:
+            raise ClockRefused("%s must be a number, not %r." % (name.capitalize(), text)) from None
+        if not math.isfinite(amount) or amount < 0:
+            raise ClockRefused("%s must be a number of 0 or more: the clock moves forward only." % name.capitalize())
+        total += amount * unit
+    if total < 1:
+        raise ClockRefused("Give how far to move the clock: days, hours or seconds, together at least a second.")
+    # Past the longest move, advance_clock says how far it goes.
+    return int(round(min(total, MAX_ADVANCE_SECONDS + 1)))
+
+
+def _duration(seconds: int) -> str:
+    """31 days, 1 day 2 hours, 45 minutes, 20 seconds: for a person."""
+    parts = []
+    for unit, size in (("day", DAY), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append("%d %s%s" % (count, unit, "" if count == 1 else "s"))
+    return " ".join(parts[:2]) or "0 seconds"
+
+
+def _advance_words(record: Dict[str, Any], sending: bool) -> str:
+    """The notice after a move: how far, to when, and what fell due."""
+    counts = Counter(item["what"] for item in record["happened"])
+    happened = ", ".join("%d %s" % (counts[what], words[0] if counts[what] == 1 else words[1])
+                         for what, words in _HAPPENED_WORDS.items() if counts[what])
+    return "The clock moved %s ahead, to %s. %s" % (
+        esc(_duration(record["advanced_seconds"])), esc(utc(record["now"])),
+        ("Fell due meanwhile: %s%s" % (esc(happened), "; their events are sent as webhooks." if sending else "."))
+        if happened else "Nothing fell due meanwhile.")

@@ -2,8 +2,9 @@
 renewal, shown in the billing portal and served by GET /v1/invoices and
 /v1/invoices/{id}. The sandbox takes no payment: an invoice is paid when it
 is made unless the subscription's status says the payment is still owed.
-It records no invoice events, so webhook streams stay the subscription
-events the connector handles."""
+Of the invoice events it records one: invoice.payment_failed, when a
+renewal's or a later charge fails; the others (created, finalized, paid)
+are not modelled."""
 import copy
 import hashlib
 from typing import Any, Dict, List, Optional
@@ -84,7 +85,7 @@ class Invoices:
         creation for the first invoice); each line carries the period it pays for.
         The first invoice's status follows the status the subscription starts
         in; a later one is paid, or left open when `paid` says its charge failed."""
-        now = int(self.clock())
+        now = int(self.now())
         invoice_id = _random_id("in_", 24)
         trialing = subscription["status"] == "trialing"
         lines = []
@@ -187,6 +188,10 @@ class Invoices:
         self._invoices.setdefault(scope, {})[invoice_id] = invoice
         return copy.deepcopy(invoice)
 
+    def _charge_failed(self, scope: Optional[str], invoice: Dict[str, Any]) -> None:
+        """The invoice's charge was declined, as Stripe announces it."""
+        self._record_event("invoice.payment_failed", scope, invoice)
+
     def _next_invoice_number(self, scope: Optional[str], customer_id: str) -> str:
         # Stripe numbers a customer's invoices PREFIX-0001, PREFIX-0002, ...
         # with a prefix of the customer's own.
@@ -203,18 +208,18 @@ class Invoices:
         it past_due: it gets an open invoice, made now, for its current period
         (billing_reason subscription_update, as when a change made mid-period
         is invoiced and its payment fails), and its period does not move.
-        Records customer.subscription.updated; returns the subscription."""
+        Records invoice.payment_failed, then customer.subscription.updated;
+        returns the subscription."""
         with self._lock:
             scope = self._scope(account_id)
             subscription = self._subscription_or_raise(scope, subscription_id)
             if subscription["status"] != "active":
                 raise ValueError("subscription %s is %s: only an active subscription's payment can fail here"
                                  % (subscription_id, subscription["status"]))
+            self._charge_failed(scope, self._bill_subscription(scope, subscription, "subscription_update", paid=False))
             changed = copy.deepcopy(subscription)
             changed["status"] = "past_due"
-            updated = self._store_update(scope, subscription, changed)
-            self._bill_subscription(scope, subscription, "subscription_update", paid=False)
-            return updated
+            return self._store_update(scope, subscription, changed)
 
     def pay_open_invoices(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
         """Every open invoice of the subscription is paid now, as when Stripe's
@@ -228,7 +233,7 @@ class Invoices:
             owed = self._invoices_of(scope, subscription=subscription_id, status="open")
             if not owed:
                 raise ValueError("subscription %s has no open invoice" % subscription_id)
-            now = int(self.clock())
+            now = int(self.now())
             for invoice in owed:
                 _settle(invoice, now)
             if subscription["status"] not in ("past_due", "unpaid"):
@@ -248,7 +253,7 @@ class Invoices:
             if invoice is None:
                 raise KeyError("no invoice %s on %s" % (invoice_id, scope or "the platform"))
             created = int(created)
-            if created > self.clock():
+            if created > self.now():
                 raise ValueError("an invoice cannot be made in the future (%d)" % created)
             was = invoice["created"]
             moments = [(invoice, "created"), (invoice, "effective_at"), (invoice, "webhooks_delivered_at")]

@@ -51,7 +51,7 @@ class OAuthAndAccounts:
                 "settings": _settings(display_name),
                 "charges_enabled": True,
                 "details_submitted": True,
-                "created": int(self.clock()),
+                "created": int(self.now()),
                 "metadata": {},
                 # Not part of Stripe's account object: the sandbox's own note of
                 # which mode the account's tokens are for. Stripped from answers.
@@ -85,7 +85,7 @@ class OAuthAndAccounts:
         with self._lock:
             self._account_or_raise(account_id)
             code = _random_id("ac_", 32)
-            self._codes[code] = _Code(account_id, scope, self.clock() + CODE_TTL_SECONDS)
+            self._codes[code] = _Code(account_id, scope, self.now() + CODE_TTL_SECONDS)
             return code
 
     def revoke(self, account_id: str) -> None:
@@ -126,13 +126,13 @@ class OAuthAndAccounts:
         if not code:
             return oauth_error(400, "invalid_request", "No authorization code provided")
         issued = self._codes.pop(code, None)
-        if issued is None or issued.expires_at < self.clock() or issued.account_id not in self._accounts:
+        if issued is None or issued.expires_at < self.now() or issued.account_id not in self._accounts:
             return oauth_error(400, "invalid_grant", "Authorization code does not exist: %s" % code)
         account = self._accounts[issued.account_id]
         livemode = bool(account["_livemode"])
         mode = "live" if livemode else "test"
         already = issued.account_id in self._connected
-        self._connected[issued.account_id] = self.clock()
+        self._connected[issued.account_id] = self.now()
         if not already:
             self._record_event("account.application.authorized", issued.account_id, self._application(),
                                request=request)

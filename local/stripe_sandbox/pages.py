@@ -86,6 +86,11 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+def wants_page(request: Request) -> bool:
+    """A browser's form post, which goes back to a page; curl takes JSON."""
+    return "text/html" in request.headers.get("accept", "") and not wants_json(request)
+
+
 def control_done(request: Request, obj: Dict[str, Any], location: str = "/") -> Response:
     """A dashboard control's answer: the object for curl, else back to the dashboard."""
     if wants_json(request):

@@ -17,6 +17,8 @@ class _TestCard(NamedTuple):
     funding: str
     # (code, decline_code, message) when saving the card fails
     refusal: Optional[tuple] = None
+    # Saved, and every charge on it fails
+    declines_charges: bool = False
 
 
 _DECLINED = "Your card was declined."
@@ -36,7 +38,7 @@ TEST_CARDS: Dict[str, _TestCard] = {
     "3056930009020004": _TestCard("diners", "credit"),
     "3566002020360505": _TestCard("jcb", "credit"),
     "6200000000000005": _TestCard("unionpay", "credit"),
-    "4000000000000341": _TestCard("visa", "credit"),
+    "4000000000000341": _TestCard("visa", "credit", declines_charges=True),
     "4000000000000002": _TestCard("visa", "credit", ("card_declined", "generic_decline", _DECLINED)),
     "4000000000009995": _TestCard("visa", "credit", ("card_declined", "insufficient_funds",
                                                      "Your card has insufficient funds.")),
@@ -90,6 +92,21 @@ def check_card(number: str, exp_month: int, exp_year: int, cvc: str, now: float)
     return card
 
 
+def _fingerprint(digits: str) -> str:
+    return hashlib.sha256(digits.encode()).hexdigest()[:16]
+
+
+# The saved cards a charge fails on, by fingerprint (a card's number is not kept).
+_DECLINING = {_fingerprint(number) for number, card in TEST_CARDS.items() if card.declines_charges}
+
+
+def declines_when_charged(method: Optional[Dict[str, Any]]) -> bool:
+    """Whether a charge on this saved card fails: a renewal charged to it
+    leaves the subscription past_due. No card on file charges nothing here:
+    the sandbox takes no payment."""
+    return bool(method) and method.get("type") == "card" and method["card"]["fingerprint"] in _DECLINING
+
+
 def _luhn(digits: str) -> bool:
     total = 0
     for index, char in enumerate(reversed(digits)):
@@ -111,7 +128,7 @@ class PaymentMethods:
             customer = self._customer_or_raise(scope, customer_id)
             if customer.get("deleted"):
                 raise ValueError("customer %s is deleted" % customer_id)
-            card = check_card(number, exp_month, exp_year, cvc, self.clock())
+            card = check_card(number, exp_month, exp_year, cvc, self.now())
             digits = re.sub(r"[\s-]", "", number)
             method = {
                 "id": _random_id("pm_", 24),
@@ -129,7 +146,7 @@ class PaymentMethods:
                     "display_brand": card.brand,
                     "exp_month": exp_month,
                     "exp_year": exp_year,
-                    "fingerprint": hashlib.sha256(digits.encode()).hexdigest()[:16],
+                    "fingerprint": _fingerprint(digits),
                     "funding": card.funding,
                     "generated_from": None,
                     "last4": digits[-4:],
@@ -138,7 +155,7 @@ class PaymentMethods:
                     "three_d_secure_usage": {"supported": True},
                     "wallet": None,
                 },
-                "created": int(self.clock()),
+                "created": int(self.now()),
                 "customer": customer_id,
                 "livemode": self._livemode(scope),
                 "metadata": {},

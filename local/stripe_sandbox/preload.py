@@ -67,7 +67,7 @@ class Preload:
             statuses = _statuses(count, status_percents)
             rng.shuffle(statuses)
             unmatched = set(rng.sample(range(count), count * unmatched_percent // 100))
-            now = int(self.clock())
+            now = int(self.now())
             for index in range(count):
                 number = first + index
                 status = statuses[index]

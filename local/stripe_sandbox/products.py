@@ -19,7 +19,7 @@ class Products:
             product_id = id or _random_id("prod_", 14)
             if any(product_id in products for products in self._products.values()):
                 raise ValueError("product %s already exists" % product_id)
-            now = int(self.clock())
+            now = int(self.now())
             product = {
                 "id": product_id,
                 "object": "product",
@@ -56,7 +56,7 @@ class Products:
                     changed[name] = value
                 else:
                     raise ValueError("a product's %s cannot be changed here" % name)
-            changed["updated"] = int(self.clock())
+            changed["updated"] = int(self.now())
             product.clear()
             product.update(changed)
             return copy.deepcopy(product)
@@ -79,7 +79,7 @@ class Products:
                 "object": "price",
                 "active": True,
                 "billing_scheme": "per_unit",
-                "created": int(self.clock()),
+                "created": int(self.now()),
                 "currency": "usd",
                 "custom_unit_amount": None,
                 "livemode": self._livemode(scope),

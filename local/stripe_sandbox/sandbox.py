@@ -6,6 +6,7 @@ from typing import List, Optional
 
 from local.stripe_sandbox.authorize_page import AuthorizePage
 from local.stripe_sandbox.billing_portal import BillingPortal
+from local.stripe_sandbox.clock import SandboxClock
 from local.stripe_sandbox.core import SandboxCore
 from local.stripe_sandbox.customers import Customers
 from local.stripe_sandbox.dashboard import Dashboard
@@ -22,10 +23,11 @@ from local.stripe_sandbox.webhook_endpoints import WEBHOOK_ENDPOINT_ID, WebhookE
 
 
 class StripeSandbox(OAuthAndAccounts, Customers, PaymentMethods, Products, Subscriptions, Invoices, BillingPortal,
-                    Events, WebhookEndpoints, Preload, AuthorizePage, PortalPages, Dashboard, Server, SandboxCore):
+                    Events, WebhookEndpoints, Preload, SandboxClock, AuthorizePage, PortalPages, Dashboard, Server,
+                    SandboxCore):
     """A local Stripe: its state lives in SandboxCore, each resource family's
-    helpers and API handlers in their own part, the pages a person meets in
-    theirs, the HTTP side in Server."""
+    helpers and API handlers in their own part, its time in SandboxClock, the
+    pages a person meets in theirs, the HTTP side in Server."""
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -82,6 +82,8 @@ ROUTES: List[Route] = [
     _route("GET", r"/p/session/" + _ID + r"/payment_method", "_page_portal_payment_method", "page"),
     _route("POST", r"/p/session/" + _ID + r"/payment_method", "_page_portal_save_card", "page"),
     _route("GET", r"/", "_page_dashboard", "page"),
+    _route("GET", r"/dashboard/clock", "_page_dashboard_clock", "page"),
+    _route("POST", r"/dashboard/clock/advance", "_page_dashboard_clock_advance", "page"),
     _route("GET", r"/dashboard/events", "_page_dashboard_events", "page"),
     _route("GET", r"/dashboard/events/" + _ID, "_page_dashboard_event", "page"),
     _route("GET", r"/dashboard/accounts/" + _ID + r"/revoke", "_page_dashboard_revoke_confirm", "page"),
@@ -302,7 +304,7 @@ class Server:
                 # own, which tests may hold still): how fast a client asks.
                 "received_at": time.time(),
                 # And by the sandbox's clock: what its rate limits count.
-                "at": self.clock(),
+                "at": self.now(),
                 "method": request.method, "path": request.path, "query": copy.deepcopy(request.query),
                 "params": copy.deepcopy(request.params), "headers": dict(request.headers),
                 "stripe_account": request.stripe_account,
@@ -342,7 +344,7 @@ class Server:
     def _refused_by_rate_limit(self, request: Request) -> bool:
         if self._rate_limiter is None or not request.path.startswith("/v1/"):
             return False
-        return not self._rate_limiter.admits(request.stripe_account, self.clock())
+        return not self._rate_limiter.admits(request.stripe_account, self.now())
 
     def _dispatch(self, request: Request) -> Response:
         route, args = self._match(request)

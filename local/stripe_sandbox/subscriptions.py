@@ -94,7 +94,7 @@ class Subscriptions:
         subscription_id = id or _random_id("sub_", 14)
         if self._find_subscription(subscription_id) is not None:
             raise ValueError("subscription %s already exists" % subscription_id)
-        now = int(self.clock()) if created is None else int(created)
+        now = int(self.now()) if created is None else int(created)
         start = now if period_start is None else int(period_start)
         end = start + DEFAULT_PERIOD_SECONDS if period_end is None else int(period_end)
         canceled = status == "canceled"
@@ -152,7 +152,8 @@ class Subscriptions:
         Stripe's do until their own retries settle them (pay_open_invoices).
         With paid=False the renewal charge fails and Stripe's settings leave
         the subscription past_due: an active, trialing or past_due one
-        becomes (or stays) past_due and the new invoice is open.
+        becomes (or stays) past_due and the new invoice is open, recording
+        invoice.payment_failed first.
         Records customer.subscription.updated; returns the subscription."""
         with self._lock:
             scope = self._scope(account_id)
@@ -180,10 +181,13 @@ class Subscriptions:
             elif changed["status"] in ("past_due", "unpaid", "trialing"):
                 changed["status"] = "active"
             old_start = min(item["current_period_start"] for item in subscription["items"]["data"])
-            renewed = self._store_update(scope, subscription, changed)
-            self._bill_subscription(scope, subscription, "subscription_cycle",
-                                    looks_back={"start": old_start, "end": old_end}, paid=paid)
-            return renewed
+            # The new period is billed as it begins: a failed charge's
+            # invoice.payment_failed comes before the subscription's update.
+            invoice = self._bill_subscription(scope, changed, "subscription_cycle",
+                                              looks_back={"start": old_start, "end": old_end}, paid=paid)
+            if not paid:
+                self._charge_failed(scope, invoice)
+            return self._store_update(scope, subscription, changed)
 
     def cancel_subscription(self, account_id: Optional[str], subscription_id: str) -> Dict[str, Any]:
         """Cancels now. Records customer.subscription.deleted."""
@@ -224,7 +228,7 @@ class Subscriptions:
             "id": _random_id("si_", 14),
             "object": "subscription_item",
             "billing_thresholds": None,
-            "created": int(self.clock()),
+            "created": int(self.now()),
             "current_period_end": end,
             "current_period_start": start,
             "discounts": [],
@@ -245,7 +249,7 @@ class Subscriptions:
         if unknown:
             raise ValueError("a subscription's %s cannot be changed here" % ", ".join(unknown))
         changed = copy.deepcopy(subscription)
-        now = int(self.clock())
+        now = int(self.now())
         for name in (n for n in order if n in changes):
             value = changes[name]
             if name == "status":
@@ -312,7 +316,7 @@ class Subscriptions:
         subscription = self._subscription_or_raise(scope, subscription_id)
         if subscription["status"] == "canceled":
             raise ValueError("subscription %s is already canceled" % subscription_id)
-        now = int(self.clock())
+        now = int(self.now())
         subscription["status"] = "canceled"
         subscription["canceled_at"] = subscription["canceled_at"] or now
         subscription["ended_at"] = now

@@ -66,7 +66,7 @@ class WebhookEndpoints:
             "object": "webhook_endpoint",
             "api_version": api_version,
             "application": None,
-            "created": int(self.clock()),
+            "created": int(self.now()),
             "description": description,
             "enabled_events": list(enabled_events),
             "livemode": False,

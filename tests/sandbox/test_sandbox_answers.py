@@ -350,8 +350,9 @@ def test_webhooks_the_sandbox_signs_carry_events_and_objects_as_their_classes_de
     assert types == [
         "account.application.authorized", "customer.subscription.created", "account.updated",
         "customer.subscription.updated", "customer.subscription.paused", "customer.subscription.resumed",
-        "customer.subscription.updated", "customer.subscription.updated", "customer.subscription.updated",
-        "customer.subscription.updated", "customer.subscription.deleted", "account.application.deauthorized"]
+        "customer.subscription.updated", "invoice.payment_failed", "customer.subscription.updated",
+        "customer.subscription.updated", "customer.subscription.updated", "customer.subscription.deleted",
+        "account.application.deauthorized"]
 
 
 # ------------------------------------------------------------------ the values behind the fields

@@ -39,15 +39,16 @@ def test_an_oauth_request_under_another_name_is_refused_in_the_oauth_shape(sandb
 
 
 @pytest.mark.parametrize("method, path", [
-    ("GET", "/"), ("GET", "/oauth/authorize"), ("POST", "/dashboard/webhooks/hold"), ("HEAD", "/"), ("PUT", "/")])
+    ("GET", "/"), ("GET", "/dashboard/clock"), ("POST", "/dashboard/clock/advance"),
+    ("GET", "/oauth/authorize"), ("POST", "/dashboard/webhooks/hold"), ("HEAD", "/"), ("PUT", "/")])
 def test_a_page_or_control_under_another_name_is_a_short_plain_421_and_changes_nothing(sandbox, method, path):
-    answer = requests.request(method, sandbox.url + path, timeout=10,
+    answer = requests.request(method, sandbox.url + path, data={"days": "31"}, timeout=10,
                               headers={"Host": "evil.example:%d" % port_of(sandbox)})
     assert answer.status_code == 421
     assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
     if method != "HEAD":
         assert answer.text.startswith("This server answers only requests addressed to localhost or 127.0.0.1")
-    assert not sandbox.webhooks_held and sandbox.requests == []
+    assert sandbox.clock_offset == 0 and not sandbox.webhooks_held and sandbox.requests == []
 
 
 def test_two_host_headers_are_refused_even_when_one_is_local(sandbox):

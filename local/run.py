@@ -96,6 +96,13 @@ def start_sandbox(env: dict):
         port=int(env["STRIPE_SANDBOX_PORT"]),
         webhook_url="http://127.0.0.1:%s/webhooks/stripe" % env["PORT"],
         webhook_secret=env["STRIPE_WEBHOOK_SECRET"])
+    from app import CALLBACK_PAGE, CALLBACK_PATH
+
+    redirect_uri = env["OAUTH_REDIRECT_URI"]
+    if urlsplit(redirect_uri).path == CALLBACK_PATH:
+        # The API's GET callback passes the person on to the UI's page: the
+        # authorize page names where they land, not the API.
+        sandbox.redirect_landings[redirect_uri] = env["APP_BASE_URL"].rstrip("/") + CALLBACK_PAGE
     sandbox.start()
     sandbox.create_account(id=LOCAL_ACCOUNT, display_name="Local Fitness Studio",
                            email="owner@localfitness.test")

@@ -84,6 +84,17 @@ class AuthorizePage:
         code = self.issue_code(account_id, scope=scope)
         return redirect(with_query(params["redirect_uri"], [("scope", scope), ("code", code)] + state_pair))
 
+    def _where_you_return(self, redirect_uri: str) -> str:
+        """Where the person goes after deciding: where they land when the
+        redirect_uri is known to pass them on (the local stack's API bounces
+        them to the UI's page), else where Stripe sends their browser."""
+        sent_to = esc(urlsplit(redirect_uri).netloc or redirect_uri)
+        landing = self.redirect_landings.get(redirect_uri)
+        if landing:
+            return "You will return to %s (Stripe sends your browser to %s, which passes you on)." % (
+                esc(urlsplit(landing).netloc or landing), sent_to)
+        return "Stripe then sends your browser to %s." % sent_to
+
     def _authorize_form(self, params: Dict[str, Any], signed_in_as: str, email: str, landing: str,
                         chosen: Optional[str] = None, name: str = "", error: Optional[str] = None) -> Response:
         accounts = [self._account_view(a) for a in self._accounts]
@@ -137,12 +148,11 @@ class AuthorizePage:
         body = (
             '<h1>Connect your Stripe account</h1>'
             '<p><strong>%s</strong> (<code>%s</code>) asks for <code>%s</code> access to your account.</p>'
-            '<p class="muted">You will return to %s</p>%s'
+            '<p class="muted">%s</p>%s'
             '<form method="post" action="/oauth/authorize">%s%s%s%s'
             '<div class="actions"><button name="decision" value="approve" class="primary">Connect</button> '
             '<button name="decision" value="decline" formnovalidate>Decline</button></div></form>%s' % (
                 esc(self.platform_name), esc(self.client_id), esc(params.get("scope") or "read_write"),
-                esc(urlsplit(params["redirect_uri"]).netloc or params["redirect_uri"]),
-                problem(esc(error)) if error else "", hidden, identity,
+                self._where_you_return(params["redirect_uri"]), problem(esc(error)) if error else "", hidden, identity,
                 create if register else existing, existing if register else create, _SELECT_ON_INPUT))
         return html_response("Stripe sandbox \u2014 connect your account", body, 400 if error else 200)

@@ -39,6 +39,9 @@ class SandboxCore:
         self._rate_limiter = None
         self._rate_limited = 0
         self.log_requests = log_requests
+        # Where a person lands after Stripe's redirect to a redirect_uri that
+        # only bounces them on (the authorize page says so), by redirect_uri.
+        self.redirect_landings: Dict[str, str] = {}
         self.url = ""
         self._lock = threading.RLock()
         self._server: Optional[ThreadingHTTPServer] = None

@@ -1,13 +1,16 @@
 """The local stack's one clock beyond the sandbox: `make run`'s process on
 the sandbox's time (local/clock.py), `make sweep`'s and `make catch-up`'s
 on the running sandbox's (local/scheduled.py), `make advance` moving it
-(local/advance.py)."""
+(local/advance.py); and `make run`'s sandbox told where a person lands after
+Stripe's redirect to the API's bouncing callback."""
 import time
 
 import pytest
+import requests
 
 from chalicelib import clock
 from local import advance, clock as local_clock, scheduled
+from local.run import local_environment, start_sandbox
 from local.stripe_sandbox import StripeSandbox
 
 DAY = 24 * 3600
@@ -108,3 +111,28 @@ def test_make_advance_without_the_stack_or_with_stripes_own_keys_says_so(monkeyp
     monkeypatch.setattr("os.environ", {"STRIPE_SECRET_KEY": "sk_test_yours"})
     assert advance.main(["--days", "1"]) == 2
     assert "Stripe's own test clocks" in capsys.readouterr().err
+
+
+def test_make_runs_sandbox_names_the_ui_as_where_the_person_lands_after_the_apis_bounce():
+    env = local_environment({"STRIPE_SANDBOX_PORT": "0", "PORT": "8123", "UI_PORT": "3123"})
+    sandbox = start_sandbox(env)
+    try:
+        assert sandbox.redirect_landings == {
+            "http://127.0.0.1:8123/connectors/stripe/oauth/callback":
+                "http://localhost:3123/settings/connectors/stripe/callback"}
+        page = requests.get(sandbox.url + "/oauth/authorize", timeout=10, params={
+            "response_type": "code", "client_id": env["STRIPE_CLIENT_ID"], "scope": "read_write", "state": "s",
+            "redirect_uri": env["OAUTH_REDIRECT_URI"]}).text
+        assert "You will return to localhost:3123" in page and "You will return to 127.0.0.1" not in page
+    finally:
+        sandbox.stop()
+
+
+def test_make_runs_sandbox_sends_the_person_straight_to_a_ui_callback_page_it_names():
+    page = "http://localhost:3124/settings/connectors/stripe/callback"
+    sandbox = start_sandbox(local_environment({"STRIPE_SANDBOX_PORT": "0", "PORT": "8124",
+                                               "OAUTH_REDIRECT_URI": page}))
+    try:
+        assert sandbox.redirect_landings == {}
+    finally:
+        sandbox.stop()

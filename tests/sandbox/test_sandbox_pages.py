@@ -231,6 +231,23 @@ def test_another_email_makes_the_new_account_that_users(sandbox):
     assert sandbox.accounts[0]["email"] == "partner@gym.test"
 
 
+def test_the_page_names_where_the_person_lands_when_the_redirect_uri_passes_them_on(sandbox, monkeypatch):
+    bounce = "http://127.0.0.1:8000/connectors/stripe/oauth/callback"
+    monkeypatch.setitem(sandbox.redirect_landings, bounce, "http://localhost:3000/settings/connectors/stripe/callback")
+    shown = page(get(authorize_url(sandbox, redirect_uri=bounce)))
+    said = shown.text[shown.text.index('<p class="muted">'):]
+    assert said.startswith('<p class="muted">You will return to localhost:3000 (Stripe sends your browser to '
+                           '127.0.0.1:8000, which passes you on).</p>')
+    assert "You will return to 127.0.0.1:8000" not in shown.text
+
+
+def test_a_redirect_uri_not_known_to_pass_the_person_on_is_named_as_where_stripe_sends_them(sandbox):
+    shown = page(get(authorize_url(sandbox, redirect_uri="http://127.0.0.1:8000/connectors/stripe/oauth/callback")))
+    assert "Stripe then sends your browser to 127.0.0.1:8000." in shown.text
+    assert "You will return to" not in shown.text
+    assert "Stripe then sends your browser to localhost:3000." in get(authorize_url(sandbox)).text
+
+
 def test_an_authorize_error_page_offers_the_way_to_the_dashboard(sandbox):
     answer = get(sandbox.url + "/oauth/authorize?" + urlencode({"client_id": "ca_other",
                                                                  "redirect_uri": REDIRECT_URI}))

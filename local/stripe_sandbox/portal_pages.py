@@ -112,9 +112,14 @@ class PortalPages:
 
     def _portal_subscriptions(self, portal: _Portal) -> str:
         """The customer's current subscriptions, each with its cancel step or
-        its don't-cancel button when the configuration allows canceling."""
+        its don't-cancel button when the configuration allows canceling. One
+        that has ended is not among them, as in Stripe's portal, whether it
+        was canceled or is past the end its cancellation set (which Stripe
+        would have ended by then, and the sandbox ends when its clock moves);
+        its invoices say it was canceled."""
+        now = self.now()
         subscriptions = [s for s in reversed(list(self._subscriptions.get(portal.scope, {}).values()))
-                         if s["customer"] == portal.session["customer"] and s["status"] != "canceled"]
+                         if s["customer"] == portal.session["customer"] and not _has_ended(s, now)]
         if not subscriptions:
             return '<h2>Current subscriptions</h2><p class="muted">No current subscriptions.</p>'
         products = self._products.get(portal.scope, {})
@@ -164,7 +169,7 @@ class PortalPages:
         for subscription_id, listed in by_subscription.items():
             subscription = self._subscriptions.get(portal.scope, {}).get(subscription_id)
             name = product_names(products, subscription) if subscription else "Other invoices"
-            ended = " (canceled)" if subscription and subscription["status"] == "canceled" else ""
+            ended = " (canceled)" if subscription and _has_ended(subscription, self.now()) else ""
             rows = "".join(
                 '<tr><td data-label="Date">%s</td><th scope="row" data-label="Invoice">%s</th>'
                 '<td data-label="Amount">%s</td><td data-label="Status">%s</td>'
@@ -183,7 +188,7 @@ class PortalPages:
     def _portal_current_subscription(self, portal: _Portal, subscription_id: str) -> Union[Dict[str, Any], Response]:
         subscription = self._subscriptions.get(portal.scope, {}).get(subscription_id)
         if subscription is None or subscription["customer"] != portal.session["customer"] \
-                or subscription["status"] == "canceled":
+                or _has_ended(subscription, self.now()):
             return error_page("This customer has no current subscription %s." % subscription_id, 404,
                               back=(portal.home, "Back to billing"))
         if not portal.enabled("subscription_cancel"):
@@ -323,6 +328,13 @@ class PortalPages:
         self._portal_sessions[session_id]["_notice"] = "%s is now your default payment method." % (
             _card_words(method, expiry=False))
         return see_other(portal.home)
+
+
+def _has_ended(subscription: Dict[str, Any], now: float) -> bool:
+    """Canceled, or past the end its cancellation set (the sandbox ends it
+    only when its clock is moved past that end)."""
+    ends = _ends(subscription)
+    return subscription["status"] == "canceled" or (ends is not None and ends <= now)
 
 
 def _ends(subscription: Dict[str, Any]) -> Optional[int]:

@@ -426,6 +426,41 @@ def test_dont_cancel_keeps_the_subscription_and_clears_its_cancellation_details(
     assert "Your Yoga subscription will renew on 16 Apr 2030." in get(session.url).text
 
 
+def section(shown, heading):
+    """The part of a portal page under an h2, up to the next one."""
+    start = shown.text.index("<h2>%s</h2>" % heading)
+    end = shown.text.find("<h2>", start + 1)
+    return shown.text[start:end if end > 0 else None]
+
+
+def test_a_subscription_past_the_end_its_cancellation_set_is_no_longer_current_nor_active(
+        sandbox, stripe_client, gym, clock):
+    session = portal(stripe_client, gym)
+    post(session.url + "/subscriptions/%s/cancel" % gym["subscription"], {"reason": "unused"})
+    assert "Cancels 16 Apr 2030" in section(page(get(session.url)), "Current subscriptions")
+    # The period is over and nothing moved the sandbox's clock past it: it is
+    # still "active" at the API, and Stripe would have ended it by now.
+    clock[0] = NOW + 31 * DAY
+    shown = page(get(session.url))
+    current = section(shown, "Current subscriptions")
+    assert "No current subscriptions." in current and "Active" not in current and "Yoga" not in current
+    assert not [b for b in shown.buttons if "cancel" in b.lower()]
+    assert not [name for _, name in shown.links if "Cancel subscription" in name]
+    assert ("h3", "Yoga (canceled)") in shown.headings
+    # Nor can it be kept, or canceled again, from the portal.
+    kept = post(session.url + "/subscriptions/%s/keep" % gym["subscription"])
+    assert kept.status_code == 404 and "no current subscription" in kept.text
+    assert sandbox.subscription(gym["account"], gym["subscription"])["cancel_at_period_end"] is True
+
+
+def test_a_subscription_whose_cancel_at_has_passed_is_no_longer_current(sandbox, stripe_client, gym, clock):
+    sandbox.update_subscription(gym["account"], gym["subscription"], cancel_at=NOW + 5 * DAY)
+    session = portal(stripe_client, gym)
+    assert "Cancels 22 Mar 2030" in section(page(get(session.url)), "Current subscriptions")
+    clock[0] = NOW + 5 * DAY
+    assert "No current subscriptions." in section(page(get(session.url)), "Current subscriptions")
+
+
 def test_portal_error_pages_lead_back_to_the_portal_or_the_dashboard(sandbox, stripe_client, gym):
     missing = get(sandbox.url + "/p/session/bps_missing")
     assert missing.status_code == 404 and page(missing).link("Go to the sandbox dashboard") == "/"

@@ -1,0 +1,828 @@
+"""A stage's stack created in moto's CloudFormation, and its functions run from
+deployment.zip as Lambda runs them: the rehearsal past the template.
+
+    python -m infra.rehearse --stage dev --deployed   # after the offline checks
+
+makes the stack in moto and starts each function from the zip (a cold
+start); tests/rehearsal/test_deployed_stack.py goes on to run the contract
+through the functions, with events shaped as AWS sends them.
+
+1. AWS is moto's server (ThreadedMotoServer) on a free loopback port, with
+   the local stack's mends of its DynamoDB transactions and SQS queues
+   (local/moto_transactions.py, local/moto_queues.py) and the gaps below.
+2. The artifact goes where the translated template's Lambda Code points, as
+   `aws cloudformation package` puts it, and the template beside it: it is
+   over CreateStack's 51,200 bytes for a TemplateBody, so it goes by
+   TemplateURL, as `aws cloudformation deploy --s3-bucket` sends it.
+3. CreateStack with the parameters `make deploy` passes (Stage=<stage>, and
+   StripeEventSource when given) and its capabilities; the stack must reach
+   CREATE_COMPLETE. What moto cannot create it leaves out: `Stack.skipped`
+   names each resource, and the tests assert the list.
+4. Each function runs in an interpreter of its own with only what Lambda
+   gives it: the unzipped zip as its task root, the runtime's standard
+   library (`python3.11 -I -S -B`, no site-packages), the environment the
+   stack gave it (read back from moto's Lambda), what Lambda itself sets,
+   and the role's credentials (infra/lambda_runner.py).
+
+What moto 5.2 gets wrong about this stack, mended in one place (MotoGaps)
+and only where the stack needs it:
+
+- AWS::ApiGateway::RestApi ignores `Body`, so the API has no method and the
+  Deployment fails ("The REST API doesn't contain any methods"): the body is
+  imported (routes, methods, integrations, gateway responses, binary media
+  types) as API Gateway imports a definition.
+- `Ref` to an AWS::Events::EventBus gives moto's object, not the bus's name
+  (the AccessEventBusName output, the StripeEventRule's EventBusName).
+- A bus named by its name is taken to be named by what follows its last
+  `/`, so no rule can go on a partner bus (aws.partner/stripe.com/…, the
+  StripeEventBus): a name stays whole, an ARN's name is what follows
+  `:event-bus/`.
+- An event source mapping moto creates runs the function itself, in Docker,
+  on every message sent to the queue and every stream record: the messages
+  would be consumed and the records dropped before the rehearsal's pollers
+  (QueueTrigger, StreamTrigger, standing in for Lambda's) see them. The
+  mapping stays (listed, read back), detached from moto's invocation.
+
+What only AWS can tell is not told here either: IAM is not evaluated (moto
+accepts any credentials, so neither the roles' policies nor the access
+bus's Deny is held to), what moto skips is not created (the alarms, the
+API's stage, the web ACL, the queue policy; the tables' time to live and
+point-in-time recovery are taken and not applied), and no HTTP request
+reaches API Gateway: the API's function is handed the proxy event API
+Gateway would send, for a route the imported API has.
+"""
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from moto.apigateway.models import RestAPI, apigateway_backends
+from moto.awslambda.models import LambdaBackend
+from moto.dynamodb.models import dynamodb_backends
+from moto.events.models import EventBus, EventsBackend
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.sqs.models import sqs_backends
+
+from infra.project import ROOT
+from local import moto_queues, moto_transactions
+
+REGION = "us-east-1"
+# moto's account when no credentials say otherwise.
+ACCOUNT = "123456789012"
+ARTIFACT_BUCKET = "rehearsal-artifacts"
+# What `make deploy` gives `aws cloudformation deploy`.
+CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND")
+# CreateStack refuses a TemplateBody over this; a TemplateURL may be 1 MB.
+TEMPLATE_BODY_LIMIT = 51200
+RUNNER = os.path.join(ROOT, "infra", "lambda_runner.py")
+# Lambda refuses a function whose variables set one of these (it sets them)...
+RESERVED_VARIABLES = frozenset((
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR"))
+# ... or whose variables take more than 4 KB, names and values together.
+VARIABLES_LIMIT = 4096
+
+
+class StackFailed(Exception):
+    """CloudFormation (moto's) did not take the stack to CREATE_COMPLETE."""
+
+
+# ------------------------------------------------------------------ moto's gaps
+
+_ORIGINAL_REST_API = RestAPI.__dict__["create_from_cloudformation_json"].__func__
+_ORIGINAL_MAPPING = LambdaBackend.create_event_source_mapping
+_ORIGINAL_BUS_NAME = EventsBackend._normalize_event_bus_arn
+
+
+def _rest_api_with_body(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    api = _ORIGINAL_REST_API(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    body = cloudformation_json["Properties"].get("Body")
+    if isinstance(body, dict):
+        backend = apigateway_backends[account_id][region_name]
+        # moto imports OpenAPI 3 only, refusing a document that names its
+        # version `swagger`; the paths it reads (methods, their
+        # x-amazon-apigateway-integration) are the same in Chalice's swagger 2.0.
+        paths = {name: value for name, value in body.items() if name != "swagger"}
+        backend.put_rest_api(api.id, paths, fail_on_warnings=False, mode="overwrite")
+        for response_type, response in (body.get("x-amazon-apigateway-gateway-responses") or {}).items():
+            backend.put_gateway_response(api.id, response_type, response.get("statusCode"),
+                                         response.get("responseParameters"), response.get("responseTemplates"))
+        api.binaryMediaTypes = list(body.get("x-amazon-apigateway-binary-media-types") or [])
+    return api
+
+
+def _bus_name(bus: EventBus) -> str:
+    return bus.name
+
+
+def _bus_named(backend: EventsBackend, name_or_arn: Optional[str]) -> str:
+    if name_or_arn is None:
+        return "default"
+    if name_or_arn.startswith("arn:"):
+        return name_or_arn.split(":event-bus/", 1)[1]
+    return name_or_arn
+
+
+def _mapping_left_to_its_poller(backend: LambdaBackend, spec: Dict[str, Any]):
+    mapping = _ORIGINAL_MAPPING(backend, spec)
+    sources = list(sqs_backends[backend.account_id][backend.region_name].queues.values())
+    sources += list(dynamodb_backends[backend.account_id][backend.region_name].tables.values())
+    for source in sources:
+        attached = getattr(source, "lambda_event_source_mappings", {})
+        for key in [key for key, found in attached.items() if found is mapping]:
+            del attached[key]
+    return mapping
+
+
+class MotoGaps:
+    """The mends above, in place inside `installed()` (module docstring)."""
+
+    @staticmethod
+    def install() -> None:
+        RestAPI.create_from_cloudformation_json = classmethod(_rest_api_with_body)
+        EventBus.physical_resource_id = property(_bus_name)
+        EventsBackend._normalize_event_bus_arn = _bus_named
+        LambdaBackend.create_event_source_mapping = _mapping_left_to_its_poller
+
+    @staticmethod
+    def uninstall() -> None:
+        RestAPI.create_from_cloudformation_json = classmethod(_ORIGINAL_REST_API)
+        if "physical_resource_id" in EventBus.__dict__:
+            del EventBus.physical_resource_id
+        EventsBackend._normalize_event_bus_arn = _ORIGINAL_BUS_NAME
+        LambdaBackend.create_event_source_mapping = _ORIGINAL_MAPPING
+
+    @staticmethod
+    def installed_now() -> bool:
+        return LambdaBackend.create_event_source_mapping is _mapping_left_to_its_poller
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(cls) -> Iterator[None]:
+        was = cls.installed_now()
+        cls.install()
+        try:
+            yield
+        finally:
+            if not was:
+                cls.uninstall()
+
+    @classmethod
+    @contextlib.contextmanager
+    def suspended(cls) -> Iterator[None]:
+        """moto as it is, inside the block: what shows that a gap is still there."""
+        was = cls.installed_now()
+        cls.uninstall()
+        try:
+            yield
+        finally:
+            if was:
+                cls.install()
+
+
+# ------------------------------------------------------------------ AWS
+
+class MotoAWS:
+    """moto's server on a free loopback port, mended as the local stack's
+    and with MotoGaps, for as long as it runs. Its state is the process's:
+    one at a time."""
+
+    def __init__(self, region: str = REGION):
+        self.region = region
+        self._server: Optional[ThreadedMotoServer] = None
+        self._mends = contextlib.ExitStack()
+        self.url = ""
+
+    def start(self) -> "MotoAWS":
+        for mend in (moto_transactions.installed(), moto_queues.installed(), MotoGaps.installed()):
+            self._mends.enter_context(mend)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        self.url = "http://%s:%d" % self._server.get_host_and_port()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+            # Each function moto made holds its own copy of the zip: let them go.
+            moto_api_backend.reset()
+        self._mends.close()
+
+    def __enter__(self) -> "MotoAWS":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def client(self, service: str, region: Optional[str] = None, credentials: Optional[Dict[str, str]] = None):
+        credentials = credentials or {"AccessKeyId": "rehearsal", "SecretAccessKey": "rehearsal"}
+        return boto3.client(service, endpoint_url=self.url, region_name=region or self.region,
+                            aws_access_key_id=credentials["AccessKeyId"],
+                            aws_secret_access_key=credentials["SecretAccessKey"],
+                            aws_session_token=credentials.get("SessionToken"),
+                            config=botocore.config.Config(retries={"max_attempts": 1}))
+
+    def credentials_of(self, role_arn: str, session: str) -> Dict[str, str]:
+        """The role's session credentials, as Lambda gives a function its role's."""
+        found = self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session[:64])
+        return {k: found["Credentials"][k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+
+
+# ------------------------------------------------------------------ the stack
+
+def condition_holds(template: Dict[str, Any], name: Optional[str], parameters: Dict[str, str]) -> bool:
+    """A template condition for these parameters (Fn::Equals, Not, And, Or
+    of Refs to parameters and other conditions)."""
+    if name is None:
+        return True
+    declared = template.get("Parameters") or {}
+
+    def value(node: Any) -> str:
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return parameters.get(node["Ref"], str((declared.get(node["Ref"]) or {}).get("Default", "")))
+        return str(node)
+
+    def holds(node: Dict[str, Any]) -> bool:
+        (function, arguments), = node.items()
+        if function == "Condition":
+            return holds(template["Conditions"][arguments])
+        if function == "Fn::Equals":
+            return value(arguments[0]) == value(arguments[1])
+        if function == "Fn::Not":
+            return not holds(arguments[0])
+        if function == "Fn::And":
+            return all(holds(argument) for argument in arguments)
+        if function == "Fn::Or":
+            return any(holds(argument) for argument in arguments)
+        raise ValueError("condition function %s is not rehearsed" % function)
+
+    return holds({"Condition": name})
+
+
+@dataclass
+class Stack:
+    aws: MotoAWS
+    name: str
+    stage: str
+    template: Dict[str, Any]
+    parameters: Dict[str, str]
+    region: str
+    credentials: Optional[Dict[str, str]] = None
+    status: str = ""
+    outputs: Dict[str, str] = field(default_factory=dict)
+    # logical id → (type, physical id), as ListStackResources has them
+    resources: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+
+    def client(self, service: str):
+        return self.aws.client(service, self.region, self.credentials)
+
+    def read(self) -> "Stack":
+        cloudformation = self.client("cloudformation")
+        described = cloudformation.describe_stacks(StackName=self.name)["Stacks"][0]
+        self.status = described["StackStatus"]
+        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs") or []}
+        summaries = cloudformation.list_stack_resources(StackName=self.name)["StackResourceSummaries"]
+        self.resources = {s["LogicalResourceId"]: (s["ResourceType"], s.get("PhysicalResourceId"))
+                          for s in summaries if s.get("LogicalResourceId")}
+        return self
+
+    @property
+    def declared(self) -> Dict[str, Dict[str, Any]]:
+        """The template's resources whose condition holds for the stack's parameters."""
+        return {name: resource for name, resource in self.template["Resources"].items()
+                if condition_holds(self.template, resource.get("Condition"), self.parameters)}
+
+    @property
+    def left_by_condition(self) -> Dict[str, str]:
+        declared = self.declared
+        return {name: r["Type"] for name, r in self.template["Resources"].items() if name not in declared}
+
+    @property
+    def skipped(self) -> Dict[str, str]:
+        """Declared resources moto did not create: logical id → type."""
+        return {name: r["Type"] for name, r in self.declared.items() if name not in self.resources}
+
+    def of_type(self, resource_type: str) -> Dict[str, str]:
+        """logical id → physical id of what the stack made of a type."""
+        return {name: physical for name, (kind, physical) in self.resources.items() if kind == resource_type}
+
+    def physical(self, logical: str) -> str:
+        return self.resources[logical][1]
+
+    def function(self, logical: str) -> Dict[str, Any]:
+        return self.client("lambda").get_function_configuration(FunctionName=self.physical(logical))
+
+    def mappings(self, logical: str) -> List[Dict[str, Any]]:
+        return self.client("lambda").list_event_source_mappings(FunctionName=self.physical(logical))[
+            "EventSourceMappings"]
+
+    def schedule_of(self, logical: str) -> Dict[str, Any]:
+        """The rule that runs the function on a schedule."""
+        events = self.client("events")
+        arn = self.function(logical)["FunctionArn"]
+        names = events.list_rule_names_by_target(TargetArn=arn)["RuleNames"]
+        rules = [events.describe_rule(Name=name) for name in names]
+        scheduled = [rule for rule in rules if rule.get("ScheduleExpression")]
+        if len(scheduled) != 1:
+            raise LookupError("%s has %d scheduled rules" % (logical, len(scheduled)))
+        return scheduled[0]
+
+    def api_methods(self, logical: str = "RestAPI") -> Dict[Tuple[str, str], Dict[str, Any]]:
+        """(method, resource path) → its integration, as the API has them."""
+        apigateway = self.client("apigateway")
+        api_id = self.physical(logical)
+        methods = {}
+        for resource in apigateway.get_resources(restApiId=api_id, limit=500)["items"]:
+            for method in resource.get("resourceMethods") or {}:
+                integration = apigateway.get_integration(restApiId=api_id, resourceId=resource["id"],
+                                                         httpMethod=method)
+                methods[(method, resource["path"])] = {k: v for k, v in integration.items()
+                                                       if k != "ResponseMetadata"}
+        return methods
+
+    def gateway_response(self, response_type: str, logical: str = "RestAPI") -> Dict[str, Any]:
+        answer = self.client("apigateway").get_gateway_response(restApiId=self.physical(logical),
+                                                                responseType=response_type)
+        return {k: v for k, v in answer.items() if k != "ResponseMetadata"}
+
+
+def upload(aws: MotoAWS, template: Dict[str, Any], zip_path: str, stage: str, region: str,
+           credentials: Optional[Dict[str, str]] = None) -> str:
+    """The artifact where each function's Code points, and the template
+    beside it; the TemplateURL."""
+    s3 = aws.client("s3", region, credentials)
+    places = {(code["S3Bucket"], code["S3Key"])
+              for resource in template["Resources"].values() if resource["Type"] == "AWS::Lambda::Function"
+              for code in [resource["Properties"]["Code"]] if "S3Bucket" in code}
+    buckets = {bucket for bucket, _ in places} | {ARTIFACT_BUCKET}
+    for bucket in buckets:
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            s3.create_bucket(Bucket=bucket)
+    for bucket, key in places:
+        s3.upload_file(zip_path, bucket, key)
+    body = json.dumps(template, indent=2).encode("utf-8")
+    key = "stripe-connector/%s/%s.template" % (stage, hashlib.md5(body, usedforsecurity=False).hexdigest())
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=key, Body=body)
+    # The path-style URL `aws cloudformation deploy --s3-bucket` passes.
+    return "https://s3.amazonaws.com/%s/%s" % (ARTIFACT_BUCKET, key)
+
+
+def create_stack(aws: MotoAWS, stage: str, template: Dict[str, Any], zip_path: str,
+                 parameters: Optional[Dict[str, str]] = None, stack_name: Optional[str] = None,
+                 region: Optional[str] = None, credentials: Optional[Dict[str, str]] = None) -> Stack:
+    """The translated template of `stage` created as `make deploy` creates
+    it; StackFailed unless it reaches CREATE_COMPLETE."""
+    region = region or aws.region
+    parameters = dict(parameters or {}, Stage=stage)
+    name = stack_name or "stripe-connector-%s" % stage
+    url = upload(aws, template, zip_path, stage, region, credentials)
+    stack = Stack(aws, name, stage, template, parameters, region, credentials)
+    cloudformation = stack.client("cloudformation")
+    try:
+        cloudformation.create_stack(StackName=name, TemplateURL=url, Capabilities=list(CAPABILITIES),
+                                    Parameters=[{"ParameterKey": k, "ParameterValue": v}
+                                                for k, v in sorted(parameters.items())])
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise StackFailed("CreateStack %s: %s" % (name, exc)) from exc
+    for _ in range(100):
+        stack.read()
+        if not stack.status.endswith("_IN_PROGRESS"):
+            break
+        time.sleep(0.1)
+    if stack.status != "CREATE_COMPLETE":
+        events = cloudformation.describe_stack_events(StackName=name)["StackEvents"]
+        failed = ["%s %s: %s" % (e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason"))
+                  for e in events if e["ResourceStatus"].endswith("FAILED")]
+        raise StackFailed("%s is %s: %s" % (name, stack.status, "; ".join(failed) or "no reason given"))
+    return stack
+
+
+def lambda_refusals(configuration: Dict[str, Any]) -> List[str]:
+    """What Lambda would refuse of a function's configuration that moto takes."""
+    variables = (configuration.get("Environment") or {}).get("Variables") or {}
+    refusals = ["sets the reserved variable %s" % name for name in sorted(RESERVED_VARIABLES & set(variables))]
+    size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in variables.items())
+    if size > VARIABLES_LIMIT:
+        refusals.append("its variables take %d bytes, over Lambda's %d" % (size, VARIABLES_LIMIT))
+    if len(configuration["FunctionName"]) > 64:
+        refusals.append("its name has %d characters, over Lambda's 64" % len(configuration["FunctionName"]))
+    return refusals
+
+
+def mapping_refusals(stack: Stack, logical: str) -> List[str]:
+    """What Lambda would refuse of the function's queue mappings that moto takes."""
+    configuration = stack.function(logical)
+    sqs = stack.client("sqs")
+    refusals = []
+    for mapping in stack.mappings(logical):
+        if ":sqs:" not in mapping["EventSourceArn"]:
+            continue
+        url = sqs.get_queue_url(QueueName=mapping["EventSourceArn"].rsplit(":", 1)[1])["QueueUrl"]
+        visibility = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])[
+            "Attributes"]["VisibilityTimeout"])
+        if visibility < configuration["Timeout"]:
+            # Lambda's words, at CreateEventSourceMapping.
+            refusals.append("Queue visibility timeout: %d seconds is less than Function timeout: %d seconds"
+                            % (visibility, configuration["Timeout"]))
+    return refusals
+
+
+# ------------------------------------------------------------------ the functions
+
+def runtime_python(runtime: str) -> str:
+    """This machine's interpreter for the functions' runtime (python3.11):
+    the base one, not the virtualenv's, whose packages the functions must not see."""
+    interpreter = getattr(sys, "_base_executable", None) or sys.executable
+    running = "python%d.%d" % sys.version_info[:2]
+    if runtime != running:
+        raise RuntimeError("The functions run on %s but this is %s" % (runtime, running))
+    return interpreter
+
+
+def unpack(zip_path: str, into: str) -> str:
+    """The zip unpacked as Lambda unpacks it into /var/task; the task root."""
+    task_root = os.path.join(into, "task")
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(task_root)
+    return task_root
+
+
+def lambda_environment(configuration: Dict[str, Any], task_root: str, region: str,
+                       credentials: Dict[str, str], extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The function's variables as the stack gave them, what Lambda's
+    python3.11 runtime sets beside them, and `extra` (where AWS and Stripe
+    are, for a rehearsal) on top."""
+    name = configuration["FunctionName"]
+    environment = dict((configuration.get("Environment") or {}).get("Variables") or {})
+    environment.update({
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": configuration.get("Version") or "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(configuration["MemorySize"]),
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/%s" % name,
+        "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_%s" % configuration["Runtime"],
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+        "LAMBDA_TASK_ROOT": task_root,
+        "LAMBDA_RUNTIME_DIR": task_root,
+        "_HANDLER": configuration["Handler"],
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        # Not Lambda's: the function's Timeout, which the runner's context counts down.
+        "RUNNER_TIMEOUT_SECONDS": str(configuration["Timeout"]),
+    })
+    environment.update(extra or {})
+    return environment
+
+
+@dataclass
+class Invocation:
+    request_id: str
+    result: Any = None
+    error: Optional[Dict[str, Any]] = None
+    log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class FunctionProcess:
+    """One function's warm container: its interpreter started once (the
+    cold start), then handed one event per invocation (infra/lambda_runner.py)."""
+
+    def __init__(self, configuration: Dict[str, Any], environment: Dict[str, str], task_root: str):
+        self.configuration = configuration
+        self.environment = environment
+        self.task_root = task_root
+        self.init: Dict[str, Any] = {}
+        self._process: Optional[subprocess.Popen] = None
+        self._log: Optional[TextIO] = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.configuration["FunctionName"]
+
+    def start(self) -> "FunctionProcess":
+        return self.launch().ready()
+
+    def launch(self) -> "FunctionProcess":
+        """The interpreter started; `ready()` waits for its init (the handler's import)."""
+        interpreter = runtime_python(self.configuration["Runtime"])
+        self._log = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self._process = subprocess.Popen([interpreter, "-I", "-S", "-B", RUNNER], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self._log, env=self.environment,
+                                         cwd=self.task_root)
+        return self
+
+    def ready(self) -> "FunctionProcess":
+        self.init = self._answer(timeout=60)["init"]
+        return self
+
+    def invoke(self, event: Any, request_id: Optional[str] = None) -> Invocation:
+        with self._lock:
+            if self._process is None:
+                self.start()
+            request_id = request_id or str(uuid.uuid4())
+            self._log.seek(0, os.SEEK_END)
+            began = self._log.tell()
+            call = {"event": event, "request_id": request_id,
+                    "invoked_function_arn": self.configuration["FunctionArn"]}
+            self._process.stdin.write((json.dumps(call) + "\n").encode("utf-8"))
+            self._process.stdin.flush()
+            try:
+                answer = self._answer(timeout=float(self.configuration["Timeout"]) + 5)
+            except TimeoutError:
+                self.close()
+                answer = {"error": {"errorMessage": "Task timed out after %.2f seconds"
+                                    % self.configuration["Timeout"], "errorType": "Sandbox.Timedout"}}
+            self._log.seek(began)
+            return Invocation(request_id, answer.get("result"), answer.get("error"), self._log.read())
+
+    def _answer(self, timeout: float) -> Dict[str, Any]:
+        out = self._process.stdout
+        ready, _, _ = select.select([out], [], [], timeout)
+        if not ready:
+            raise TimeoutError("%s answered nothing in %.0f s" % (self.name, timeout))
+        line = out.readline()
+        if not line:
+            self._log.seek(0)
+            raise RuntimeError("%s exited (%s): %s" % (self.name, self._process.wait(), self._log.read()[-3000:]))
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.stop()
+        self.wait()
+
+    def stop(self) -> None:
+        """Its stdin closed: the runner returns once the invocation it is in ends."""
+        if self._process is not None and not self._process.stdin.closed:
+            self._process.stdin.close()
+
+    def wait(self) -> None:
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process.stdout.close()
+            self._process = None
+
+
+class Functions:
+    """The stack's functions, each started (once) in its own process with
+    the environment the stack gave it."""
+
+    def __init__(self, stack: Stack, task_root: str, extra: Optional[Dict[str, str]] = None):
+        self.stack = stack
+        self.task_root = task_root
+        self.extra = dict(extra or {})
+        self._started: Dict[str, FunctionProcess] = {}
+
+    def environment(self, logical: str) -> Dict[str, str]:
+        configuration = self.stack.function(logical)
+        credentials = self.stack.aws.credentials_of(configuration["Role"], configuration["FunctionName"])
+        return lambda_environment(configuration, self.task_root, self.stack.region, credentials,
+                                  dict(self.extra, AWS_ENDPOINT_URL=self.stack.aws.url))
+
+    def __getitem__(self, logical: str) -> FunctionProcess:
+        self.start(logical)
+        return self._started[logical]
+
+    def start(self, *logicals: str) -> "Functions":
+        """The functions' interpreters started side by side, each ready when this returns."""
+        launched = []
+        for logical in logicals:
+            if logical not in self._started:
+                self._started[logical] = FunctionProcess(
+                    self.stack.function(logical), self.environment(logical), self.task_root).launch()
+                launched.append(self._started[logical])
+        for process in launched:
+            process.ready()
+        return self
+
+    def close(self) -> None:
+        for process in self._started.values():
+            process.stop()
+        for process in self._started.values():
+            process.wait()
+        self._started.clear()
+
+
+# ------------------------------------------------------------------ events
+
+# A value that leaves its key (or list item) out of a filled event: a header
+# the request does not send, the old image of an inserted item.
+OMIT = object()
+
+
+def fill(shape: Any, values: Dict[str, Any]) -> Any:
+    """An event shape (tests/rehearsal/events) with its {{placeholders}}: a
+    string that is one placeholder becomes the value, whatever its type (OMIT
+    drops it, and a list left empty by it); a placeholder inside a string
+    is written in. A placeholder without a value is a KeyError."""
+    if isinstance(shape, dict):
+        filled = {key: fill(value, values) for key, value in shape.items()}
+        return {key: value for key, value in filled.items() if value is not OMIT}
+    if isinstance(shape, list):
+        items = [fill(item, values) for item in shape]
+        kept = [item for item in items if item is not OMIT]
+        return OMIT if items and not kept else kept
+    if not isinstance(shape, str) or "{{" not in shape:
+        return shape
+    if shape.startswith("{{") and shape.endswith("}}") and shape.count("{{") == 1:
+        return values[shape[2:-2]]
+    text = shape
+    for name, value in values.items():
+        text = text.replace("{{%s}}" % name, str(value))
+    if "{{" in text:
+        raise KeyError("no value for %s" % text[text.index("{{"):text.index("}}") + 2])
+    return text
+
+
+def _from_source(mapping: Dict[str, Any], record: Dict[str, Any]) -> Dict[str, Any]:
+    if record.get("eventSourceARN") != mapping["EventSourceArn"]:
+        raise ValueError("The record's shape names %s, the mapping reads %s"
+                         % (record.get("eventSourceARN"), mapping["EventSourceArn"]))
+    return record
+
+
+class QueueTrigger:
+    """Lambda's poller for an SQS event source mapping of the stack: receives
+    up to BatchSize messages, hands them to the function in one event made
+    of `record` (the shape of one record), and deletes them when it returns;
+    a failed batch stays on the queue for its next try."""
+
+    def __init__(self, stack: Stack, mapping: Dict[str, Any], function: FunctionProcess, record: Dict[str, Any]):
+        self.stack = stack
+        self.mapping = mapping
+        self.function = function
+        self.record = record
+        self.sqs = stack.client("sqs")
+        queue_name = mapping["EventSourceArn"].rsplit(":", 1)[1]
+        self.url = self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+
+    def drain(self, limit: int = 50) -> List[Invocation]:
+        done = []
+        for _ in range(limit):
+            messages = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=self.mapping["BatchSize"],
+                                                AttributeNames=["All"], MessageAttributeNames=["All"]).get(
+                "Messages") or []
+            if not messages:
+                break
+            invocation = self.function.invoke({"Records": [self.shape(m) for m in messages]})
+            done.append(invocation)
+            if invocation.ok:
+                for message in messages:
+                    self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                break  # invisible for the queue's visibility timeout, as after a failed try
+        return done
+
+    def shape(self, message: Dict[str, Any]) -> Dict[str, Any]:
+        attributes = message.get("Attributes") or {}
+        return _from_source(self.mapping, fill(self.record, {
+            "message_id": message["MessageId"], "receipt_handle": message["ReceiptHandle"],
+            "body": message["Body"], "md5_of_body": message["MD5OfBody"],
+            "receive_count": attributes.get("ApproximateReceiveCount", "1"),
+            "sent_timestamp": attributes.get("SentTimestamp", ""),
+            "sender_id": attributes.get("SenderId", ""),
+            "first_receive_timestamp": attributes.get("ApproximateFirstReceiveTimestamp", ""),
+            "region": self.stack.region, "account": self.mapping["EventSourceArn"].split(":")[4],
+        }))
+
+
+class StreamTrigger:
+    """Lambda's poller for the stack's DynamoDB stream mapping: records from
+    its StartingPosition, BatchSize at a time, in order; with
+    ReportBatchItemFailures the first reported failure and the records after
+    it come again."""
+
+    def __init__(self, stack: Stack, mapping: Dict[str, Any], function: FunctionProcess, record: Dict[str, Any]):
+        self.stack = stack
+        self.mapping = mapping
+        self.function = function
+        self.record = record
+        self.streams = stack.client("dynamodbstreams")
+        self._after: Optional[str] = None
+
+    def drain(self, limit: int = 50) -> List[Invocation]:
+        done = []
+        for _ in range(limit):
+            records = self._read()
+            if not records:
+                break
+            invocation = self.function.invoke({"Records": [self.shape(r) for r in records]})
+            done.append(invocation)
+            if not invocation.ok:
+                break
+            failed = {f["itemIdentifier"] for f in (invocation.result or {}).get("batchItemFailures") or []}
+            if "ReportBatchItemFailures" not in (self.mapping.get("FunctionResponseTypes") or []):
+                failed = set()
+            for record in records:
+                if record["dynamodb"]["SequenceNumber"] in failed:
+                    return done
+                self._after = record["dynamodb"]["SequenceNumber"]
+        return done
+
+    def _read(self) -> List[Dict[str, Any]]:
+        arn = self.mapping["EventSourceArn"]
+        records = []
+        for shard in self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+            if self._after is None:
+                where = {"ShardIteratorType": self.mapping.get("StartingPosition") or "TRIM_HORIZON"}
+            else:
+                where = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._after}
+            iterator = self.streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], **where)
+            records += self.streams.get_records(ShardIterator=iterator["ShardIterator"],
+                                                Limit=self.mapping["BatchSize"])["Records"]
+        return records[:self.mapping["BatchSize"]]
+
+    def shape(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        change = record["dynamodb"]
+        created = change.get("ApproximateCreationDateTime")
+        arn = self.mapping["EventSourceArn"]
+        return _from_source(self.mapping, fill(self.record, {
+            "event_id": record["eventID"], "event_name": record["eventName"],
+            # Lambda's event has the time in seconds; the stream API's, a datetime.
+            "approximate_creation_time": int(created.timestamp()) if hasattr(created, "timestamp") else created,
+            "keys": change["Keys"], "new_image": change.get("NewImage", OMIT),
+            "old_image": change.get("OldImage", OMIT), "sequence_number": change["SequenceNumber"],
+            "size_bytes": change["SizeBytes"], "region": self.stack.region, "account": arn.split(":")[4],
+            "stage": self.stack.stage, "stream_label": arn.rsplit("/", 1)[1],
+        }))
+
+
+# ------------------------------------------------------------------ the command
+
+def rehearse_deployed(stage: str, template: Dict[str, Any], packaged_dir: str, out: TextIO,
+                      region: str = REGION, parameters: Optional[Dict[str, str]] = None) -> int:
+    """`python -m infra.rehearse --deployed`: the stack created in moto and
+    each function's cold start from the zip; 0 when both hold."""
+    zip_path = os.path.join(packaged_dir, "deployment.zip")
+    scratch = tempfile.mkdtemp(prefix="rehearsal-")
+    # The report says what moto skipped; its own words for it, and a line
+    # per request, would bury the report.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+    try:
+        with MotoAWS(region) as aws:
+            try:
+                stack = create_stack(aws, stage, template, zip_path, parameters)
+            except StackFailed as exc:
+                print("  FAIL stack: %s" % exc, file=out)
+                return 1
+            print("  ok   stack: %s %s in moto, %d resources" % (stack.name, stack.status, len(stack.resources)),
+                  file=out)
+            for kind in sorted(set(stack.skipped.values())):
+                names = sorted(name for name, of in stack.skipped.items() if of == kind)
+                print("  note stack: moto does not create %s: %s" % (kind, ", ".join(names)), file=out)
+            functions = Functions(stack, unpack(zip_path, scratch))
+            failures = 0
+            try:
+                functions.start(*sorted(stack.of_type("AWS::Lambda::Function")))
+                for logical in sorted(stack.of_type("AWS::Lambda::Function")):
+                    problems = lambda_refusals(stack.function(logical)) + mapping_refusals(stack, logical)
+                    error = functions[logical].init["error"]
+                    if error:
+                        problems.append("%s: %s" % (error["errorType"], error["errorMessage"]))
+                    failures += bool(problems)
+                    print("  %s %s: %s" % ("FAIL" if problems else "ok  ", logical, "; ".join(problems)
+                                           or "starts from the zip alone (%.2f s)" % functions[logical].init[
+                                               "seconds"]), file=out)
+            finally:
+                functions.close()
+            return 1 if failures else 0
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+

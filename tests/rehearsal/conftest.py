@@ -2,7 +2,7 @@
 (infra/package.py), and rehearsed (infra/rehearse.py)."""
 import pytest
 
-from infra import rehearse
+from infra import deployed, rehearse
 from infra.package import package
 from infra.project import stages
 
@@ -31,6 +31,15 @@ def sam(packaged):
 @pytest.fixture(scope="session")
 def rehearsals(packaged, sam):
     return {stage: rehearse.rehearse(sam[stage], stage, packaged[stage], REGION) for stage in packaged}
+
+
+@pytest.fixture(scope="module")
+def moto_aws():
+    """moto's server for one module's stacks (infra/deployed.py). Its state
+    is the process's: it goes when the module's tests are done, before any
+    other test's moto starts afresh."""
+    with deployed.MotoAWS() as aws:
+        yield aws
 
 
 @pytest.fixture

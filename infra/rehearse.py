@@ -294,6 +294,8 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
     parser.add_argument("--region", default=REGION, help="the stack's region (default AWS_DEFAULT_REGION or us-east-1)")
     parser.add_argument("--allow-placeholders", action="store_true",
                         help="report placeholders in prod as notes instead of failing")
+    parser.add_argument("--deployed", action="store_true",
+                        help="then create the stack in moto and start each function from the zip (infra/deployed.py)")
     args = parser.parse_args(argv)
     if args.stage not in stages():
         parser.error("no stage %r in .chalice/config.json (%s)" % (args.stage, ", ".join(stages())))
@@ -310,7 +312,11 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
         os.path.relpath(translated) if rehearsal.template is not None else "nothing",
         len((rehearsal.template or {}).get("Resources", {}))), file=out)
     print(rehearsal.report(), file=out)
-    return 0 if rehearsal.ready else 1
+    failed_deployed = 0
+    if args.deployed and rehearsal.template is not None:
+        from infra.deployed import rehearse_deployed  # moto is imported only when asked for
+        failed_deployed = rehearse_deployed(args.stage, rehearsal.template, packaged_dir, out, args.region)
+    return 0 if rehearsal.ready and not failed_deployed else 1
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ rehearse: package
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/python -m infra.rehearse --stage $(STAGE) \
 		$(if $(ALLOW_PLACEHOLDERS),--allow-placeholders)
 
-# Uploads the artifact to DEPLOY_BUCKET and deploys the stack (README.md,
+# Uploads the artifact to DEPLOY_BUCKET and deploys the stack (docs/operating.md,
 # Deploying). Needs the AWS CLI and credentials for the stage's account.
 deploy: package
 	@test -n "$(DEPLOY_BUCKET)" || { echo "make deploy needs DEPLOY_BUCKET=<an S3 bucket for the artifact>"; exit 2; }
@@ -74,7 +74,8 @@ deploy: package
 	$(AWS) cloudformation deploy --template-file build/$(STAGE)/packaged.yaml --stack-name $(STACK) \
 		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 		--parameter-overrides Stage=$(STAGE) $(if $(ALARM_EMAIL),AlarmEmail=$(ALARM_EMAIL)) \
-		$(if $(STRIPE_EVENT_SOURCE),StripeEventSource=$(STRIPE_EVENT_SOURCE))
+		$(if $(STRIPE_EVENT_SOURCE),StripeEventSource=$(STRIPE_EVENT_SOURCE)) \
+		$(if $(IP_RATE_LIMIT),IpRateLimit=$(IP_RATE_LIMIT))
 
 # Stripe's webhook addresses (infra/stripe_webhook_ips.json, which the web
 # ACL lets reach the webhook) downloaded again, checked, and rewritten only

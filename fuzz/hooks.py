@@ -12,7 +12,8 @@ import requests.auth
 import schemathesis
 
 from chalicelib.access import is_stripe_id
-from fuzz.run import CALLBACK_PATH, CARD_PATH, SETTINGS_PATH, ready_site
+from fuzz.run import CARD_PATH, SETTINGS_PATH, ready_site
+from local.stack_runner import CALLBACK_PATH
 from local.run import LOCAL_ACCOUNT
 
 WEBHOOK_PATH = "/webhooks/stripe"

@@ -1,7 +1,8 @@
 """The local stack the soak runs against.
 
 `python -m local.run`, as `make run` starts it, in a process of its own on
-free loopback ports: its embedded AWS, its stream pump and its API server.
+free loopback ports (local/stack_runner.py): its embedded AWS, its stream
+pump and its API server.
 Stripe is a sandbox in the soak's own process, given to the stack the way
 Stripe test-mode keys would be (`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, ...).
 The sandbox has no webhook URL, so it records events and sends none: the
@@ -9,15 +10,10 @@ soak delivers every one itself. The webhook answers once an event is queued;
 the stack's stand-in of Lambda's trigger hands it to stripe_events, so the
 soak waits for the events queue to empty before it looks at access."""
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
-from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import requests
@@ -25,42 +21,12 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from chalicelib.queues import EVENTS_DEAD_LETTER_QUEUE, EVENTS_QUEUE
 from local.run import (LOCAL_ACCOUNT, LOCAL_JWT_SECRET, LOCAL_SITE, SANDBOX_CLIENT_ID, SANDBOX_SECRET_KEY,
-                       SANDBOX_WEBHOOK_SECRET, local_environment, local_tokens)
+                       SANDBOX_WEBHOOK_SECRET)
+from local.stack_runner import StackError, StackProcess, expect_status
 from local.stripe_sandbox import StripeSandbox
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CALLBACK_PATH = "/connectors/stripe/oauth/callback"
-# What a developer's shell may hold that would point the stack elsewhere or
-# change what it is configured with: the soak's stack uses local defaults.
-CLEARED = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-           "STRIPE_SECRET_KEY", "STRIPE_CLIENT_ID", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
-           "STRIPE_CONNECT_BASE", "STRIPE_SECRET_KEY_PARAM", "STRIPE_WEBHOOK_SECRET_PARAM",
-           "AUTH_JWT_SECRET", "AUTH_JWT_SECRET_PARAM", "AUTH_JWT_ISSUER", "APP_BASE_URL", "RETURN_URL_ORIGINS",
-           "OAUTH_REDIRECT_URI", "ACCESS_EVENT_BUS", "CONNECTIONS_TABLE", "OAUTH_STATES_TABLE",
-           "WEBHOOK_EVENTS_TABLE", "MEMBER_CUSTOMERS_TABLE", "ENTITLEMENTS_TABLE", "PORT", "LOCAL_AWS_PORT",
-           "STRIPE_SANDBOX_PORT", "UI_PORT")
 SOURCE = "customerhub.stripe-connector"
 QUEUE = "soak-access-events"
-
-
-class StackError(Exception):
-    """The stack did not start or did not do what the soak needs of it."""
-
-
-def free_ports(count: int) -> List[int]:
-    """Ports nothing listens on now (the defaults 8000, 5000 and 12111 may
-    be another developer's `make run`)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def start_sandbox() -> StripeSandbox:
@@ -70,99 +36,36 @@ def start_sandbox() -> StripeSandbox:
     return sandbox
 
 
-class LocalStack:
+class LocalStack(StackProcess):
+    """The stack on free ports (local/stack_runner.py), given the soak's
+    sandbox as it would be given Stripe's test-mode keys: it starts no
+    sandbox of its own."""
+
     def __init__(self, sandbox: StripeSandbox, log_path: str):
-        api_port, aws_port, ui_port = free_ports(3)
-        env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-        env.update({
-            "PORT": str(api_port), "LOCAL_AWS_PORT": str(aws_port), "UI_PORT": str(ui_port),
+        super().__init__(Path(log_path), ports=("PORT", "LOCAL_AWS_PORT", "UI_PORT"), overrides={
             "STRIPE_SECRET_KEY": sandbox.secret_key, "STRIPE_CLIENT_ID": sandbox.client_id,
             "STRIPE_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
             "STRIPE_API_BASE": sandbox.url, "STRIPE_CONNECT_BASE": sandbox.url,
-            "AUTH_JWT_SECRET": LOCAL_JWT_SECRET, "PYTHONUNBUFFERED": "1",
-        })
-        # What the stack will make of it, for the soak's own clients.
-        self.env = local_environment(env)
-        self._given = env
+            "AUTH_JWT_SECRET": LOCAL_JWT_SECRET})
         self.sandbox = sandbox
         self.webhook_secret = SANDBOX_WEBHOOK_SECRET
-        self.api_url = "http://127.0.0.1:%d" % api_port
         self.aws_url = self.env["AWS_ENDPOINT_URL"]
         self.site_id = LOCAL_SITE
         self.account_id = LOCAL_ACCOUNT
-        self.admin_token = local_tokens(self.env)["admin"]
-        self.log_path = log_path
-        self._process: Optional[subprocess.Popen] = None
-        self._log = None
+        self.admin_token = self.tokens["admin"]
         self._events_sqs: Any = None
         self._events_url: Optional[str] = None
         self._events_table: Any = None
-
-    # ------------------------------------------------------------ lifecycle
-
-    def start(self, timeout: float = 90.0) -> None:
-        self._log = open(self.log_path, "w")
-        self._process = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=ROOT, env=self._given,
-                                         stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise StackError("python -m local.run exited with %d (log: %s)"
-                                 % (self._process.returncode, self.log_path))
-            try:
-                # Up once the API answers; 401 is its answer without a token.
-                if requests.get(self.api_url + "/connectors/stripe", timeout=2).status_code == 401:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.25)
-        raise StackError("The API did not answer on %s within %d s (log: %s)"
-                         % (self.api_url, timeout, self.log_path))
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            # As Ctrl-C stops `make run`: the stack stops its pump and servers.
-            self._process.send_signal(signal.SIGINT)
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._log is not None:
-            self._log.close()
 
     # ------------------------------------------------------------ the API
 
     def admin_headers(self) -> Dict[str, str]:
         return {"Authorization": "Bearer " + self.admin_token, "Content-Type": "application/json"}
 
-    def connect(self) -> Dict[str, Any]:
-        """Connect the site to the sandbox account as an admin does: the
-        connect call, Stripe's authorize page, the GET callback's bounce to
-        the UI page, and the page's POST with the admin's token."""
-        started = requests.post(self.api_url + "/connectors/stripe/connect", headers=self.admin_headers(),
-                                data="{}", timeout=30)
-        _expect(started, 200, "POST /connectors/stripe/connect")
-        query = dict(parse_qsl(urlsplit(started.json()["authorize_url"]).query))
-        approved = requests.post(self.sandbox.url + "/oauth/authorize", allow_redirects=False, timeout=30, data={
-            "client_id": query["client_id"], "scope": query["scope"], "state": query["state"],
-            "redirect_uri": query["redirect_uri"], "decision": "approve", "account_id": self.account_id})
-        _expect(approved, 302, "the sandbox's authorize page")
-        back = requests.get(approved.headers["Location"], allow_redirects=False, timeout=30)
-        _expect(back, 302, "GET %s" % CALLBACK_PATH)
-        page = dict(parse_qsl(urlsplit(back.headers["Location"]).query))
-        completed = requests.post(self.api_url + CALLBACK_PATH, headers=self.admin_headers(), timeout=30,
-                                  data=json.dumps({"state": page["state"], "code": page["code"]}))
-        _expect(completed, 200, "POST %s" % CALLBACK_PATH)
-        card = completed.json()
-        if card.get("status") != "connected":
-            raise StackError("The site is not connected after the callback: %s" % card)
-        return card
-
     def access_of(self, user_id: str, session: Optional[requests.Session] = None) -> Dict[str, Any]:
         answer = (session or requests).get("%s/access/%s" % (self.api_url, user_id),
                                            headers=self.admin_headers(), timeout=30)
-        _expect(answer, 200, "GET /access/%s" % user_id)
+        expect_status(answer, 200, "GET /access/%s" % user_id)
         return answer.json()
 
     def events_unhandled(self) -> int:
@@ -213,8 +116,7 @@ class LocalStack:
 
     def run_sweep(self) -> Dict[str, Any]:
         """`make sweep`: expire_access once, against this stack."""
-        done = subprocess.run([sys.executable, "-m", "local.sweep"], cwd=ROOT, env=self._given,
-                              capture_output=True, text=True, timeout=300)
+        done = self.run_module("local.sweep", timeout=300)
         with open(self.log_path, "a") as log:
             log.write(done.stderr)
         if done.returncode != 0:
@@ -332,8 +234,3 @@ def _plain(image: Optional[dict]) -> Optional[dict]:
     if not image:
         return None
     return {name: _DESERIALIZE(value) for name, value in image.items()}
-
-
-def _expect(answer: requests.Response, status: int, what: str) -> None:
-    if answer.status_code != status:
-        raise StackError("%s answered %d: %s" % (what, answer.status_code, answer.text[:500]))

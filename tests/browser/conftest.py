@@ -5,10 +5,6 @@ screenshot of every step, kept under .browser/ when a test fails."""
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -16,72 +12,21 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
-from fuzz.run import connect_site
-from local.run import LOCAL_ACCOUNT, local_environment, local_tokens
-from soak.stack import CLEARED, free_ports
+from local.run import LOCAL_ACCOUNT
+from local.stack_runner import StackProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / ".browser"
-STARTUP_SECONDS = 90
 # How long a page may take to show what a step expects: the sandbox's
 # webhooks and the import reach the API in the background.
 EXPECT_MS = 10_000
 
 
-class Stack:
-    """`python -m local.run` in a process of its own, on free ports."""
-
-    def __init__(self, log_path: Path):
-        api, aws, sandbox, ui = free_ports(4)
-        env = {name: value for name, value in os.environ.items() if name not in CLEARED}
-        env.update({
-            "PORT": str(api), "LOCAL_AWS_PORT": str(aws), "STRIPE_SANDBOX_PORT": str(sandbox), "UI_PORT": str(ui),
-            "APP_BASE_URL": "http://localhost:%d" % ui,
-            "OAUTH_REDIRECT_URI": "http://127.0.0.1:%d/connectors/stripe/oauth/callback" % api,
-            "PYTHONUNBUFFERED": "1",
-        })
-        self._given = env
-        self.env = local_environment(env)
-        self.api_url = "http://127.0.0.1:%d" % api
-        self.sandbox_url = "http://127.0.0.1:%d" % sandbox
-        self.ui_url = self.env["APP_BASE_URL"]
-        self.tokens = local_tokens(self.env)
-        self.log_path = log_path
-        self._process: Optional[subprocess.Popen] = None
-
-    def start(self) -> "Stack":
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=ROOT, env=self._given,
-                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError("python -m local.run exited with %d (log: %s)"
-                                   % (self._process.returncode, self.log_path))
-            try:
-                # The UI starts last: once it answers, everything does.
-                if requests.get(self.ui_url + "/config.json", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError("The local stack did not answer within %d s (log: %s)" % (STARTUP_SECONDS, self.log_path))
-
-    def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGINT)
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-    # What a test arranges without the browser, through the API and the
-    # sandbox's dashboard forms, as curl would.
+class Stack(StackProcess):
+    """The local stack (local/stack_runner.py), with what a test arranges
+    without the browser: through the API and the sandbox's dashboard forms,
+    as curl would."""
 
     def admin(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(method, self.api_url + path, timeout=30,
@@ -92,7 +37,7 @@ class Stack:
 
     def ensure_connected(self) -> Dict[str, Any]:
         if self.card()["status"] != "connected":
-            connect_site(self.api_url, self.sandbox_url, self.tokens["admin"], LOCAL_ACCOUNT)
+            self.connect(LOCAL_ACCOUNT)
         return self.card()
 
     def ensure_disconnected(self) -> None:
@@ -122,9 +67,8 @@ class Stack:
 
     def run_scheduled(self, function_name: str) -> None:
         """A scheduled function once, as `make catch-up` runs it against the stack."""
-        done = subprocess.run([sys.executable, "-m", "local.scheduled", function_name], cwd=ROOT, env=self._given,
-                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-        assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+        done = self.run_module("local.scheduled", function_name)
+        assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.fixture(scope="session")

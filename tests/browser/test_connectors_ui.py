@@ -12,7 +12,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 from playwright.sync_api import Page, expect
 
-from fuzz.run import connect_site
 from local.run import LOCAL_ACCOUNT, LOCAL_MEMBER
 
 CALLBACK_PAGE = "/settings/connectors/stripe/callback"
@@ -82,7 +81,7 @@ def keep_grace_days(stack, days: int) -> None:
 def portal_on_the_local_account(stack) -> None:
     card = stack.card()
     if card["status"] != "connected" or card["account"]["id"] != LOCAL_ACCOUNT:
-        connect_site(stack.api_url, stack.sandbox_url, stack.tokens["admin"], LOCAL_ACCOUNT)
+        stack.connect(LOCAL_ACCOUNT)
     answer = stack.admin("PUT", "/connectors/stripe/settings", json=PORTAL_ON)
     assert answer.status_code == 200, answer.text
 

@@ -17,7 +17,6 @@ from typing import Callable, List
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from fuzz.run import connect_site
 from local.run import LOCAL_ACCOUNT
 from test_connectors_ui import (PORTAL_ON, open_advanced_options, open_connectors, portal_on_the_local_account,
                                 sign_in, start_connecting, stripe_card, until)
@@ -31,7 +30,7 @@ RED_TEXT = "rgb(180, 35, 24)"
 def back_on_the_local_account(stack) -> None:
     card = stack.card()
     if card["status"] != "connected" or card["account"]["id"] != LOCAL_ACCOUNT:
-        connect_site(stack.api_url, stack.sandbox_url, stack.tokens["admin"], LOCAL_ACCOUNT)
+        stack.connect(LOCAL_ACCOUNT)
 
 
 def connect_a_new_account_at_stripe(page: Page, name: str) -> None:

@@ -6,14 +6,12 @@ do not come, the moved time alone ends the access the API shows, and the
 sweep records it. On a stack of this module's own, so that the other
 modules' stack keeps the machine's time."""
 import re
-import subprocess
-import sys
 
 import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from conftest import ROOT, Stack
+from conftest import Stack
 from local.run import LOCAL_MEMBER
 from test_connectors_ui import open_profile_menu, portal_on_the_local_account, sign_in, until
 from test_member_view import settled
@@ -55,9 +53,8 @@ def refresh(page: Page) -> None:
 
 def run_sweep(stack) -> None:
     """`make sweep`: python -m local.sweep against the running stack."""
-    done = subprocess.run([sys.executable, "-m", "local.sweep"], cwd=ROOT, env=stack._given,
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    done = stack.run_module("local.sweep", timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_a_member_who_canceled_reads_ended_once_the_clock_passes_the_period_and_the_sweep_runs(

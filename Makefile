@@ -58,11 +58,14 @@ lint: $(INSTALLED)
 # The stage's package as CloudFormation gets it, checked offline: SAM's
 # transform (aws-sam-translator), cfn-lint on the CloudFormation it makes
 # (build/<stage>/cloudformation.json), one API stage, the functions' settings,
-# schedules, references, placeholders (infra/rehearse.py). The last step
-# before make deploy. Prod fails while its config holds a placeholder;
-# ALLOW_PLACEHOLDERS=1 rehearses the rest. make test runs tests/rehearsal.
+# schedules, references, placeholders, the web ACL (infra/rehearse.py);
+# then the stack created in moto's CloudFormation and each function run from
+# the unzipped deployment.zip in a bare python3.11 against it, under
+# AWS-shaped events (infra/deployed.py). The last step before make deploy.
+# Prod fails while its config holds a placeholder; ALLOW_PLACEHOLDERS=1
+# rehearses the rest. make test runs tests/rehearsal.
 rehearse: package
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/python -m infra.rehearse --stage $(STAGE) \
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/python -m infra.rehearse --stage $(STAGE) --deployed \
 		$(if $(ALLOW_PLACEHOLDERS),--allow-placeholders)
 
 # Uploads the artifact to DEPLOY_BUCKET and deploys the stack (docs/operating.md,
@@ -72,6 +75,7 @@ deploy: package
 	$(AWS) cloudformation package --template-file build/$(STAGE)/sam.yaml --s3-bucket $(DEPLOY_BUCKET) \
 		--s3-prefix stripe-connector/$(STAGE) --output-template-file build/$(STAGE)/packaged.yaml
 	$(AWS) cloudformation deploy --template-file build/$(STAGE)/packaged.yaml --stack-name $(STACK) \
+		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix stripe-connector/$(STAGE) \
 		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 		--parameter-overrides Stage=$(STAGE) $(if $(ALARM_EMAIL),AlarmEmail=$(ALARM_EMAIL)) \
 		$(if $(STRIPE_EVENT_SOURCE),StripeEventSource=$(STRIPE_EVENT_SOURCE)) \

@@ -293,12 +293,9 @@ def test_the_prod_stack_is_created_in_its_own_account_with_the_stage_alone(moto_
     assert prod.outputs["AccessEventBusName"] == "stripe-connector-prod-access"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "make deploy runs `aws cloudformation deploy --template-file build/<stage>/packaged.yaml` without "
-    "--s3-bucket, and the CLI refuses a template over 51,200 bytes before asking AWS "
-    "(DeployBucketRequiredError); the packaged template is over 90 KB even as compact JSON. "
-    "Fix: pass `--s3-bucket $(DEPLOY_BUCKET) --s3-prefix stripe-connector/$(STAGE)` to deploy as well."))
 def test_make_deploy_hands_a_template_over_createstacks_limit_to_cloudformation_through_s3(sam, packaged):
+    """The CLI refuses a template over 51,200 bytes before asking AWS
+    unless `cloudformation deploy` is given a bucket to hand it over in."""
     # What `aws cloudformation package` writes, at its most compact.
     uploaded = rehearse.for_upload(sam["dev"], "dev", packaged["dev"])
     assert len(json.dumps(uploaded, separators=(",", ":")).encode("utf-8")) > deployed.TEMPLATE_BODY_LIMIT

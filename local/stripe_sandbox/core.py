@@ -7,7 +7,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from local.stripe_sandbox.oauth import _Code
-from local.stripe_sandbox.server import _Delay, _Failure
+from local.stripe_sandbox.faults import Delay, Failure
 from local.stripe_sandbox.wire import Response
 
 
@@ -65,9 +65,9 @@ class SandboxCore:
             self._accounts: Dict[str, Dict[str, Any]] = {}
             self._connected: Dict[str, float] = {}
             self._codes: Dict[str, _Code] = {}
-            self._failures: List[_Failure] = []
+            self._failures: List[Failure] = []
             self._before_answer: List[Tuple[str, str, Callable[[], Any]]] = []
-            self._delays: List[_Delay] = []
+            self._delays: List[Delay] = []
             self._requests: List[Dict[str, Any]] = []
             self._events: List[Dict[str, Any]] = []
             # Where each event stands with each endpoint it is for (events.py).

@@ -10,17 +10,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 from urllib.parse import urlsplit
 
 from local.hosts import REFUSAL, addressed_here, listens_on_ipv6_loopback
 from local.stripe_sandbox.params import check_request, load_typed_dicts
 from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS
+from local.stripe_sandbox.faults import Delay, Failure
 from local.stripe_sandbox.wire import (API_VERSION, Request, Response, SandboxError, html_response, json_response,
                                        mask_key, oauth_error, parse_form, stripe_error)
 
-if TYPE_CHECKING:
-    from local.stripe_sandbox.sandbox import StripeSandbox
+# A method that answers the sandbox itself (Server is one of its parts).
+S = TypeVar("S", bound="Server")
 
 
 # Who may call a route: "api" needs the secret key and honours Stripe-Account,
@@ -100,18 +101,6 @@ ROUTES: List[Route] = [
 ]
 
 
-@dataclass
-class _Failure:
-    method: str
-    path: str
-    status: int
-    error: Dict[str, Any]
-    remaining: int
-    should_retry: Optional[bool]
-    retry_after: Optional[int]
-    rate_limited_reason: Optional[str] = None
-
-
 # What Stripe's rate limiter allows by default: in test mode 25 requests a
 # second per account, in live mode 100 (docs.stripe.com/rate-limits).
 TEST_MODE_PER_SECOND = 25
@@ -146,20 +135,12 @@ class RateLimiter:
         return True
 
 
-@dataclass
-class _Delay:
-    method: str
-    path: str
-    seconds: float
-    remaining: int
-
-
 class Server:
     """Serving HTTP, dispatching requests to the handlers, and what tests inject."""
 
     # running
 
-    def start(self) -> "StripeSandbox":
+    def start(self: S) -> S:
         sandbox = self
 
         class Handler(_Handler):
@@ -197,7 +178,7 @@ class Server:
         finally:
             self.stop()
 
-    def __enter__(self) -> "StripeSandbox":
+    def __enter__(self: S) -> S:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -223,7 +204,7 @@ class Server:
         (invalid_request, invalid_grant, invalid_client, ...): stripe-python
         fails with an AttributeError on any other string."""
         with self._lock:
-            self._failures.append(_Failure(method.upper(), path, status, dict(error or {}), times, should_retry,
+            self._failures.append(Failure(method.upper(), path, status, dict(error or {}), times, should_retry,
                                            retry_after, rate_limited_reason))
 
     def delay_next(self, method: str, path: str, seconds: float, times: int = 1) -> None:
@@ -233,7 +214,7 @@ class Server:
         made the request: it is recorded when it arrives and carried out
         after the wait."""
         with self._lock:
-            self._delays.append(_Delay(method.upper(), path, seconds, times))
+            self._delays.append(Delay(method.upper(), path, seconds, times))
 
     def limit_rates(self, per_account: int = TEST_MODE_PER_SECOND, in_all: int = LIVE_MODE_PER_SECOND) -> None:
         """Answer API requests beyond Stripe's rate limits (per account, and
@@ -472,7 +453,8 @@ class Server:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    sandbox: "StripeSandbox"
+    # The StripeSandbox (sandbox.py) this server is part of.
+    sandbox: Any
     protocol_version = "HTTP/1.1"
     server_version = "StripeSandbox/1.0"
     # Headers and body go out in two writes; with Nagle on, a keep-alive

@@ -17,11 +17,10 @@ from app import expire_access
 from chalicelib import clock, services
 from local import clock as local_clock
 from local.scheduled import scheduled_event
-from local.stripe_sandbox import StripeSandbox
 from local.stripe_sandbox.clock import MAX_ADVANCE_SECONDS, ClockRefused
 from tests import helpers
 from tests.api.test_connect_lifecycle import ADMIN, connect
-from tests.sandbox.conftest import NOW
+from tests.sandbox.conftest import NOW, studio_sending_to
 from tests.sandbox.test_sandbox_pages import Page
 
 DAY = 24 * 3600
@@ -34,18 +33,8 @@ def held(receiver):
     """A sandbox of its own whose machine clock is held at NOW, sending its
     webhooks to the receiver, with a connected account, a member and a product."""
     machine = [NOW]
-    with StripeSandbox(secret_key=helpers.SECRET_KEY, client_id=helpers.CLIENT_ID, webhook_url=receiver.url,
-                       webhook_secret=SECRET, clock=lambda: machine[0]) as sandbox:
-        client = stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
-                                     base_addresses={"api": sandbox.url, "connect": sandbox.url},
-                                     max_network_retries=0)
-        account = sandbox.create_account(display_name="Local Fitness Studio")["id"]
-        client.oauth.token({"grant_type": "authorization_code", "code": sandbox.issue_code(account)})
-        customer = sandbox.create_customer(account, email="member@localfitness.test")["id"]
-        product = sandbox.create_product(account, name="Yoga")["id"]
-        assert sandbox.wait_for_webhooks()
-        yield {"sandbox": sandbox, "account": account, "customer": customer, "product": product,
-               "machine": machine, "receiver": receiver}
+    with studio_sending_to(receiver, SECRET, clock=lambda: machine[0]) as studio:
+        yield dict(studio, machine=machine)
 
 
 def subscribe(held, days=30, customer=None, **options):

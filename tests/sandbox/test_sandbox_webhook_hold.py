@@ -6,10 +6,9 @@ import html
 
 import pytest
 import requests
-import stripe
 
-from local.stripe_sandbox import HELD_DELIVERY_ERROR, StripeSandbox
-from tests import helpers
+from local.stripe_sandbox import HELD_DELIVERY_ERROR
+from tests.sandbox.conftest import studio_sending_to
 from tests.sandbox.test_sandbox_pages import page
 
 
@@ -17,18 +16,8 @@ from tests.sandbox.test_sandbox_pages import page
 def studio(receiver):
     """A sandbox sending webhooks to the endpoint, with a connected account,
     a member and a product."""
-    with StripeSandbox(secret_key=helpers.SECRET_KEY, client_id=helpers.CLIENT_ID, webhook_url=receiver.url,
-                       webhook_secret="whsec_test") as sandbox:
-        client = stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
-                                     base_addresses={"api": sandbox.url, "connect": sandbox.url},
-                                     max_network_retries=0)
-        account = sandbox.create_account(display_name="Local Fitness Studio")["id"]
-        client.oauth.token({"grant_type": "authorization_code", "code": sandbox.issue_code(account)})
-        customer = sandbox.create_customer(account, email="member@localfitness.test")["id"]
-        product = sandbox.create_product(account, name="Yoga")["id"]
-        assert sandbox.wait_for_webhooks()
-        yield {"sandbox": sandbox, "client": client, "account": account, "customer": customer,
-               "product": product, "opts": {"stripe_account": account}}
+    with studio_sending_to(receiver, "whsec_test") as studio:
+        yield studio
 
 
 def undelivered(studio, success=False):

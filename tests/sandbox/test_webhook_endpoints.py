@@ -10,10 +10,9 @@ import requests
 import stripe
 from stripe._list_object import ListObject
 
-from local.stripe_sandbox import API_VERSION, WEBHOOK_ENDPOINT_ID, StripeSandbox
-from tests import helpers
+from local.stripe_sandbox import API_VERSION, WEBHOOK_ENDPOINT_ID
 from tests.sandbox.conformance import violations
-from tests.sandbox.conftest import Receiver
+from tests.sandbox.conftest import Receiver, studio_sending_to
 from tests.sandbox.test_sandbox_pages import page
 
 WEBHOOK_SECRET = "whsec_local_endpoint"
@@ -30,19 +29,12 @@ def other_receiver():
 def studio(receiver):
     """A sandbox sending webhooks to the receiver, with a connected account
     and a member subscribed to Yoga."""
-    with StripeSandbox(secret_key=helpers.SECRET_KEY, client_id=helpers.CLIENT_ID, webhook_url=receiver.url,
-                       webhook_secret=WEBHOOK_SECRET) as sandbox:
-        client = stripe.StripeClient(helpers.SECRET_KEY, client_id=helpers.CLIENT_ID,
-                                     base_addresses={"api": sandbox.url, "connect": sandbox.url},
-                                     max_network_retries=0)
-        account = sandbox.create_account(display_name="Local Fitness Studio")["id"]
-        client.oauth.token({"grant_type": "authorization_code", "code": sandbox.issue_code(account)})
-        customer = sandbox.create_customer(account, email="member@localfitness.test")["id"]
-        product = sandbox.create_product(account, name="Yoga")["id"]
-        subscription = sandbox.create_subscription(account, customer, [product])["id"]
+    with studio_sending_to(receiver, WEBHOOK_SECRET) as studio:
+        sandbox = studio["sandbox"]
+        studio["subscription"] = sandbox.create_subscription(studio["account"], studio["customer"],
+                                                             [studio["product"]])["id"]
         assert sandbox.wait_for_webhooks()
-        yield {"sandbox": sandbox, "client": client, "account": account, "subscription": subscription,
-               "opts": {"stripe_account": account}}
+        yield studio
 
 
 def raw(answer):
@@ -199,7 +191,7 @@ def test_the_list_pages_newest_first(studio):
 
 
 def test_an_update_changes_url_events_description_and_metadata(studio, other_receiver):
-    client, sandbox = studio["client"], studio["sandbox"]
+    client = studio["client"]
     updated = client.v1.webhook_endpoints.update(WEBHOOK_ENDPOINT_ID, {
         "url": other_receiver.url, "enabled_events": ["customer.subscription.updated"],
         "description": "Moved", "metadata": {"team": "ops"}})
@@ -215,7 +207,7 @@ def test_an_update_changes_url_events_description_and_metadata(studio, other_rec
 
 
 def test_a_deleted_endpoint_answers_stripes_stub_is_gone_and_is_sent_nothing(studio, receiver):
-    client, sandbox = studio["client"], studio["sandbox"]
+    client = studio["client"]
     deleted = client.v1.webhook_endpoints.delete(WEBHOOK_ENDPOINT_ID)
     assert raw(deleted) == {"id": WEBHOOK_ENDPOINT_ID, "object": "webhook_endpoint", "deleted": True}
     error = refused(lambda: client.v1.webhook_endpoints.retrieve(WEBHOOK_ENDPOINT_ID))

@@ -1,0 +1,43 @@
+"""What a new user noticed walking the first hour at 1280 and 360 px, in
+Chromium: the finders show a whole email and user id; on a phone the menu
+is as tall as its links on a short page; a member whose subscriptions were
+on the site's earlier Stripe account is not told to subscribe first; a
+member's access and its history give the same day for when access ended;
+and before any account is connected the unmatched subscribers say there is
+nothing to match yet."""
+import json
+import re
+
+import pytest
+from playwright.sync_api import Page, Route, expect
+
+from local.run import LOCAL_MEMBER
+from test_connectors_ui import open_connectors, sign_in, start_connecting, stripe_card
+from test_first_hour import back_on_the_local_account, connect_a_new_account_at_stripe
+from test_member_view import access_of, settled
+
+EMAIL = LOCAL_MEMBER[1]
+USER_ID = LOCAL_MEMBER[0]
+
+
+def overflow(page: Page, selector: str) -> dict:
+    return page.locator(selector).evaluate(
+        "input => ({scroll: input.scrollWidth, client: input.clientWidth, width: input.offsetWidth})")
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_the_members_finders_show_a_whole_email_and_user_id(page, stack, step, width):
+    page.set_viewport_size({"width": width, "height": 900})
+    try:
+        sign_in(page, "admin")
+        page.goto("/settings/members")
+        page.get_by_label("User id").fill(USER_ID)
+        page.get_by_label("Customer's email").fill(EMAIL)
+        step("both finders filled at %d px" % width)
+        for selector in ("#find-user-id", "#find-email"):
+            sizes = overflow(page, selector)
+            assert sizes["scroll"] <= sizes["client"], (selector, sizes)
+        # Nothing leaves the screen sideways.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})

@@ -41,3 +41,22 @@ def test_the_members_finders_show_a_whole_email_and_user_id(page, stack, step, w
         assert page.evaluate("document.documentElement.scrollWidth") <= width
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_on_a_phone_the_menu_is_as_tall_as_its_links_on_a_short_page(page, stack, step):
+    page.set_viewport_size({"width": 360, "height": 800})
+    try:
+        sign_in(page, "admin")
+        page.goto("/settings/members")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Members")
+        step("the Members page, empty, at 360 px")
+        spare = page.get_by_role("navigation", name="Main menu").evaluate("""nav => {
+            const style = getComputedStyle(nav);
+            const inside = nav.querySelector(':scope > ul').getBoundingClientRect().height;
+            const around = ['paddingTop', 'paddingBottom', 'borderTopWidth', 'borderBottomWidth']
+              .reduce((sum, name) => sum + parseFloat(style[name]), 0);
+            return nav.getBoundingClientRect().height - inside - around;
+        }""")
+        assert spare <= 1, spare
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})

@@ -60,3 +60,39 @@ def test_on_a_phone_the_menu_is_as_tall_as_its_links_on_a_short_page(page, stack
         assert spare <= 1, spare
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_after_a_switch_a_member_with_subscriptions_on_the_old_account_is_not_told_to_subscribe_first(
+        page, stack, step):
+    back_on_the_local_account(stack)
+    # One member whose subscription ended on the old account, one whose paid period goes on.
+    stack.customer("paz@example.test", "user_paz")
+    ended = stack.subscribe("paz@example.test", "Yoga")["id"]
+    stack.dashboard("/dashboard/subscriptions/%s/cancel_now" % ended)
+    stack.customer("quin@example.test", "user_quin")
+    stack.subscribe("quin@example.test", "Pilates")
+    settled(lambda: access_of(stack, "user_paz"), lambda a: [e["access"] for e in a] == [False])
+    settled(lambda: access_of(stack, "user_quin"), lambda a: [e["access"] for e in a] == [True])
+    try:
+        sign_in(page, "admin")
+        start_connecting(page, different_account=True)
+        connect_a_new_account_at_stripe(page, "Harbour Swim Club")
+        expect(stripe_card(page).get_by_text("Harbour Swim Club")).to_be_visible()
+
+        sign_in(page, "member", user_id="user_paz", email="paz@example.test")
+        billing = page.get_by_role("region", name="Billing")
+        expect(billing).not_to_contain_text("Checking billing")
+        expect(billing).not_to_contain_text("no billing to manage here yet")
+        expect(billing).not_to_contain_text("Once you subscribe")
+        expect(billing).to_contain_text("another Stripe account")
+        expect(billing).to_contain_text("subscribe again")
+        step("a member whose subscription ended on the old account")
+
+        sign_in(page, "member", user_id="user_quin", email="quin@example.test")
+        expect(billing).not_to_contain_text("Checking billing")
+        expect(billing).not_to_contain_text("Once you subscribe")
+        expect(billing).to_contain_text("another Stripe account")
+        expect(billing).to_contain_text("until the date it shows")
+        step("a member whose paid period goes on")
+    finally:
+        back_on_the_local_account(stack)

@@ -5,14 +5,25 @@ import { h, hidden, problem } from "../dom.js";
 import { entitlementCard, showHistory } from "../access.js";
 
 // Billing shows only when the portal can open for this member: the site
-// offers it and Stripe knows them as a customer.
-function billingWords(available, subscribed) {
+// offers it and Stripe knows them as a customer on the connected account.
+// When it cannot, the API does not say why: the site's portal may be off, or
+// the site may have moved to another Stripe account where they have no
+// subscription. What they had is listed above either way, so the words hold
+// for both.
+function billingWords(available, entitlements) {
   if (available) {
     return "Choose Billing in the Profile menu to change your card, see your invoices or cancel a subscription.";
   }
-  if (subscribed) {
+  if (entitlements.some((item) => item.access)) {
     return "Billing isn't available to you on this site right now, so your card, invoices and cancellation "
-      + "can't be managed here. Ask the site's team if you need to change something.";
+      + "can't be managed here: the site may have turned it off, or moved its billing to another Stripe account, "
+      + "where you have no subscription yet. Your access above lasts at least until the date it shows. Ask the "
+      + "site's team if you need to change something.";
+  }
+  if (entitlements.length) {
+    return "None of your subscriptions here gives access now, and there is no billing for you to manage on this "
+      + "site: if the site moved its billing to another Stripe account, you have no subscription there. If you "
+      + "subscribe again, Billing appears in your Profile menu to change your card, see your invoices or cancel.";
   }
   return "You have no billing to manage here yet. Once you subscribe on this site, Billing appears in your "
     + "Profile menu to change your card, see your invoices or cancel.";
@@ -57,7 +68,7 @@ export function accountPage(main, { user }) {
   loadHistory();
   Promise.all([api("GET", "/billing/portal"), entitlements]).then(([{ available }, subscribed]) => {
     billing.className = "";
-    billing.textContent = billingWords(available, Boolean(subscribed && subscribed.some((item) => item.access)));
+    billing.textContent = billingWords(available, subscribed || []);
   }, (error) => billing.replaceWith(problem(error.code === "stripe_error"
     ? "Billing could not be checked just now. Try again in a moment." : error.message)));
   return null;

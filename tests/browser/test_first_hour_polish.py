@@ -96,3 +96,39 @@ def test_after_a_switch_a_member_with_subscriptions_on_the_old_account_is_not_to
         step("a member whose paid period goes on")
     finally:
         back_on_the_local_account(stack)
+
+
+ENDED = "2027-01-06T12:00:00+00:00"
+RECORDED = "2027-01-07T12:00:00+00:00"
+
+
+def answer(route: Route, body: dict) -> None:
+    route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+
+@pytest.mark.parametrize("cause", [{"kind": "stripe_event", "id": "evt_ended"}, {"kind": "sweep", "id": "run_1"}])
+def test_the_access_card_and_the_history_give_the_same_day_for_when_access_ended(page, stack, step, cause):
+    # Recorded a day after the paid period ended: the moved clock's cancellation, or the sweep's next run.
+    standing = {"state": "canceling", "access": True, "access_until": ENDED}
+    history = {"next_cursor": None, "product_names": {"yoga": "Yoga"}, "history": [
+        {"at": RECORDED, "product_id": "yoga", "subscription_id": "sub_1", "from": standing,
+         "to": {"state": "expired", "access": False, "access_until": ENDED},
+         "reason": "subscription_canceled" if cause["kind"] == "stripe_event" else "period_ended", "cause": cause}]}
+    access = {"product_names": {"yoga": "Yoga"}, "entitlements": [
+        {"product_id": "yoga", "stripe_product_id": "prod_1", "subscription_id": "sub_1", "state": "expired",
+         "access": False, "access_until": ENDED, "member_from": "metadata"}]}
+    page.route(re.compile(r"/access/history\?"), lambda route: answer(route, history))
+    page.route(re.compile(r"/access$"), lambda route: answer(route, access))
+    try:
+        sign_in(page, "member")
+        card = page.get_by_role("region", name="My access").get_by_role("listitem")
+        expect(card).to_contain_text("No access since")
+        since = re.search(r"No access since (.+)\.", card.inner_text()).group(1)
+        line = page.get_by_role("region", name="History").get_by_role("listitem").first
+        expect(line).to_contain_text("Access ended on")
+        # The history leaves out this year's year: the same day, as far as it says.
+        ended = line.locator("time").first.inner_text()
+        assert since.startswith(ended), (since, line.inner_text())
+        step("the same day in both")
+    finally:
+        page.unroute_all()

@@ -131,9 +131,10 @@ def test_without_stripes_webhooks_the_moved_time_ends_the_access_shown_and_the_s
         step("ended by the moved time alone")
 
         run_sweep(stack)
-        until(lambda: "Ended by the scheduled check" in history(page).first.inner_text(), lambda: refresh(page))
+        until(lambda: "recorded by the scheduled check" in history(page).first.inner_text(), lambda: refresh(page))
         expect(history(page).first).to_have_text(re.compile(
-            r"^Climbing: Ended by the scheduled check on .+: period ended \(sweep run \S+\)$"))
+            r"^Climbing: Access ended on .+, recorded by the scheduled check( on .+)?: period ended "
+            r"\(sweep run \S+\)$"))
         step("the sweep recorded the end")
     finally:
         stack.dashboard("/dashboard/webhooks/release")

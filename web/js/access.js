@@ -71,7 +71,13 @@ function headline(entry) {
   const had = Boolean(from && from.access);
   if (to.access && !had) return ["Access granted", ...on];
   if (!to.access && had) {
-    return entry.cause.kind === "sweep" ? ["Ended by the scheduled check", ...on] : ["Access ended", ...on];
+    // `at` is when the change was recorded, which can be days after the paid
+    // period ended (a sweep's next run, a clock moved ahead): access ended at
+    // the earlier of the two, the day the access card gives.
+    const ended = to.access_until && new Date(to.access_until) < new Date(entry.at) ? to.access_until : entry.at;
+    const by = entry.cause.kind === "sweep" ? ", recorded by the scheduled check" : "";
+    const later = formatDay(ended) !== formatDay(entry.at);
+    return ["Access ended on ", when(ended), ...(later ? [by || ", recorded", " on ", when(entry.at)] : [by])];
   }
   if (!to.access) return ["No access", ...on];
   if (to.state === "canceling" && from.state !== "canceling") return ["Cancellation scheduled: access until ", until];

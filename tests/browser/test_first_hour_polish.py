@@ -132,3 +132,16 @@ def test_the_access_card_and_the_history_give_the_same_day_for_when_access_ended
         step("the same day in both")
     finally:
         page.unroute_all()
+
+
+def test_before_any_account_is_connected_there_is_nothing_to_match(page, stack, step):
+    stack.ensure_disconnected()
+    try:
+        sign_in(page, "admin")
+        open_connectors(page)
+        unmatched = page.get_by_role("region", name="Unmatched subscribers")
+        expect(unmatched).to_contain_text("Nothing to match until a Stripe account is connected")
+        expect(unmatched).not_to_contain_text("every subscription names a member")
+        step("nothing to match while not connected")
+    finally:
+        back_on_the_local_account(stack)

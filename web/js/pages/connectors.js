@@ -65,6 +65,7 @@ export function connectorsPage(main, { state }) {
   function show(next) {
     const same = card && next.status === card.status && (next.account || {}).id === (card.account || {}).id;
     const wasImporting = card && card.sync && card.sync.state === "importing";
+    const before = card;
     card = next;
     cardBox.removeAttribute("aria-busy");
     const importNote = messages.querySelector(".import-note");
@@ -75,6 +76,8 @@ export function connectorsPage(main, { state }) {
     } else {
       drawCard();
       options.replaceChildren(advancedOptions());
+      // Connected or disconnected since the list was read: it is another account's, or none.
+      if (before) loadUnmatched();
     }
     if (wasImporting && card.sync && card.sync.state !== "importing") {
       announce(syncWords(card.sync).map((node) => node.textContent).join(" "));
@@ -299,6 +302,13 @@ export function connectorsPage(main, { state }) {
   }
 
   async function loadUnmatched(cursor = null) {
+    // The API lists none while disconnected: that is nothing to match yet, not every subscription matched.
+    if (card && card.status !== "connected") {
+      fill(unmatched, unmatchedHeading(), h("p", { class: "empty" }, "Nothing to match until a Stripe account is "
+        + "connected. Then its subscriptions whose customer names no member of this site show here, for you to "
+        + "link to a member."));
+      return;
+    }
     let page;
     try {
       const after = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";

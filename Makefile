@@ -20,8 +20,10 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(BIN)/python -m local.run
 
+# Two processes, as CI has two cores: each takes whole files (their
+# module fixtures, the browser tests' stack, stay in one); about 8 minutes.
 test: $(INSTALLED) chromium lint
-	BROWSER_TESTS=required $(BIN)/python -m pytest
+	BROWSER_TESTS=required $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Debian's chromium, installed when missing (CI runs as root on Debian).
 chromium:

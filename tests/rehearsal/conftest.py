@@ -44,8 +44,21 @@ def moto_aws():
 
 @pytest.fixture
 def summary(request):
-    """Lines printed after the run's results (pytest would hide a test's prints)."""
-    return request.config.stash.setdefault(SUMMARY, [])
+    """Lines printed after the run's results (pytest would hide a test's
+    prints). Run in a worker process (make test's -n 2), they reach the
+    process that prints through the worker's output to it."""
+    lines = request.config.stash.setdefault(SUMMARY, [])
+    yield lines
+    if hasattr(request.config, "workeroutput"):
+        request.config.workeroutput.setdefault("rehearsal_summary", []).extend(lines)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """A worker done: the lines it kept, for the summary."""
+    lines = getattr(node, "workeroutput", {}).get("rehearsal_summary")
+    if lines:
+        node.config.stash.setdefault(SUMMARY, []).extend(lines)
 
 
 def pytest_terminal_summary(terminalreporter):

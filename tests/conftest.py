@@ -126,3 +126,37 @@ def aws_faults():
     helpers.AWS_FAULTS.clear()
     yield helpers.AWS_FAULTS
     helpers.AWS_FAULTS.clear()
+
+
+# Lines a test leaves for the end of the run, where they are read (the
+# rehearsal's table of template mistakes). Here, not beside that test: with
+# make test's two processes only this conftest is loaded where the summary
+# is printed.
+SUMMARY = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def summary(request):
+    """Lines printed after the run's results (pytest would hide a test's
+    prints). Run in a worker process (make test's -n 2), they reach the
+    process that prints through the worker's output to it."""
+    lines = request.config.stash.setdefault(SUMMARY, [])
+    yield lines
+    if hasattr(request.config, "workeroutput"):
+        request.config.workeroutput.setdefault("rehearsal_summary", []).extend(lines)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """A worker done: the lines it kept, for the summary."""
+    lines = getattr(node, "workeroutput", {}).get("rehearsal_summary")
+    if lines:
+        node.config.stash.setdefault(SUMMARY, []).extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = terminalreporter.config.stash.get(SUMMARY, [])
+    if lines:
+        terminalreporter.write_sep("-", "the rehearsal against mistakes in the template")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -141,19 +141,42 @@ def add_bytecode(zip_path: str) -> int:
     return len(bytecode)
 
 
+# Compiles each source in the scratch directory (n.py → n.pyc) as named in
+# the arguments: `n /var/task/<name>` pairs.
+_COMPILE = """
+import py_compile, sys
+args = sys.argv[1:]
+for number, shown in zip(args[::2], args[1::2]):
+    py_compile.compile(number + ".py", cfile=number + ".pyc", dfile=shown, doraise=True, optimize=0,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
 def compile_sources(sources: List[Tuple[str, bytes]]) -> Dict[str, bytes]:
-    """{bytecode's name in the zip: .pyc} for each (name, source) pair."""
-    compiled = {}
+    """{bytecode's name in the zip: .pyc} for each (name, source) pair.
+
+    Compiled in a fresh interpreter with a fixed hash seed: marshal writes
+    an object as a reference when something else holds it too, and a set's
+    members in hash order, so bytecode compiled in a process that has run
+    other work (a test run, say) or under another seed can differ for the
+    same source."""
     with tempfile.TemporaryDirectory() as scratch:
-        source_path, bytecode_path = os.path.join(scratch, "module.py"), os.path.join(scratch, "module.pyc")
-        for name, data in sources:
-            with open(source_path, "wb") as f:
+        arguments = []
+        for number, (name, data) in enumerate(sources):
+            with open(os.path.join(scratch, "%d.py" % number), "wb") as f:
                 f.write(data)
-            # A module that does not compile fails here, named by its path in /var/task.
-            py_compile.compile(source_path, cfile=bytecode_path, dfile="%s/%s" % (TASK_ROOT, name),
-                               doraise=True, optimize=0,
-                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-            with open(bytecode_path, "rb") as f:
+            arguments += [str(number), "%s/%s" % (TASK_ROOT, name)]
+        # A module that does not compile fails here, named by its path in /var/task.
+        done = subprocess.run([sys.executable, "-I", "-c", _COMPILE, *arguments], cwd=scratch,
+                              env={"PYTHONHASHSEED": "0"}, capture_output=True, text=True)
+        if done.returncode != 0:
+            error = done.stderr.strip()
+            # What py_compile said: the module's path in /var/task, the line, the error.
+            said = error[error.find("PyCompileError:") + len("PyCompileError:"):].strip() if error else "failed"
+            raise py_compile.PyCompileError(SyntaxError, SyntaxError(said), "", said)
+        compiled = {}
+        for number, (name, _) in enumerate(sources):
+            with open(os.path.join(scratch, "%d.pyc" % number), "rb") as f:
                 compiled[bytecode_name(name)] = f.read()
     return compiled
 

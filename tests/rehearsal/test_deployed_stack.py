@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from infra import deployed, rehearse
+from infra.moto_gaps import MotoGaps
 from infra.project import stage_environment
 from tests import helpers
 
@@ -236,7 +237,7 @@ def mapped_queue(name):
 
 
 def test_moto_still_has_each_gap_the_rehearsal_mends_and_the_mends_close_them(moto_aws):
-    """Each of infra/deployed.py's MotoGaps on a stack of its own, with moto
+    """Each of infra/moto_gaps.py's MotoGaps on a stack of its own, with moto
     as it is and then mended: when moto closes a gap, this shows which mend can go."""
     from moto.sqs.models import sqs_backends
     api = {"Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": "gap", "Body": {
@@ -253,7 +254,7 @@ def test_moto_still_has_each_gap_the_rehearsal_mends_and_the_mends_close_them(mo
     def moto_runs_the_mapping(queue):
         return bool(sqs_backends[deployed.ACCOUNT][GAP_REGION].queues[queue].lambda_event_source_mappings)
 
-    with deployed.MotoGaps.suspended():
+    with MotoGaps.suspended():
         with pytest.raises(Exception, match="contain any methods"):
             gap_stack(moto_aws, "gap-api-as-is", api)
         bus = {"Bus": {"Type": "AWS::Events::EventBus", "Properties": {"Name": "gap-bus-as-is"}}}
@@ -263,7 +264,7 @@ def test_moto_still_has_each_gap_the_rehearsal_mends_and_the_mends_close_them(mo
         gap_stack(moto_aws, "gap-mapping-as-is", mapped_queue("gap-queue-as-is"))
         assert moto_runs_the_mapping("gap-queue-as-is")
 
-    assert deployed.MotoGaps.installed_now()
+    assert MotoGaps.installed_now()
     gap_stack(moto_aws, "gap-api", api)
     bus = {"Bus": {"Type": "AWS::Events::EventBus", "Properties": {"Name": "gap-bus"}}}
     assert gap_stack(moto_aws, "gap-bus", bus, name_of_bus) == {"Name": "gap-bus"}

@@ -16,8 +16,6 @@ from local.run import LOCAL_MEMBER
 from test_connectors_ui import open_profile_menu, portal_on_the_local_account, sign_in, until
 from test_member_view import settled
 
-STRIPE_EVENT = r"\(Stripe event evt_\w+\)"
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
@@ -104,7 +102,7 @@ def test_a_member_who_canceled_reads_ended_once_the_clock_passes_the_period_and_
     until(lambda: "Expired" in rowing.inner_text(), lambda: refresh(page))
     expect(rowing).to_contain_text("No access since")
     expect(history(page).first).to_have_text(re.compile(
-        r"^Rowing: Access ended on .+: subscription canceled %s$" % STRIPE_EVENT))
+        r"^Rowing: Access ended on [^()]+: subscription canceled$"))
     step("the member's access reads ended")
 
 
@@ -133,8 +131,7 @@ def test_without_stripes_webhooks_the_moved_time_ends_the_access_shown_and_the_s
         run_sweep(stack)
         until(lambda: "recorded by the scheduled check" in history(page).first.inner_text(), lambda: refresh(page))
         expect(history(page).first).to_have_text(re.compile(
-            r"^Climbing: Access ended on .+, recorded by the scheduled check( on .+)?: period ended "
-            r"\(sweep run \S+\)$"))
+            r"^Climbing: Access ended on .+, recorded by the scheduled check( on [^()]+)?: period ended$"))
         step("the sweep recorded the end")
     finally:
         stack.dashboard("/dashboard/webhooks/release")

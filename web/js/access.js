@@ -93,16 +93,28 @@ function headline(entry) {
 }
 
 // Who or what made the change. `admin`: the admin's view, which names the
-// admin who linked; a member reads "the site's team".
+// Stripe event, the sweep run and the admin, for support to look up; a
+// member reads where the change came from, without ids.
 function causeWords(cause, admin) {
+  if (!admin) {
+    switch (cause.kind) {
+      case "catch_up": return [". Found by the hourly catch-up"];
+      case "link": return [". Linked to you by the site's team"];
+      case "unlink": return [". Unlinked by the site's team"];
+      case "claim": return [". Claimed by verified email"];
+      // A Stripe event, the import, the sweep: the headline and the reason
+      // say what happened; an id would say nothing more to a member.
+      default: return [];
+    }
+  }
   const id = h("code", {}, cause.id);
   switch (cause.kind) {
     case "stripe_event": return [" (Stripe event ", id, ")"];
     case "import": return [" (import)"];
     case "sweep": return [" (sweep run ", id, ")"];
     case "catch_up": return [". Found by the hourly catch-up (Stripe event ", id, ")"];
-    case "link": return admin ? [". Linked by admin ", id] : [". Linked to you by the site's team"];
-    case "unlink": return admin ? [". Unlinked by admin ", id] : [". Unlinked by the site's team"];
+    case "link": return [". Linked by admin ", id];
+    case "unlink": return [". Unlinked by admin ", id];
     case "claim": return [". Claimed by verified email"];
     default: return [` (${cause.kind} `, id, ")"];
   }

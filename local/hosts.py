@@ -10,6 +10,7 @@ sign-in, which mints an owner's token, and the Stripe sandbox, whose
 dashboard moves money and time, check it."""
 import re
 from typing import List, Optional
+from urllib.parse import urlsplit
 
 _LOCAL = re.compile(r"(?:localhost|127\.0\.0\.1)(?::[0-9]{1,5})?", re.IGNORECASE)
 _LOCAL_OR_IPV6 = re.compile(r"(?:localhost|127\.0\.0\.1|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
@@ -29,3 +30,20 @@ def addressed_here(hosts: List[str], ipv6: bool = False) -> bool:
 
 def listens_on_ipv6_loopback(bound_host: Optional[str]) -> bool:
     return bound_host in ("::1", "::")
+
+
+CROSS_SITE_REFUSAL = ("This form was sent from another page than this server's own: nothing was done. Use the "
+                      "form on this server's page.")
+
+
+def sent_from_here(origin: Optional[str], host: Optional[str]) -> bool:
+    """Whether a form post came from this server's own pages, by the Origin
+    a browser sets on every POST. A page on another site can post a form to
+    loopback under loopback's own name, which the Host check lets through;
+    its Origin is its own (or `null`). No Origin: not a browser's form (a
+    script, curl, a test), which no other site can make a browser send."""
+    if origin is None:
+        return True
+    parts = urlsplit(origin.strip())
+    return parts.scheme == "http" and bool(host) and parts.netloc.lower() == host.strip().lower() \
+        and not parts.path

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 from urllib.parse import urlsplit
 
-from local.hosts import REFUSAL, addressed_here, listens_on_ipv6_loopback
+from local.hosts import CROSS_SITE_REFUSAL, REFUSAL, addressed_here, listens_on_ipv6_loopback, sent_from_here
 from local.stripe_sandbox.params import check_request, load_typed_dicts
 from local.stripe_sandbox.events import WEBHOOK_TIMEOUT_SECONDS
 from local.stripe_sandbox.faults import Delay, Failure
@@ -340,6 +340,11 @@ class Server:
                                      % html.escape(request.path), 404)
             return stripe_error(404, "Unrecognized request URL (%s: %s). Please see https://stripe.com/docs "
                                 "or we can help at https://support.stripe.com/." % (request.method, request.path))
+        if kind == "page" and request.method == "POST" and not sent_from_here(request.headers.get("origin"),
+                                                                              request.headers.get("host")):
+            # The dashboard moves money and time, the portal cancels, the
+            # authorize page connects: none of it for another site's form.
+            return html_response("Refused", "<h1>Refused</h1><p>%s</p>" % html.escape(CROSS_SITE_REFUSAL), 403)
         if kind in ("api", "oauth"):
             refused = self._check_key(request, kind)
             if refused is not None:

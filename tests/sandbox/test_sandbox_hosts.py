@@ -1,6 +1,7 @@
 """The sandbox answers only requests addressed to localhost or 127.0.0.1: a
 page of another site that points its own name at loopback (DNS rebinding)
 reads nothing and does nothing, whatever path, method or key it sends."""
+import html
 import http.client
 from urllib.parse import urlsplit
 
@@ -68,3 +69,41 @@ def test_the_names_of_this_machine_are_answered(sandbox, host):
     answer = requests.get(sandbox.url + "/v1/customers", timeout=10,
                           headers=dict(KEY, Host=host.format(port=port_of(sandbox))))
     assert answer.status_code == 200 and answer.json()["object"] == "list"
+
+
+# A page of another site can post a form to the sandbox under loopback's own
+# name (the Host check passes); the browser then says where the form was.
+CROSS_SITE = ["http://evil.example", "null", "http://localhost:3000", "https://127.0.0.1:{port}",
+              "http://127.0.0.1:{port}/dashboard", "http://127.0.0.1.evil.example:{port}"]
+
+
+@pytest.mark.parametrize("origin", CROSS_SITE)
+def test_a_form_posted_from_another_page_is_refused_and_changes_nothing(sandbox, origin):
+    account = sandbox.create_account(id="acct_forms")["id"]
+    requests.post(sandbox.url + "/oauth/token", data={"grant_type": "authorization_code",
+                                                      "code": sandbox.issue_code(account)}, headers=KEY, timeout=10)
+    assert sandbox.is_connected(account)
+    sandbox.create_product(account, id="prod_yoga")
+    customer = sandbox.create_customer(account, id="cus_ana")["id"]
+    subscription = sandbox.create_subscription(account, customer, ["prod_yoga"], id="sub_ana")["id"]
+    origin = origin.format(port=port_of(sandbox))
+    host = "127.0.0.1:%d" % port_of(sandbox)
+    for path, data in [("/dashboard/clock/advance", {"days": "31"}), ("/dashboard/webhooks/hold", {}),
+                       ("/dashboard/subscriptions/%s/cancel_at_period_end" % subscription, {}),
+                       ("/dashboard/accounts/%s/revoke" % account, {})]:
+        answer = requests.post(sandbox.url + path, data=data, timeout=10, allow_redirects=False,
+                               headers={"Origin": origin, "Host": host})
+        assert answer.status_code == 403, (path, answer.status_code)
+        assert "sent from another page than this server's own: nothing was done" in html.unescape(answer.text)
+    assert sandbox.clock_offset == 0 and not sandbox.webhooks_held
+    assert sandbox.subscription(account, subscription)["cancel_at_period_end"] is False
+    assert sandbox.is_connected(account)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}"])
+def test_a_form_posted_from_the_sandboxs_own_page_is_carried_out(sandbox, host):
+    host = host.format(port=port_of(sandbox))
+    answer = requests.post(sandbox.url + "/dashboard/webhooks/hold", timeout=10, allow_redirects=False,
+                           headers={"Origin": "http://" + host.upper(), "Host": host})
+    assert answer.status_code in (200, 303), answer.text
+    assert sandbox.webhooks_held

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from local.run import LOCAL_ACCOUNT
 from local.stack_runner import StackError, StackProcess, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,11 @@ OUTPUT = ROOT / ".fuzz"
 CARD_PATH = "/connectors/stripe"
 SETTINGS_PATH = "/connectors/stripe/settings"
 # The local site's portal, turned on so that members reach it.
+UNMATCHED_PATH = "/connectors/stripe/unmatched"
+# A subscriber whose customer names no member: the link and unlink routes
+# are called with their subscription, so that they reach the linking itself
+# rather than only 404 for ids nobody had.
+UNMATCHED_EMAIL = "fuzz-unmatched@example.test"
 PORTAL_ON = {"portal_enabled": True, "privacy_policy_url": "https://localfitness.test/privacy",
              "terms_of_service_url": "https://localfitness.test/terms", "allow_cancel": True}
 
@@ -57,6 +63,31 @@ def ready_site(api_url: str, sandbox_url: str, admin_token: str) -> None:
             raise StackError("turning the portal on answered %d: %s" % (answer.status_code, answer.text))
 
 
+def unmatched_subscription(stack: StackProcess, timeout: float = 30) -> str:
+    """A subscription of a customer that names no member, made at the
+    sandbox (as a site owner's Stripe dashboard would), once the connector
+    lists it as unmatched."""
+    customer = requests.post(stack.sandbox_url + "/v1/customers", data={"email": UNMATCHED_EMAIL}, timeout=30,
+                             headers={"Authorization": "Bearer " + stack.env["STRIPE_SECRET_KEY"],
+                                      "Stripe-Account": LOCAL_ACCOUNT})
+    if customer.status_code != 200:
+        raise StackError("the sandbox made no customer: %d %s" % (customer.status_code, customer.text))
+    made = requests.post(stack.sandbox_url + "/dashboard/accounts/%s/subscriptions" % LOCAL_ACCOUNT, timeout=30,
+                         data={"customer": UNMATCHED_EMAIL, "product": "Fuzzing", "product_metadata_id": "fuzzing"},
+                         headers={"Accept": "application/json"})
+    if made.status_code != 200:
+        raise StackError("the sandbox made no subscription: %d %s" % (made.status_code, made.text))
+    subscription = made.json()["id"]
+    admin = {"Authorization": "Bearer " + stack.tokens["admin"]}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = requests.get(stack.api_url + UNMATCHED_PATH, headers=admin, timeout=30).json()["unmatched"]
+        if any(item["subscription_id"] == subscription for item in listed):
+            return subscription
+        time.sleep(0.2)
+    raise StackError("%s was not listed as unmatched within %.0f s" % (subscription, timeout))
+
+
 def schemathesis_command(api_url: str) -> list:
     return [sys.executable, "-m", "schemathesis.cli", "--config-file", str(ROOT / "fuzz" / "schemathesis.toml"),
             "run", str(ROOT / "openapi.yaml"), "--url", api_url, "--checks", ",".join(CHECKS),
@@ -71,13 +102,15 @@ def main() -> int:
         try:
             stack.start(STARTUP_SECONDS)
             ready_site(stack.api_url, stack.sandbox_url, stack.tokens["admin"])
+            unmatched = unmatched_subscription(stack)
         except (StackError, requests.RequestException) as exc:
             print("fuzz: %s; the stack's log:\n%s" % (exc, stack.log_tail()), file=sys.stderr)
             return 2
         hook_env = dict(os.environ, SCHEMATHESIS_HOOKS="fuzz.hooks", FUZZ_API_URL=stack.api_url,
                         FUZZ_SANDBOX_URL=stack.sandbox_url, FUZZ_ADMIN_TOKEN=stack.tokens["admin"],
                         FUZZ_MEMBER_TOKEN=stack.tokens["member"], FUZZ_APP_BASE_URL=stack.env["APP_BASE_URL"],
-                        FUZZ_WEBHOOK_SECRET=stack.env["STRIPE_WEBHOOK_SECRET"])
+                        FUZZ_WEBHOOK_SECRET=stack.env["STRIPE_WEBHOOK_SECRET"],
+                        FUZZ_UNMATCHED_SUBSCRIPTION=unmatched)
         started = time.monotonic()
         try:
             status = subprocess.run(schemathesis_command(stack.api_url), cwd=ROOT, env=hook_env,

@@ -23,7 +23,7 @@ permissions) goes unlinted. Here the packaged template goes through what
    settings from .chalice/config.json; every schedule a valid expression;
    no Ref, GetAtt, Sub, DependsOn or Condition naming what is not there;
    no placeholder (`REPLACE`, `placeholder` in any case, or `…`) left in a value
-   (infra/template_checks.py).
+   (infra/template_checks/).
 
 A placeholder holds back `prod` and is a note elsewhere (dev is where the
 stack is tried before its values are final). Prod's config holds

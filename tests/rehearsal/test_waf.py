@@ -1,7 +1,7 @@
 """The web ACL on the API's stage, as CloudFormation gets it from each
 stage's package: its rules, their order and answers, Stripe's webhook
 addresses filled in from infra/stripe_webhook_ips.json, and the announcer
-created after its bus (infra/template_checks.py's web ACL and function
+created after its bus (infra/template_checks/, its web ACL and function
 checks; infra/README.md, The web ACL)."""
 import copy
 import json
@@ -13,6 +13,7 @@ from chalicelib.deliveries import MAX_BODY_BYTES
 from infra import rehearse, stripe_ips, template_checks
 from infra.package import STRIPE_IP_SET
 from infra.project import TEMPLATE_PATH, chalice_config, stages
+from infra.template_checks import web_acl
 
 REGION = "us-east-1"
 ACL, ASSOCIATION, ALARM = "ApiWebACL", "ApiWebACLAssociation", "WebhookUnlistedAddressAlarm"
@@ -93,8 +94,8 @@ def test_the_size_rule_refuses_what_the_functions_refuse_and_never_a_stripe_even
     assert size["FieldToMatch"] == {"Body": {"OversizeHandling": "MATCH"}}
     # The webhook takes up to 1 MiB (chalicelib/deliveries.py) and only Stripe reaches it.
     assert MAX_BODY_BYTES > MAX_JSON_BODY_BYTES
-    assert template_checks._is_not_webhook_path(not_webhook)
-    assert template_checks._is_not_webhook_path(rule(template, RATE)["Statement"]["RateBasedStatement"][
+    assert web_acl._is_not_webhook_path(not_webhook)
+    assert web_acl._is_not_webhook_path(rule(template, RATE)["Statement"]["RateBasedStatement"][
         "ScopeDownStatement"])
 
 

@@ -249,6 +249,39 @@ def test_the_banner_stops_saying_being_imported_once_the_card_says_imported(page
         back_on_the_local_account(stack)
 
 
+def test_a_card_read_that_fails_while_importing_is_tried_again_and_the_card_ends_imported(page, stack, step):
+    back_on_the_local_account(stack)
+    reads = []
+
+    def flaky(route: Route) -> None:
+        # As the API answers: importing first, then one read lost (a 503 on
+        # the way), then the card as it is.
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        reads.append(route.request.url)
+        if len(reads) == 2:
+            route.fulfill(status=503, content_type="application/json",
+                          body=json.dumps({"error": {"code": "internal_error", "message": "Try again."}}))
+            return
+        answer = route.fetch()
+        body = answer.json()
+        if len(reads) == 1:
+            body["sync"] = dict(body["sync"], state="importing", finished_at=None)
+        route.fulfill(response=answer, body=json.dumps(body))
+
+    try:
+        page.route(re.compile(r"/connectors/stripe$"), flaky)
+        sign_in(page, "admin")
+        card = stripe_card(page)
+        expect(card.get_by_text(re.compile(r"^Imported \d+ subscriptions? "))).to_be_visible(timeout=15_000)
+        assert len(reads) >= 3, reads
+        expect(page.get_by_role("alert")).to_have_count(0)
+        step("imported, after a lost read")
+    finally:
+        page.unroute_all()
+
+
 def test_cancelling_at_stripe_and_a_disconnect_read_as_news_not_as_errors(page, stack, step):
     back_on_the_local_account(stack)
     try:

@@ -145,3 +145,35 @@ def test_before_any_account_is_connected_there_is_nothing_to_match(page, stack, 
         step("nothing to match while not connected")
     finally:
         back_on_the_local_account(stack)
+
+
+def test_a_slow_answer_to_an_earlier_email_search_does_not_replace_the_later_ones(page, stack, step):
+    stack.ensure_connected()
+    held = []
+
+    def hold_the_first(route: Route) -> None:
+        if "slow%40example.test" in route.request.url:
+            held.append(route)
+        else:
+            route.continue_()
+
+    try:
+        page.route(re.compile(r"/members\?email="), hold_the_first)
+        sign_in(page, "admin")
+        page.goto("/settings/members")
+        finder = page.get_by_label("Customer's email")
+        finder.fill("slow@example.test")
+        page.get_by_role("button", name="Find customers").click()
+        expect(page.get_by_text("Looking for customers…")).to_be_visible()
+        finder.fill(EMAIL)
+        page.get_by_role("button", name="Find customers").click()
+        expect(page.get_by_text("One customer has this email:")).to_be_visible()
+        assert len(held) == 1
+        # The first search's answer comes last: it has no customer, and is not shown.
+        held[0].continue_()
+        page.wait_for_load_state("networkidle")
+        expect(page.get_by_text("One customer has this email:")).to_be_visible()
+        expect(page.get_by_text("No customer of the connected Stripe account has the email")).to_have_count(0)
+        step("the later search's answer stays")
+    finally:
+        page.unroute_all()

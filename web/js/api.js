@@ -46,3 +46,17 @@ export async function api(method, path, body) {
   }
   return data;
 }
+
+// For a search that can be asked again before its answer comes: each call
+// of the returned function takes a request, and only the latest request's
+// answer (or failure) arrives; an earlier one never settles, so a slow old
+// answer cannot replace a newer one on the page.
+export function latestOnly() {
+  let latest = 0;
+  return (request) => {
+    const mine = ++latest;
+    return new Promise((resolve, reject) => {
+      request.then((value) => mine === latest && resolve(value), (error) => mine === latest && reject(error));
+    });
+  };
+}

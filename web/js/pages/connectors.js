@@ -11,6 +11,11 @@ import { portalSettings } from "./connectors/portal-settings.js";
 import { unmatchedPanel } from "./connectors/unmatched.js";
 
 const POLL_MS = 1500;
+// A read that fails while an import runs is tried again, each time later,
+// before the page gives up and says so: one dropped request should not leave
+// the card saying "Importing" until a reload.
+const POLL_TRIES = 5;
+const LONGEST_POLL_MS = 20_000;
 
 export function connectorsPage(main, { state }) {
   const messages = h("div", { class: "messages" });
@@ -35,6 +40,7 @@ export function connectorsPage(main, { state }) {
   let card = null;
   let timer = null;
   let gone = false;
+  let failedPolls = 0;
   const currentCard = () => card;
   const view = connectorCard(cardBox, {
     connect: () => connectDialog(currentCard),
@@ -86,11 +92,21 @@ export function connectorsPage(main, { state }) {
   }
 
   async function poll() {
+    let next;
     try {
-      show(await api("GET", "/connectors/stripe"));
+      next = await api("GET", "/connectors/stripe");
     } catch (error) {
-      fail(error);
+      failedPolls += 1;
+      if (gone) return;
+      if (failedPolls < POLL_TRIES) {
+        timer = setTimeout(poll, Math.min(POLL_MS * 2 ** failedPolls, LONGEST_POLL_MS));
+      } else {
+        fail(error);
+      }
+      return;
     }
+    failedPolls = 0;
+    show(next);
   }
 
   async function syncNow() {

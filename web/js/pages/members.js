@@ -1,7 +1,7 @@
 // Settings, Members: the admin's view of one member, found by their user id
 // or by a Stripe customer's email: what their subscriptions give them, why
 // each is theirs, every change to it, and undoing a link or a claim.
-import { api } from "../api.js";
+import { api, latestOnly } from "../api.js";
 import { confirmDialog, fill, formatDay, h, hidden, problem } from "../dom.js";
 import { entitlementCard, productName, showHistory } from "../access.js";
 
@@ -30,6 +30,7 @@ export function membersPage(main) {
       h("div", { class: "inline-field" }, emailInput, h("button", {}, "Find customers")),
       h("p", { class: "hint", id: "find-email-hint" }, "The email of a customer of the connected Stripe account.")));
   const results = h("div", { "aria-live": "polite" });
+  const latestSearch = latestOnly();
   const member = h("section", { class: "card member", "aria-labelledby": "member-heading", hidden: true });
 
   main.append(h("h1", {}, "Members"),
@@ -78,7 +79,7 @@ export function membersPage(main) {
     results.replaceChildren(h("p", { class: "muted" }, "Looking for customers…"));
     let found;
     try {
-      ({ members: found } = await api("GET", `/members?email=${encodeURIComponent(email)}`));
+      ({ members: found } = await latestSearch(api("GET", `/members?email=${encodeURIComponent(email)}`)));
     } catch (error) {
       results.replaceChildren(problem(error.code === "not_connected"
         ? `${error.message.replace(/\.$/, "")}. Members can still be found by their user id.` : error.message));

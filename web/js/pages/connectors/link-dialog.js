@@ -1,6 +1,6 @@
 // Link a subscriber to a member: the admin finds the member by the email of
 // a Stripe customer already theirs, or gives their user id.
-import { api } from "../../api.js";
+import { api, latestOnly } from "../../api.js";
 import { productName } from "../../access.js";
 import { h, hidden, openDialog, problem } from "../../dom.js";
 
@@ -22,7 +22,8 @@ export function linkDialog(row, who) {
       userId.addEventListener("input", () => {
         for (const radio of found.querySelectorAll("input[type=radio]")) radio.checked = radio.value === userId.value;
       });
-      const find = () => findMembers(email, found, userId);
+      const latest = latestOnly();
+      const find = () => findMembers(email, found, userId, latest);
       email.addEventListener("keydown", (event) => {
         if (event.key === "Enter") {
           event.preventDefault();
@@ -67,7 +68,7 @@ export function linkDialog(row, who) {
 }
 
 // The members with a Stripe customer of this email, as choices that fill in the user id.
-async function findMembers(email, found, userId) {
+async function findMembers(email, found, userId, latest) {
   const address = email.value.trim();
   email.removeAttribute("aria-invalid");
   if (!address || !email.checkValidity()) {
@@ -79,7 +80,7 @@ async function findMembers(email, found, userId) {
   found.replaceChildren(h("p", { class: "muted" }, "Looking for members…"));
   let customers;
   try {
-    ({ members: customers } = await api("GET", `/members?email=${encodeURIComponent(address)}`));
+    ({ members: customers } = await latest(api("GET", `/members?email=${encodeURIComponent(address)}`)));
   } catch (failure) {
     found.replaceChildren(problem(failure.message));
     return;

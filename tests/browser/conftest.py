@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 import requests
@@ -64,6 +64,21 @@ class Stack(StackProcess):
             "Authorization": "Bearer " + self.env["STRIPE_SECRET_KEY"], "Stripe-Account": account})
         assert answer.status_code == 200, answer.text
         return answer.json()
+
+    def grantable_subscriptions(self, account: str = LOCAL_ACCOUNT) -> List[str]:
+        """The ids of the account's subscriptions an import takes (active,
+        trialing, past due), as Stripe's API lists them."""
+        found, after = [], None
+        while True:
+            query = {"status": "all", "limit": "100", **({"starting_after": after} if after else {})}
+            answer = requests.get(self.sandbox_url + "/v1/subscriptions", params=query, timeout=30, headers={
+                "Authorization": "Bearer " + self.env["STRIPE_SECRET_KEY"], "Stripe-Account": account})
+            assert answer.status_code == 200, answer.text
+            page = answer.json()
+            found += [item["id"] for item in page["data"] if item["status"] in ("active", "trialing", "past_due")]
+            if not page["has_more"]:
+                return found
+            after = page["data"][-1]["id"]
 
     def run_scheduled(self, function_name: str) -> None:
         """A scheduled function once, as `make catch-up` runs it against the stack."""

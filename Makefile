@@ -63,7 +63,8 @@ lint: $(INSTALLED)
 # schedules, references, placeholders, the web ACL (infra/rehearse.py);
 # then the stack created in moto's CloudFormation and each function run from
 # the unzipped deployment.zip in a bare python3.11 against it, under
-# AWS-shaped events (infra/deployed.py). The last step before make deploy.
+# AWS-shaped events (infra/deployed.py, infra/lambda_service.py). The last
+# step before make deploy.
 # Prod fails while its config holds a placeholder; ALLOW_PLACEHOLDERS=1
 # rehearses the rest. make test runs tests/rehearsal.
 rehearse: package

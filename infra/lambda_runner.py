@@ -1,6 +1,6 @@
 """One function of the deployment zip, run as Lambda's Python runtime runs it:
 an interpreter that has the task root (the unzipped zip) and the standard
-library, nothing else (infra/deployed.py starts it `python -I -S -B`).
+library, nothing else (infra/lambda_service.py starts it `python -I -S -B`).
 
     python3.11 -I -S -B infra/lambda_runner.py
 

@@ -14,8 +14,9 @@ and only where the stack needs it:
 - An event source mapping moto creates runs the function itself, in Docker,
   on every message sent to the queue and every stream record: the messages
   would be consumed and the records dropped before the rehearsal's pollers
-  (QueueTrigger, StreamTrigger, standing in for Lambda's) see them. The
-  mapping stays (listed, read back), detached from moto's invocation.
+  (infra/lambda_service.py's QueueTrigger and StreamTrigger, standing in
+  for Lambda's) see them. The mapping stays (listed, read back), detached
+  from moto's invocation.
 """
 import contextlib
 from typing import Any, Dict, Iterator, Optional

@@ -1,8 +1,9 @@
 """The dev stack created in moto's CloudFormation from the translated
 template, and its functions run from deployment.zip as Lambda runs them,
 each in a clean interpreter with the environment the stack gave it
-(infra/deployed.py, infra/lambda_runner.py). Events are shaped as AWS sends
-them (tests/rehearsal/events); Stripe is the local sandbox.
+(infra/deployed.py, infra/lambda_service.py, infra/lambda_runner.py).
+Events are shaped as AWS sends them (tests/rehearsal/events); Stripe is the
+local sandbox.
 
 The tests after the stack's own run in order on one stack, as a stage's
 first hour would: a connection, its import, a delivery, its announcement,
@@ -21,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
-from infra import deployed, rehearse
+from infra import deployed, lambda_service, rehearse
 from infra.moto_gaps import MotoGaps
 from infra.project import stage_environment
 from tests import helpers
@@ -350,7 +351,8 @@ class Rehearsal:
         # which a deployed function refuses (test below), becomes the
         # sandbox platform's client id.
         self.stripe = {"STRIPE_API_BASE": sandbox.url, "STRIPE_CONNECT_BASE": sandbox.url}
-        self.functions = deployed.Functions(stack, task_root, dict(self.stripe, STRIPE_CLIENT_ID=helpers.CLIENT_ID))
+        self.functions = lambda_service.Functions(stack, task_root,
+                                                  dict(self.stripe, STRIPE_CLIENT_ID=helpers.CLIENT_ID))
         self.functions.start(*FUNCTIONS)
         self.methods = stack.api_methods()
         apigateway = stack.client("apigateway")
@@ -361,13 +363,14 @@ class Rehearsal:
         self.events_trigger = self.queue_trigger("StripeEvents", "sqs-stripe-events.json")
         self.sync_trigger = self.queue_trigger("SyncWorker", "sqs-sync-worker.json")
         (stream,) = stack.mappings("AnnounceAccess")
-        self.stream_trigger = deployed.StreamTrigger(stack, stream, self.functions["AnnounceAccess"],
-                                                     shape("dynamodb-stream-announce-access.json")["Records"][0])
+        self.stream_trigger = lambda_service.StreamTrigger(stack, stream, self.functions["AnnounceAccess"],
+                                                           shape("dynamodb-stream-announce-access.json")["Records"][0])
         self.customerhub = self.subscribe_to_access_bus()
 
     def queue_trigger(self, logical, record_shape):
         (mapping,) = self.stack.mappings(logical)
-        return deployed.QueueTrigger(self.stack, mapping, self.functions[logical], shape(record_shape)["Records"][0])
+        return lambda_service.QueueTrigger(self.stack, mapping, self.functions[logical],
+                                           shape(record_shape)["Records"][0])
 
     def subscribe_to_access_bus(self):
         """CustomerHub's rule on the stack's access bus (infra/README.md: how
@@ -405,7 +408,7 @@ class Rehearsal:
             "FunctionArn"])
         given = dict(self.gateway_values(event["resource"]), authorization="Bearer " + self.token())
         given.update(values)
-        filled = deployed.fill(event, given)
+        filled = lambda_service.fill(event, given)
         return Answer(self.functions["APIHandler"].invoke(filled))
 
     def gateway_values(self, resource):
@@ -439,7 +442,7 @@ class Rehearsal:
 
     def run_schedule(self, logical):
         rule = self.stack.schedule_of(logical)
-        event = deployed.fill(shape("scheduled-event.json"), {
+        event = lambda_service.fill(shape("scheduled-event.json"), {
             "id": str(uuid.uuid4()), "account": deployed.ACCOUNT, "region": self.region,
             "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "rule_arn": rule["Arn"]})
         return self.functions[logical].invoke(event)
@@ -457,7 +460,7 @@ class Rehearsal:
 
 @pytest.fixture(scope="module")
 def task_root(packaged, tmp_path_factory):
-    return deployed.unpack(str(Path(packaged["dev"]) / "deployment.zip"), str(tmp_path_factory.mktemp("lambda")))
+    return lambda_service.unpack(str(Path(packaged["dev"]) / "deployment.zip"), str(tmp_path_factory.mktemp("lambda")))
 
 
 @pytest.fixture(scope="module")
@@ -494,11 +497,11 @@ def requirement(name):
 def test_a_function_with_the_configs_placeholder_client_id_refuses_to_serve(rehearsal, task_root):
     """The stack as configured, unchanged: dev's STRIPE_CLIENT_ID is still
     `ca_REPLACE_…`, and a deployed function takes no placeholder."""
-    functions = deployed.Functions(rehearsal.stack, task_root, rehearsal.stripe)
+    functions = lambda_service.Functions(rehearsal.stack, task_root, rehearsal.stripe)
     try:
         api = functions["APIHandler"]
         assert api.environment["STRIPE_CLIENT_ID"].startswith("ca_REPLACE_")
-        answer = Answer(api.invoke(deployed.fill(shape("api-get-connector-card.json"), dict(
+        answer = Answer(api.invoke(lambda_service.fill(shape("api-get-connector-card.json"), dict(
             rehearsal.gateway_values("/connectors/stripe"), authorization="Bearer " + rehearsal.token()))))
     finally:
         functions.close()
@@ -510,7 +513,7 @@ def test_a_function_with_the_configs_placeholder_client_id_refuses_to_serve(rehe
 # ------------------------------------------------------------------ the contract, deployed
 
 def test_the_card_without_a_token_is_401_unauthorized(rehearsal):
-    answer = rehearsal.request("api-get-connector-card.json", authorization=deployed.OMIT)
+    answer = rehearsal.request("api-get-connector-card.json", authorization=lambda_service.OMIT)
 
     assert answer.status == 401
     assert answer.json()["error"]["code"] == "unauthorized"
@@ -661,7 +664,7 @@ def test_an_event_stripe_puts_on_its_partner_bus_reaches_stripe_events_by_the_st
     sqs = rehearsal.stack.client("sqs")
     queued = sqs.receive_message(QueueUrl=rehearsal.stack.physical("EventsQueue"), VisibilityTimeout=0)["Messages"]
     envelope = json.loads(queued[0]["Body"])
-    expected = deployed.fill(shape("eventbridge-stripe-event.json"), {
+    expected = lambda_service.fill(shape("eventbridge-stripe-event.json"), {
         "id": envelope["id"], "event_type": updated["type"], "event_source": PARTNER_SOURCE,
         "account": deployed.ACCOUNT, "time": envelope["time"], "region": "us-east-1", "event": updated})
     # moto's rule leaves out the envelope's `account`, which EventBridge's has.

@@ -5,6 +5,7 @@ screenshot of every step, kept under .browser/ when a test fails."""
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -36,9 +37,18 @@ class Stack(StackProcess):
         return self.admin("GET", "/connectors/stripe").json()
 
     def ensure_connected(self) -> Dict[str, Any]:
+        """Connected, with the connection's import done: a subscription made
+        while it runs may be taken by the import before its webhook, and be
+        recorded as imported rather than as the Stripe event a test reads."""
         if self.card()["status"] != "connected":
             self.connect(LOCAL_ACCOUNT)
-        return self.card()
+        deadline = time.monotonic() + 60
+        while True:
+            card = self.card()
+            if not card["sync"] or card["sync"]["state"] != "importing":
+                return card
+            assert time.monotonic() < deadline, "the import did not end within 60 s: %r" % card["sync"]
+            time.sleep(0.2)
 
     def ensure_disconnected(self) -> None:
         assert self.admin("DELETE", "/connectors/stripe").status_code == 200

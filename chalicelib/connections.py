@@ -163,8 +163,8 @@ def parse_connect_request(body: Optional[dict]) -> dict:
     landing = body.get("landing")
     if landing is not None and landing not in LANDINGS:
         raise InvalidRequest("landing must be 'login' or 'register'")
-    always_prompt = body.get("always_prompt", False)
-    if not isinstance(always_prompt, bool):
+    always_prompt = body.get("always_prompt")
+    if "always_prompt" in body and not isinstance(always_prompt, bool):
         raise InvalidRequest("always_prompt must be true or false")
     return {"email": email, "landing": landing, "always_prompt": always_prompt}
 
@@ -188,7 +188,7 @@ class ConnectorService:
         return connector_card(connection, self._imports.sync_of(connection), self._health.of(connection))
 
     def begin_connect(self, site_id: str, user_id: str, email: Optional[str] = None,
-                      landing: Optional[str] = None, always_prompt: bool = False) -> str:
+                      landing: Optional[str] = None, always_prompt: Optional[bool] = None) -> str:
         state = self._states.issue(site_id, user_id, self._clock())
         return self._stripe.authorize_url(state, self._redirect_uri, email=email,
                                           landing=landing, always_prompt=always_prompt)

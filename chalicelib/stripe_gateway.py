@@ -135,15 +135,16 @@ class StripeGateway:
         self._webhook_secret = webhook_secret
 
     def authorize_url(self, state: str, redirect_uri: str, email: Optional[str] = None,
-                      landing: Optional[str] = None, always_prompt: bool = False) -> str:
+                      landing: Optional[str] = None, always_prompt: Optional[bool] = None) -> str:
         params: Dict[str, Any] = {"response_type": "code", "scope": "read_write",
                                   "state": state, "redirect_uri": redirect_uri}
         if email:
             params["stripe_user"] = {"email": email}
         if landing:
             params["stripe_landing"] = landing
-        if always_prompt:
-            params["always_prompt"] = "true"
+        if always_prompt is not None:
+            # Given, it is passed on, false included: the URL says what the admin asked for.
+            params["always_prompt"] = "true" if always_prompt else "false"
         return self._client.oauth.authorize_url(params)
 
     def exchange_code(self, code: str) -> AuthorizedAccount:

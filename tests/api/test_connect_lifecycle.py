@@ -83,7 +83,9 @@ def test_connect_url_carries_what_stripe_needs_and_a_fresh_state(client, sandbox
     assert query["always_prompt"] == "true"
     assert len(query["state"]) >= 32
     assert query_of(second)["state"] != query["state"]
-    assert "stripe_landing" not in query_of(second)
+    assert "stripe_landing" not in query_of(second) and "always_prompt" not in query_of(second)
+    # Given as false, it is passed on as false: the URL says what was asked.
+    assert query_of(start(client, {"always_prompt": False}))["always_prompt"] == "false"
 
 
 def test_the_authorize_page_renders_for_the_connect_url(client, sandbox):

@@ -78,7 +78,8 @@ def test_the_site_always_comes_from_the_token(client, sandbox):
 
 @pytest.mark.parametrize("body,message", [
     (b"{not json", "JSON"), (b"[]", "object"), (b'{"landing": "signup"}', "landing"),
-    (b'{"always_prompt": "yes"}', "always_prompt"), (b'{"email": 12}', "email"),
+    (b'{"always_prompt": "yes"}', "always_prompt"), (b'{"always_prompt": null}', "always_prompt"),
+    (b'{"email": 12}', "email"),
     (b'{"site": "site_b"}', "Unknown field"),
 ])
 def test_connect_with_a_bad_body_is_400_and_stores_no_state(client, body, message):

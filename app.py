@@ -40,6 +40,10 @@ WEBHOOK_PATH = "/webhooks/stripe"
 # method: without one a monitor's HEAD would be its 404. The app answers it
 # as the GET (API Gateway sends no body on a HEAD).
 READ = ["GET", "HEAD"]
+# The Content-Type of a route that reads no body: whatever the request names.
+# Chalice refuses all but JSON otherwise, which turned a GET sent with a
+# stray `Content-Type: text/plain` into a 415 about a body it did not have.
+ANY_BODY = ["*/*"]
 # How often expire_access runs: a member loses access at most this long after
 # access_until in CustomerHub's own view (GET /access never shows it past then).
 SWEEP_SCHEDULE = Rate(15, unit=Rate.MINUTES)
@@ -254,7 +258,7 @@ preflight("/access/{user_id}/history", "GET")
 preflight("/members", "GET")
 
 
-@app.route("/connectors/stripe", methods=READ)
+@app.route("/connectors/stripe", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def connector_card():
     admin = caller(ADMIN_ROLES)
@@ -270,7 +274,7 @@ def connect():
     return {"authorize_url": url}
 
 
-@app.route("/connectors/stripe", methods=["DELETE"])
+@app.route("/connectors/stripe", methods=["DELETE"], content_types=ANY_BODY)
 @answers_errors
 def disconnect():
     admin = caller(ADMIN_ROLES)
@@ -285,7 +289,7 @@ def save_portal_settings():
     return services.get_portal_service().save_settings(admin.site_id, settings)
 
 
-@app.route("/connectors/stripe/sync", methods=["POST"])
+@app.route("/connectors/stripe/sync", methods=["POST"], content_types=ANY_BODY)
 @answers_errors
 def sync_now():
     admin = caller(ADMIN_ROLES)
@@ -294,7 +298,7 @@ def sync_now():
     return Response(body=connector.card(admin.site_id), status_code=202)
 
 
-@app.route("/connectors/stripe/unmatched", methods=READ)
+@app.route("/connectors/stripe/unmatched", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def unmatched_subscriptions():
     admin = caller(ADMIN_ROLES)
@@ -314,14 +318,14 @@ def link_unmatched(subscription_id):
                                                  by=admin.user_id)
 
 
-@app.route("/connectors/stripe/links/{subscription_id}", methods=["DELETE"])
+@app.route("/connectors/stripe/links/{subscription_id}", methods=["DELETE"], content_types=ANY_BODY)
 @answers_errors
 def unlink_subscription(subscription_id):
     admin = caller(ADMIN_ROLES)
     return services.get_unmatched_service().unlink(admin.site_id, unquote(subscription_id), by=admin.user_id)
 
 
-@app.route("/billing/portal", methods=READ)
+@app.route("/billing/portal", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def billing_portal():
     member = member_caller()
@@ -336,14 +340,14 @@ def billing_portal_session():
     return services.get_portal_service().open_session(member, return_url)
 
 
-@app.route("/access", methods=READ)
+@app.route("/access", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def own_access():
     member = member_caller()
     return services.get_access_service().entitlements_of(member.site_id, member.user_id)
 
 
-@app.route("/access/history", methods=READ)
+@app.route("/access/history", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def own_access_history():
     member = member_caller()
@@ -352,14 +356,14 @@ def own_access_history():
         member.site_id, member.user_id, parse_limit(query.get("limit")), decode_history_cursor(query.get("cursor")))
 
 
-@app.route("/access/{user_id}", methods=READ)
+@app.route("/access/{user_id}", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def member_access(user_id):
     admin = caller(ADMIN_ROLES)
     return services.get_access_service().entitlements_of(admin.site_id, unquote(user_id))
 
 
-@app.route("/members", methods=READ)
+@app.route("/members", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def find_members():
     admin = caller(ADMIN_ROLES)
@@ -367,7 +371,7 @@ def find_members():
     return services.get_member_search().by_email(admin.site_id, query.get("email"))
 
 
-@app.route("/access/{user_id}/history", methods=READ)
+@app.route("/access/{user_id}/history", methods=READ, content_types=ANY_BODY)
 @answers_errors
 def member_access_history(user_id):
     admin = caller(ADMIN_ROLES)
@@ -421,7 +425,10 @@ def complete_connect():
         admin.site_id, admin.user_id, body.get("state"), body.get("code"), body.get("error"))
 
 
-@app.route(WEBHOOK_PATH, methods=["POST"])
+# The signature is checked on the raw body before anything else, its
+# Content-Type included: Stripe sends JSON, and a forged delivery is an
+# invalid_signature whatever type it names.
+@app.route(WEBHOOK_PATH, methods=["POST"], content_types=ANY_BODY)
 @answers_errors
 def stripe_webhook():
     """Verified, checked and queued; handled by stripe_events."""

@@ -45,15 +45,17 @@ SERVER_ERRORS = {
 class RawQueryEvents(LambdaEventConverter):
     """Events that also carry the query string as the client sent it, as an
     HTTP API's do (`rawQueryString`): the OAuth callback bounces it on byte
-    for byte. Only printable ASCII is passed on raw; anything else is left to
-    the decoded parameters."""
+    for byte. A byte a URL cannot hold as it is (a space, a control
+    character, anything past ASCII, which a browser would have
+    percent-encoded itself) goes on percent-encoded: a Location header holds
+    ASCII only."""
 
     def create_lambda_event(self, method: str, path: str, headers: Dict[str, str],
                             body: Optional[bytes] = None) -> Dict[str, Any]:
         event = super().create_lambda_event(method, path, headers, body)
-        query = path.partition("?")[2]
-        if all(" " < ch < "\x7f" for ch in query):
-            event["rawQueryString"] = query
+        # http.server reads the request line as Latin-1: one character a byte.
+        sent = path.partition("?")[2].encode("latin-1", "replace")
+        event["rawQueryString"] = "".join(chr(byte) if 0x20 < byte < 0x7f else "%%%02X" % byte for byte in sent)
         return event
 
 

@@ -91,6 +91,18 @@ def test_connect_with_a_bad_body_is_400_and_stores_no_state(client, body, messag
     assert list(OAuthStateModel.scan()) == []
 
 
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/connectors/stripe", 200), ("HEAD", "/connectors/stripe", 200), ("GET", "/access", 200),
+    ("GET", "/access/history", 200), ("GET", "/billing/portal", 200), ("GET", "/access/user_x", 200),
+    ("GET", "/access/user_x/history", 200), ("DELETE", "/connectors/stripe", 200),
+    ("POST", "/connectors/stripe/sync", 409), ("DELETE", "/connectors/stripe/links/sub_x", 404),
+])
+def test_a_route_that_reads_no_body_answers_whatever_content_type_is_named(client, method, path, status):
+    # A stray header from a client library, with no body: the route's own answer, not a 415.
+    response = call(client, method, path, {**bearer(role="owner"), "Content-Type": "text/plain"})
+    assert response.status_code == status, response.body
+
+
 def test_connect_with_a_form_body_is_415(client):
     response = call(client, "POST", "/connectors/stripe/connect",
                     {**bearer(), "Content-Type": "application/x-www-form-urlencoded"}, b"a=b")

@@ -20,7 +20,7 @@ from chalicelib.settings import get_settings
 # studio is the subscription webhooks' fixture, used here too.
 from tests.api.test_subscription_lifecycle import recorded
 from tests.api.test_subscription_webhooks import ACCOUNT, access, last_event, studio  # noqa: F401
-from tests.helpers import AWS_CALLS, WEBHOOK_SECRET, deliver, stripe_event
+from tests.helpers import AWS_CALLS, WEBHOOK_SECRET, deliver, signed, stripe_event
 
 SUBSCRIPTION_PATH = "/v1/subscriptions/"
 # What Lambda's event source mapping does with the queue around the
@@ -101,6 +101,23 @@ def test_a_delivery_is_acknowledged_after_one_sqs_send_without_asking_dynamodb_o
     assert recorded(created) and recorded(updated)
     assert access(client)[0]["state"] == "canceling"
     assert events_queue.holds() == 0
+
+
+def test_the_signature_comes_before_the_content_type_a_signed_event_is_queued_whatever_type_it_names(
+        client, studio, events_queue):
+    created = subscribed(studio)
+    payload, headers = signed(created)
+    forged = dict(headers, **{"Stripe-Signature": headers["Stripe-Signature"].replace("v1=", "v1=0")})
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/octet-stream"):
+        refused = client.post("/webhooks/stripe", headers=dict(forged, **{"Content-Type": content_type}),
+                              body=payload)
+        assert (refused.status_code, refused.json_body["error"]["code"]) == (400, "invalid_signature")
+        too_large = client.post("/webhooks/stripe", headers={"Content-Type": content_type}, body=b"x" * (2 << 20))
+        assert (too_large.status_code, too_large.json_body["error"]["code"]) == (413, "payload_too_large")
+    assert events_queue.holds() == 0
+    taken = client.post("/webhooks/stripe", headers=dict(headers, **{"Content-Type": "text/plain"}), body=payload)
+    assert acknowledged(taken)
+    assert [json.loads(body)["id"] for body in events_queue.peek()] == [created["id"]]
 
 
 def test_handling_a_queued_event_costs_at_most_three_dynamodb_and_one_stripe_request(

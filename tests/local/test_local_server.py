@@ -369,6 +369,21 @@ def test_the_get_callback_bounces_the_query_byte_for_byte(api, query):
     assert response.getheader("Referrer-Policy") == "no-referrer"
 
 
+@pytest.mark.parametrize("sent, bounced", [
+    ("code=a%20b&u=\u00fc", "code=a%20b&u=%C3%BC"),
+    ("state=s&x=\u00fc&code=ac_1&x=%C3%BC", "state=s&x=%C3%BC&code=ac_1&x=%C3%BC"),
+])
+def test_bytes_a_url_cannot_hold_are_bounced_percent_encoded_and_the_rest_as_sent(api, sent, bounced):
+    # As a client that sends raw UTF-8 in the request line: what a browser
+    # would have encoded, encoded; nothing decoded, regrouped or re-encoded.
+    answer = exchange(api, b"GET /connectors/stripe/oauth/callback?" + sent.encode("utf-8")
+                      + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    status, headers, _ = parse(answer)
+
+    assert status == 302
+    assert headers["location"] == APP_BASE_URL + "/settings/connectors/stripe/callback?" + bounced
+
+
 # The embedded AWS
 
 def test_the_embedded_aws_keeps_concurrent_transactions_and_writes_apart(embedded_aws):

@@ -238,9 +238,12 @@ def main() -> int:
     from chalicelib.errors import ConfigurationError
     from chalicelib.settings import get_settings
 
+    from local.schedules import LocalSchedules, wanted
+
     try:
         settings = get_settings()
-    except ConfigurationError as exc:
+        scheduling = wanted(env.get("LOCAL_SCHEDULES", ""))
+    except (ConfigurationError, ValueError) as exc:
         print("The connector will not start: %s" % exc, file=sys.stderr)
         return 2
 
@@ -282,6 +285,14 @@ def main() -> int:
     print("  Stripe:         %s" % ("sandbox at " + sandbox.url if sandbox else settings.stripe_api_base))
     if sandbox:
         print("  Clock:          the sandbox's, moved ahead on its page or with `make advance DAYS=…`")
+    import app as functions
+
+    schedules = LocalSchedules(functions, settings.aws_region).start() if scheduling else None
+    if schedules:
+        print("  Schedules:      %s, on the stack's clock (LOCAL_SCHEDULES=off: only by make sweep / "
+              "make catch-up)" % schedules.describe())
+    else:
+        print("  Schedules:      off (LOCAL_SCHEDULES=off): make sweep and make catch-up run them")
     print("  Site:           %s" % LOCAL_SITE)
     print("\n  export ADMIN_TOKEN=%s" % tokens["admin"])
     print("  export MEMBER_TOKEN=%s" % tokens["member"])
@@ -292,6 +303,8 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if schedules:
+            schedules.stop()
         pump.stop()
         work.stop()
         events.stop()

@@ -15,6 +15,7 @@ from typing import Optional
 from chalicelib import clock
 from local import clock as local_clock
 from local.run import local_environment
+from local.schedules import scheduled_event
 
 
 def use_running_stack() -> Optional[int]:
@@ -59,14 +60,6 @@ def main(function_name: str) -> int:
     report = getattr(app, function_name)(scheduled_event(settings.aws_region), None)
     print(json.dumps(report, indent=2))
     return 0
-
-
-def scheduled_event(region: str) -> dict:
-    """What EventBridge's schedule hands the function, at the stack's time."""
-    now = clock.iso(clock.utc_now())
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": "000000000000", "time": now, "region": region,
-            "resources": [], "detail": {}}
 
 
 def _answers(url: str) -> bool:

@@ -61,6 +61,9 @@ class StackProcess:
                  ports: Sequence[str] = PORTS):
         given = {name: value for name, value in os.environ.items() if name not in CLEARED}
         given.update({name: str(port) for name, port in zip(ports, free_ports(len(ports)))})
+        # A test decides when the scheduled functions run (make sweep's way),
+        # unless it asks for make run's schedules.
+        given["LOCAL_SCHEDULES"] = "off"
         given.update(overrides or {})
         given["PYTHONUNBUFFERED"] = "1"
         self.given = given

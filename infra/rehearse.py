@@ -84,8 +84,6 @@ ARTIFACT, TRANSLATE, LINT = "artifact", "SAM transform", "cfn-lint"
 CHECKS = (ARTIFACT, TRANSLATE, LINT, API_STAGE, WEB_ACL, FUNCTIONS, SCHEDULES, REFERENCES, PLACEHOLDERS)
 
 
-
-
 @dataclasses.dataclass
 class Rehearsal:
     stage: str
@@ -169,8 +167,6 @@ def _refusal(message: str) -> Finding:
 
 def serverless_functions(sam: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     return {name: r for name, r in sam.get("Resources", {}).items() if r.get("Type") == "AWS::Serverless::Function"}
-
-
 
 
 def check_artifacts(sam: Dict[str, Any], packaged_dir: str) -> List[Finding]:

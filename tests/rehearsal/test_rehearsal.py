@@ -171,7 +171,8 @@ def test_prod_is_held_back_by_exactly_the_placeholders_its_config_holds_saying_w
 
 def test_a_placeholder_in_dev_is_a_note_that_does_not_hold_dev_back(rehearsals):
     rehearsal = rehearsals["dev"]
-    assert _placeholder_variables(rehearsal.of(template_checks.PLACEHOLDERS)) == set(template_checks.config_placeholders("dev"))
+    assert _placeholder_variables(rehearsal.of(template_checks.PLACEHOLDERS)) == set(
+        template_checks.config_placeholders("dev"))
     assert not [f for f in rehearsal.of(template_checks.PLACEHOLDERS) if f.blocking]
     assert rehearsal.ready, rehearsal.report()
 

@@ -9,7 +9,6 @@ import os
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from typing import Optional
 
 from chalicelib import clock

@@ -12,7 +12,7 @@ needs through the API or the sandbox, and leaves the site connected to the
 local account."""
 import json
 import re
-from typing import Callable, List
+from typing import List
 
 import pytest
 from playwright.sync_api import Page, Route, expect

@@ -98,7 +98,9 @@ export function connectorsPage(main, { state }) {
     } catch (error) {
       failedPolls += 1;
       if (gone) return;
-      if (failedPolls < POLL_TRIES) {
+      // A refusal (a sign-in no longer accepted, say) will not pass by itself: said at once.
+      const passing = error.status === 0 || error.status >= 500;
+      if (passing && failedPolls < POLL_TRIES) {
         timer = setTimeout(poll, Math.min(POLL_MS * 2 ** failedPolls, LONGEST_POLL_MS));
       } else {
         fail(error);

@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / ".fuzz"
 CARD_PATH = "/connectors/stripe"
 SETTINGS_PATH = "/connectors/stripe/settings"
-# The local site's portal, turned on so that members reach it.
 UNMATCHED_PATH = "/connectors/stripe/unmatched"
 # A subscriber whose customer names no member: the link and unlink routes
 # are called with their subscription, so that they reach the linking itself
 # rather than only 404 for ids nobody had.
 UNMATCHED_EMAIL = "fuzz-unmatched@example.test"
+# The local site's portal, turned on so that members reach it.
 PORTAL_ON = {"portal_enabled": True, "privacy_policy_url": "https://localfitness.test/privacy",
              "terms_of_service_url": "https://localfitness.test/terms", "allow_cancel": True}
 

@@ -384,3 +384,15 @@ botocore.handlers.BUILTIN_HANDLERS.append(("before-send.*.*", AWS_FAULTS.before_
 botocore.handlers.BUILTIN_HANDLERS.append(("before-send", AWS_FAULTS.after_aws))
 botocore.handlers.BUILTIN_HANDLERS.append(("before-call", AWS_FAULTS.before_call))
 botocore.handlers.BUILTIN_HANDLERS.append(("after-call", AWS_FAULTS.after_call))
+
+
+def settled(read: Callable[[], Any], done: Callable[[Any], bool], seconds: float = 10) -> Any:
+    """What `read` gives once `done` holds of it (a running stack's webhooks,
+    queues and schedules caught up), asserted within `seconds`."""
+    deadline = time.monotonic() + seconds
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = read()
+    assert done(value), value
+    return value

@@ -14,7 +14,8 @@ from playwright.sync_api import Page, Route, expect
 from local.run import LOCAL_MEMBER
 from test_connectors_ui import open_connectors, sign_in, start_connecting, stripe_card
 from test_first_hour import back_on_the_local_account, connect_a_new_account_at_stripe
-from test_member_view import access_of, settled
+from test_member_view import access_of
+from tests.helpers import settled
 
 EMAIL = LOCAL_MEMBER[1]
 USER_ID = LOCAL_MEMBER[0]

@@ -6,28 +6,16 @@ when Stripe's events last came, and warns when Stripe has disabled the
 webhook endpoint or events came only through the catch-up. Each test makes
 its own member through the sandbox's API and dashboard."""
 import re
-import time
-from typing import Any, Callable
 
 from playwright.sync_api import Page, expect
 
 from local.run import LOCAL_ACCOUNT
 from local.stripe_sandbox import WEBHOOK_ENDPOINT_ID
 from test_connectors_ui import open_connectors, sign_in, stripe_card
+from tests.helpers import settled
 
 WARNING_BACKGROUND = "rgb(255, 244, 214)"
 STRIPE_EVENT = r"\(Stripe event evt_\w+\)"
-
-
-def settled(read: Callable[[], Any], done: Callable[[Any], bool], seconds: float = 10) -> Any:
-    """What the API says once the webhooks and the queue have caught up."""
-    deadline = time.monotonic() + seconds
-    value = read()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        value = read()
-    assert done(value), value
-    return value
 
 
 def history_of(stack, user_id: str) -> list:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import requests
 
-from local.run import LOCAL_ACCOUNT
 from local.stack_runner import StackError, StackProcess, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,18 +74,9 @@ def unmatched_subscription(stack: StackProcess, timeout: float = 30) -> str:
     """A subscription of a customer that names no member, made at the
     sandbox (as a site owner's Stripe dashboard would), once the connector
     lists it as unmatched."""
-    customer = requests.post(stack.sandbox_url + "/v1/customers", data={"email": UNMATCHED_EMAIL}, timeout=30,
-                             headers={"Authorization": "Bearer " + stack.env["STRIPE_SECRET_KEY"],
-                                      "Stripe-Account": LOCAL_ACCOUNT})
-    if customer.status_code != 200:
-        raise StackError("the sandbox made no customer: %d %s" % (customer.status_code, customer.text))
-    made = requests.post(stack.sandbox_url + "/dashboard/accounts/%s/subscriptions" % LOCAL_ACCOUNT, timeout=30,
-                         data={"customer": UNMATCHED_EMAIL, "product": "Fuzzing", "product_metadata_id": "fuzzing"},
-                         headers={"Accept": "application/json"})
-    if made.status_code != 200:
-        raise StackError("the sandbox made no subscription: %d %s" % (made.status_code, made.text))
-    subscription = made.json()["id"]
-    admin = {"Authorization": "Bearer " + stack.tokens["admin"]}
+    stack.customer(UNMATCHED_EMAIL)
+    subscription = stack.subscribe(UNMATCHED_EMAIL, "Fuzzing")["id"]
+    admin = stack.headers("admin")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         listed = requests.get(stack.api_url + UNMATCHED_PATH, headers=admin, timeout=30).json()["unmatched"]

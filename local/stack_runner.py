@@ -125,6 +125,35 @@ class StackProcess:
     def connect(self, account_id: str = LOCAL_ACCOUNT) -> Dict[str, Any]:
         return connect(self.api_url, self.sandbox_url, self.tokens["admin"], account_id)
 
+    # What a site owner does at Stripe, through the sandbox: its API with the
+    # platform's key as the connected account, and its dashboard's forms.
+
+    def stripe_headers(self, account: str = LOCAL_ACCOUNT) -> Dict[str, str]:
+        return {"Authorization": "Bearer " + self.env["STRIPE_SECRET_KEY"], "Stripe-Account": account}
+
+    def customer(self, email: str, user_id: Optional[str] = None, account: str = LOCAL_ACCOUNT) -> Dict[str, Any]:
+        """A Stripe customer, named as the member `user_id` by its metadata
+        (none: it names no member)."""
+        form = {"email": email}
+        if user_id:
+            form["metadata[customerhub_user_id]"] = user_id
+        answer = requests.post(self.sandbox_url + "/v1/customers", data=form, timeout=30,
+                               headers=self.stripe_headers(account))
+        expect_status(answer, 200, "POST /v1/customers")
+        return answer.json()
+
+    def dashboard(self, path: str, **form: Any) -> Dict[str, Any]:
+        """A form post to the sandbox's dashboard, answered in JSON."""
+        answer = requests.post(self.sandbox_url + path, data=form, headers={"Accept": "application/json"},
+                               timeout=30)
+        expect_status(answer, 200, "POST " + path)
+        return answer.json()
+
+    def subscribe(self, email: str, product: str, account: str = LOCAL_ACCOUNT) -> Dict[str, Any]:
+        """A subscription to `product` (made if new) for the latest customer with `email`."""
+        return self.dashboard("/dashboard/accounts/%s/subscriptions" % account, customer=email, product=product,
+                              product_metadata_id=product.lower())
+
 
 def connect(api_url: str, sandbox_url: str, admin_token: str, account_id: str = LOCAL_ACCOUNT) -> Dict[str, Any]:
     """Connect the local site to the sandbox's account the way an admin

@@ -11,10 +11,10 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from conftest import Stack
+from browser_stack import Stack
 from local.run import LOCAL_MEMBER
 from test_connectors_ui import open_profile_menu, portal_on_the_local_account, sign_in, until
-from test_member_view import settled
+from tests.helpers import settled
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ hourly catch-up brought in."""
 import re
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
-from conftest import Stack
+from browser_stack import Stack
 from local.run import LOCAL_MEMBER
 from test_connectors_ui import open_connectors, sign_in, stripe_card, until
 from test_local_clock import entitlement, history, refresh, state_of
-from test_member_view import settled
+from tests.helpers import settled
 
 
 @pytest.fixture(scope="module")
@@ -56,4 +55,4 @@ def test_with_webhooks_held_the_schedules_end_a_lapsed_period_with_nobody_runnin
         expect(stripe_card(page)).to_contain_text(re.compile(r"Last catch-up: (just now|\d+ minutes? ago)"))
         step("the card counts what the catch-up found")
     finally:
-        assert requests.post(stack.sandbox_url + "/dashboard/webhooks/release", timeout=30).status_code in (200, 303)
+        stack.dashboard("/dashboard/webhooks/release")

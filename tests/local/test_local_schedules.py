@@ -5,16 +5,16 @@ the endpoint from the start, and a period that ended while Stripe's webhooks
 were held is ended by the sweep without anyone running it."""
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
 import requests
 
 import app as functions
-from local.run import LOCAL_ACCOUNT, LOCAL_MEMBER, local_environment
+from local.run import LOCAL_MEMBER, local_environment
 from local.schedules import ORDER, SETTLE_SECONDS, LocalSchedules, periods_of, wanted
 from local.stack_runner import ROOT, StackProcess
+from tests.helpers import settled
 
 DAY = 86400
 
@@ -140,49 +140,35 @@ def stack(tmp_path_factory):
     stack.stop()
 
 
-def eventually(read, holds, seconds=30):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = read()
-        if holds(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
-
-
 def test_with_make_runs_schedules_the_card_knows_the_endpoint_and_a_held_periods_end_is_swept(stack):
     admin = stack.headers("admin")
     member = stack.headers("member")
     stack.connect()
     card = lambda: requests.get(stack.api_url + "/connectors/stripe", headers=admin, timeout=30).json()  # noqa: E731
     # Nobody ran make catch-up: watch_webhook_endpoint ran at the start.
-    assert eventually(card, lambda c: c["events"]["endpoint"] == "enabled")["events"]["endpoint"] == "enabled"
+    settled(card, lambda c: c["events"]["endpoint"] == "enabled", seconds=30)
     assert "watch_webhook_endpoint ran on its schedule" in stack.log_tail(100_000)
 
-    form = {"customer": LOCAL_MEMBER[1], "product": "Rowing", "product_metadata_id": "rowing"}
-    json_please = {"Accept": "application/json"}
-    subscription = requests.post(stack.sandbox_url + "/dashboard/accounts/%s/subscriptions" % LOCAL_ACCOUNT,
-                                 data=form, headers=json_please, timeout=30).json()["id"]
+    subscription = stack.subscribe(LOCAL_MEMBER[1], "Rowing")["id"]
     access = lambda: requests.get(stack.api_url + "/access", headers=member, timeout=30).json()  # noqa: E731
-    assert [item["access"] for item in eventually(access, lambda a: a["entitlements"])["entitlements"]] == [True]
+    assert [item["access"] for item in settled(access, lambda a: a["entitlements"], seconds=30)["entitlements"]] \
+        == [True]
     history = lambda: requests.get(stack.api_url + "/access/history", headers=member,  # noqa: E731
                                    timeout=30).json()["history"]
-    for control in ("/dashboard/subscriptions/%s/cancel_at_period_end" % subscription, "/dashboard/webhooks/hold"):
-        done = requests.post(stack.sandbox_url + control, headers=json_please, timeout=30)
-        assert done.status_code == 200, (control, done.text)
-        if control.endswith("cancel_at_period_end"):
-            # Its webhook handled first: handled after the move, it would read the subscription ended.
-            assert eventually(history, lambda h: h[0]["to"]["state"] == "canceling")[0]["to"]["state"] == "canceling"
+    stack.dashboard("/dashboard/subscriptions/%s/cancel_at_period_end" % subscription)
+    # Its webhook handled first: handled after the move, it would read the subscription ended.
+    settled(history, lambda h: h[0]["to"]["state"] == "canceling", seconds=30)
+    stack.dashboard("/dashboard/webhooks/hold")
     try:
-        moved = requests.post(stack.sandbox_url + "/dashboard/clock/advance", data={"days": "31"},
-                              headers=json_please, timeout=120).json()
+        moved = stack.dashboard("/dashboard/clock/advance", days="31")
         assert [item["what"] for item in moved["happened"]] == ["canceled"]
 
-        ended = eventually(history, lambda h: h and h[0]["to"]["access"] is False)
+        ended = settled(history, lambda h: h and h[0]["to"]["access"] is False, seconds=30)
         assert (ended[0]["reason"], ended[0]["cause"]["kind"]) == ("period_ended", "sweep")
         # And the hourly catch-up, due as well, brought in the event Stripe could not deliver.
-        caught = eventually(card, lambda c: c["events"]["missed_last_day"] >= 1)["events"]
+        caught = settled(card, lambda c: c["events"]["missed_last_day"] >= 1, seconds=30)["events"]
         assert caught["last_caught_up_at"] and caught["missed_last_day"] >= 1
     finally:
-        requests.post(stack.sandbox_url + "/dashboard/webhooks/release", headers=json_please, timeout=30)
+        stack.dashboard("/dashboard/webhooks/release")
     log = stack.log_tail(100_000)
     assert "expire_access ran on its schedule" in log and "catch_up ran on its schedule" in log
